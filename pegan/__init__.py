@@ -1,0 +1,7 @@
+"""pegan: Positional Encoding as Spatial Inductive Bias in GANs (Xu et al., CVPR 2021) in JAX/Flax.
+
+Submodules are imported on demand so that ``from pegan import encodings`` pulls in nothing
+but the encodings (no training, data or checkpoint code).
+"""
+
+__version__ = "0.1.0"
