@@ -1,0 +1,320 @@
+"""MS-PIE StyleGAN2 generator and discriminator; the StyleGAN2 baselines (configs a/b) are the
+same classes with ``deconv2conv=False`` and ``with_adaptive_pool=False``.
+
+Generator (REFERENCE §2.3-2.14): mapping (PixelNorm + 8 equalized-lr layers, lr_mul 0.01) ->
+head (learned constant, or an SPE/CSG grid at ``head_pos_size + chosen_scale`` or resized to it)
+-> conv1 -> log2(out_size) - 2 up-blocks of two style convs and a ToRGB skip. ``chosen_scale``
+``s`` (int or (s_h, s_w)) adds to the 4x4 head, so the image is ``(4 + s) * out_size / 4``.
+
+Discriminator (§2.15): 1x1 conv, ResBlocks with blurred stride-2 convs, minibatch stddev,
+3x3 conv, then a 2x2 adaptive average pool (MS-PIE, any input size) or the 4x4 flatten
+(baselines), and two equalized-lr dense layers. Flatten order is the reference's NCHW order.
+
+Variables: ``params`` (raw weights) and, for the generator, ``buffers``:
+``injected_noise_{i}`` [1, H, W, 1] (the reference's fixed noise at scale 0) and
+``mean_latent`` [1, style_channels] (for truncation; computed by ``compute_mean_latent``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pegan import encodings, ops
+from pegan.nn.layers import EqualConv, EqualDense, StyleConv, ToRGB, random_noise
+
+__all__ = ["channel_table", "Generator", "Discriminator", "scale_pair", "compute_mean_latent",
+           "image_size"]
+
+Scale = Union[int, Tuple[int, int], Sequence[int]]
+
+
+def channel_table(channel_multiplier: int = 2, channels=None) -> Dict[int, int]:
+    """Resolution -> width. ``channels`` (a dict or pairs) overrides the reference table."""
+    if channels is not None:
+        return {int(k): int(v) for k, v in dict(channels).items()}
+    cm = channel_multiplier
+    return {4: 512, 8: 512, 16: 512, 32: 512, 64: 256 * cm, 128: 128 * cm, 256: 64 * cm,
+            512: 32 * cm, 1024: 16 * cm}
+
+
+def scale_pair(chosen_scale: Scale) -> Tuple[int, int]:
+    if isinstance(chosen_scale, (int, np.integer)):
+        return int(chosen_scale), int(chosen_scale)
+    sh, sw = chosen_scale
+    return int(sh), int(sw)
+
+
+def image_size(out_size: int, chosen_scale: Scale) -> Tuple[int, int]:
+    """Output (H, W) of a generator with ``out_size`` at ``chosen_scale``."""
+    sh, sw = scale_pair(chosen_scale)
+    f = out_size // 4
+    return (4 + sh) * f, (4 + sw) * f
+
+
+def _freeze(d):
+    """Dicts as sorted item tuples so module attributes stay hashable."""
+    if d is None:
+        return None
+    if isinstance(d, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in d.items()))
+    if isinstance(d, list):
+        return tuple(_freeze(v) for v in d)
+    return d
+
+
+def _thaw(t):
+    if t is None or isinstance(t, dict):
+        return t
+    return {k: (list(v) if isinstance(v, tuple) and k == "head_pos_size" else v) for k, v in t}
+
+
+class Generator(nn.Module):
+    out_size: int = 256                       # native output size (scale 0)
+    style_channels: int = 512                 # z and w width
+    num_mlps: int = 8                         # mapping depth
+    channel_multiplier: int = 2
+    channels: Any = None                      # optional {resolution: width} override (tiny models)
+    lr_mlp: float = 0.01                      # mapping lr multiplier
+    head_pos_encoding: Any = None             # None | {'type': 'SPE', ...} | {'type': 'CSG'}
+    head_pos_size: Tuple[int, int] = (4, 4)   # grid size of the head at scale 0 (PE heads)
+    interp_head: bool = False                 # PE heads: build at head_pos_size, then resize
+    no_pad: bool = False                      # 3x3 convs without padding (configs h-k), 6x6 constant
+    deconv2conv: bool = False                 # False: transposed conv + blur (baselines)
+    up_after_conv: bool = False               # deconv2conv: conv then x2 (c-g) or x2 then conv (h-k)
+    interp_pad: Optional[int] = None          # extra pixels of the bilinear resize before a conv
+    modconv_impl: str = "scale"               # modulated conv form, see ops.modconv
+
+    # -- structure ------------------------------------------------------------------------
+    @property
+    def log_size(self) -> int:
+        return int(math.log2(self.out_size))
+
+    @property
+    def num_latents(self) -> int:
+        return 2 * self.log_size - 2
+
+    @property
+    def num_injected_noises(self) -> int:
+        return self.num_latents - 1
+
+    @property
+    def channel_dict(self) -> Dict[int, int]:
+        return channel_table(self.channel_multiplier, self.channels)
+
+    def encoding(self):
+        cfg = self.head_pos_encoding
+        return encodings.encoding_from_config(dict(cfg) if cfg is not None else None)
+
+    def noise_shapes(self, chosen_scale: Scale = 0) -> List[Tuple[int, int]]:
+        """Spatial size of every injected noise at ``chosen_scale`` (REFERENCE §2.12)."""
+        sh, sw = scale_pair(chosen_scale)
+        bh, bw = 4 + sh, 4 + sw
+        shapes = [(bh, bw)]
+        extra = 2 if (self.no_pad and not self.up_after_conv and self.deconv2conv) else 0
+        for i in range(3, self.log_size + 1):
+            f = 2 ** (i - 2)
+            shapes += [(bh * f + extra, bw * f + extra), (bh * f, bw * f)]
+        return shapes
+
+    def setup(self):
+        ch = self.channel_dict
+        enc = self.encoding()
+        self.head_enc = enc
+        self.style_mapping = [EqualDense(self.style_channels, self.lr_mlp, activation=True)
+                              for _ in range(self.num_mlps)]
+        if enc is None:
+            size = 6 if self.no_pad else 4
+            self.constant_input = self.param("constant_input", nn.initializers.normal(1.0),
+                                             (1, size, size, ch[4]))
+        pad = 0 if self.no_pad else 1
+        self.conv1 = StyleConv(ch[4], 3, padding=pad, impl=self.modconv_impl)
+        self.to_rgb1 = ToRGB(impl=self.modconv_impl)
+        if self.deconv2conv:
+            up = "after" if self.up_after_conv else "before"
+        else:
+            up = "transposed"
+        convs, to_rgbs = [], []
+        for i in range(3, self.log_size + 1):
+            c_out = ch[2 ** i]
+            convs.append(StyleConv(c_out, 3, up=up, padding=pad, interp_pad=self.interp_pad,
+                                   impl=self.modconv_impl))
+            convs.append(StyleConv(c_out, 3, padding=pad, impl=self.modconv_impl))
+            to_rgbs.append(ToRGB(impl=self.modconv_impl))
+        self.convs, self.to_rgbs = convs, to_rgbs
+        shapes = self.noise_shapes(0)
+        self.injected_noise = [
+            self.variable("buffers", f"injected_noise_{i}",
+                          lambda s=s: jax.random.normal(self.make_rng("params"), (1,) + s + (1,)))
+            for i, s in enumerate(shapes)]
+        self.mean_latent = self.variable("buffers", "mean_latent",
+                                         lambda: jnp.zeros((1, self.style_channels)))
+
+    # -- pieces ---------------------------------------------------------------------------
+    def mapping(self, z):
+        """z [N, S] -> w [N, S]."""
+        x = ops.pixel_norm(z)
+        for layer in self.style_mapping:
+            x = layer(x)
+        return x
+
+    def head(self, batch: int, chosen_scale: Scale = 0, dtype=jnp.float32):
+        """The input of conv1 [N, h, w, C] at ``chosen_scale``."""
+        sh, sw = scale_pair(chosen_scale)
+        enc = self.head_enc
+        if enc is None:
+            x = jnp.broadcast_to(self.constant_input, (batch,) + self.constant_input.shape[1:]).astype(dtype)
+            size = self.constant_input.shape[1]
+            if (sh, sw) != (0, 0):
+                x = ops.resize_bilinear(x, (size + sh, size + sw), align_corners=True)
+            return x
+        hp, wp = self.head_pos_size
+        if self.interp_head:
+            grid = enc.grid(hp, wp, batch, dtype)
+            return ops.resize_bilinear(grid, (hp + sh, wp + sw), align_corners=True)
+        return enc.grid(hp + sh, wp + sw, batch, dtype)
+
+    def resolve_noise(self, noise, batch: int, chosen_scale: Scale, rng=None, dtype=jnp.float32):
+        """Per-layer noise: a list of arrays, 'const' (the buffers, scale 0 only) or None (drawn
+        from ``rng``, the reference's ``randomize_noise=True``)."""
+        shapes = self.noise_shapes(chosen_scale)
+        if noise is None:
+            if rng is None:
+                raise ValueError("generator needs `noise` (a list, or 'const') or an `rng` to draw it")
+            return random_noise(rng, shapes, batch, dtype)
+        if isinstance(noise, str):
+            if noise != "const":
+                raise ValueError(f"noise must be a list of arrays, 'const' or None; got {noise!r}")
+            if scale_pair(chosen_scale) != (0, 0):
+                raise ValueError("the stored (const) noise exists only at chosen_scale 0; pass noise "
+                                 "explicitly or draw it from an rng at other scales")
+            return [v.value.astype(dtype) for v in self.injected_noise]
+        noise = list(noise)
+        if len(noise) != len(shapes):
+            raise ValueError(f"expected {len(shapes)} noise maps, got {len(noise)}")
+        for i, (n, s) in enumerate(zip(noise, shapes)):
+            if tuple(n.shape[1:3]) != s:
+                raise ValueError(f"noise {i} has spatial size {tuple(n.shape[1:3])}, expected {s} "
+                                 f"at chosen_scale {chosen_scale}")
+        return [jnp.asarray(n, dtype) for n in noise]
+
+    def synthesis(self, latent, noise: List, chosen_scale: Scale = 0):
+        """latent [N, L, S] + per-layer noise -> image [N, H, W, 3]."""
+        n = latent.shape[0]
+        x = self.head(n, chosen_scale, latent.dtype)
+        self.sow("intermediates", "head_input", x)
+        x = self.conv1(x, latent[:, 0], noise[0])
+        self.sow("intermediates", "conv1", x)
+        skip = self.to_rgb1(x, latent[:, 1])
+        self.sow("intermediates", "to_rgb1", skip)
+        idx = 1
+        for k, to_rgb in enumerate(self.to_rgbs):
+            x = self.convs[2 * k](x, latent[:, idx], noise[2 * k + 1])
+            self.sow("intermediates", f"convs.{2 * k}", x)
+            x = self.convs[2 * k + 1](x, latent[:, idx + 1], noise[2 * k + 2])
+            self.sow("intermediates", f"convs.{2 * k + 1}", x)
+            skip = to_rgb(x, latent[:, idx + 2], skip)
+            self.sow("intermediates", f"to_rgbs.{k}", skip)
+            idx += 2
+        return skip
+
+    def __call__(self, z, chosen_scale: Scale = 0, *, noise=None, rng=None,
+                 truncation: float = 1.0, mean_latent=None, z2=None, inject_index=None,
+                 input_is_latent: bool = False, return_latents: bool = False):
+        """Generate images.
+
+        z: [N, S] latent codes (or w [N, S] / per-layer w [N, L, S] with ``input_is_latent``).
+        chosen_scale: int or (s_h, s_w). noise: see ``resolve_noise``.
+        truncation < 1: ``w = mean + t * (w - mean)`` against ``mean_latent`` (default: the
+        stored buffer). z2 + inject_index: style mixing, layers < inject_index use z, the rest
+        z2 (inject_index may be a traced int; ``num_latents`` means no mixing).
+        Returns the image [N, H, W, 3] (and the latent [N, L, S] with ``return_latents``).
+        """
+        L = self.num_latents
+        styles = [z] if z2 is None else [z, z2]
+        if not input_is_latent:
+            styles = [self.mapping(s) for s in styles]
+        if truncation < 1:
+            mean = self.mean_latent.value if mean_latent is None else mean_latent
+            mean = jnp.asarray(mean, styles[0].dtype)
+            if styles[0].ndim == 3:
+                mean = mean.reshape(1, 1, -1)
+            styles = [mean + truncation * (s - mean) for s in styles]
+        styles = [s if s.ndim == 3 else jnp.broadcast_to(s[:, None], (s.shape[0], L, s.shape[-1]))
+                  for s in styles]
+        if len(styles) == 1:
+            latent = styles[0]
+        else:
+            if inject_index is None:
+                raise ValueError("style mixing (z2) needs an inject_index in [1, num_latents - 1]")
+            layer = jnp.arange(L)[None, :, None]
+            latent = jnp.where(layer < inject_index, styles[0], styles[1])
+        noises = self.resolve_noise(noise, latent.shape[0], chosen_scale, rng, latent.dtype)
+        img = self.synthesis(latent, noises, chosen_scale)
+        return (img, latent) if return_latents else img
+
+
+class _ResBlock(nn.Module):
+    features: int
+
+    @nn.compact
+    def __call__(self, x):
+        cin = x.shape[-1]
+        y = EqualConv(cin, 3, padding=1, name="conv1")(x)
+        y = EqualConv(self.features, 3, stride=2, padding=0, blur_pad=((2, 2), (2, 2)), name="conv2")(y)
+        s = EqualConv(self.features, 1, stride=2, padding=0, use_bias=False, activation=False,
+                      blur_pad=((1, 1), (1, 1)), name="skip")(x)
+        return (y + s) * (1.0 / math.sqrt(2.0))
+
+
+class Discriminator(nn.Module):
+    in_size: int = 256                         # native input size (sets the number of blocks)
+    channel_multiplier: int = 2
+    channels: Any = None                       # optional {resolution: width} override
+    with_adaptive_pool: bool = True            # MS-PIE: 2x2 adaptive pool, any input size
+    pool_size: Tuple[int, int] = (2, 2)
+    mbstd_group_size: int = 4
+    mbstd_channel_groups: int = 1
+
+    @nn.compact
+    def __call__(self, x):
+        """x [N, H, W, 3] -> logits [N, 1]."""
+        ch = channel_table(self.channel_multiplier, self.channels)
+        log_size = int(math.log2(self.in_size))
+        x = EqualConv(ch[self.in_size], 1, use_bias=True, name="convs_0")(x)
+        self.sow("intermediates", "convs.0", x)
+        for j, i in enumerate(range(log_size, 2, -1), start=1):
+            x = _ResBlock(ch[2 ** (i - 1)], name=f"convs_{j}")(x)
+            self.sow("intermediates", f"convs.{j}", x)
+        x = ops.minibatch_stddev(x, self.mbstd_group_size, self.mbstd_channel_groups)
+        self.sow("intermediates", "mbstd_layer", x)
+        x = EqualConv(ch[4], 3, padding=1, name="final_conv")(x)
+        self.sow("intermediates", "final_conv", x)
+        if self.with_adaptive_pool:
+            x = ops.adaptive_avg_pool2d(x, tuple(self.pool_size))
+        elif x.shape[1:3] != (4, 4):
+            raise ValueError(f"baseline discriminator needs {self.in_size}px input, got "
+                             f"{x.shape[1] * 2 ** (log_size - 2)}px (4x4 before the flatten)")
+        x = x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)   # NCHW flatten order
+        x = EqualDense(ch[4], activation=True, name="final_linear_0")(x)
+        return EqualDense(1, name="final_linear_1")(x)
+
+
+def compute_mean_latent(generator: Generator, variables, key, num_samples: int = 4096,
+                        batch: int = 1024) -> jnp.ndarray:
+    """Mean of mapping(z) over ``num_samples`` z ~ N(0, I) (the reference's get_mean_latent)."""
+    fn = jax.jit(lambda v, z: generator.apply(v, z, method=Generator.mapping))
+    total = jnp.zeros((generator.style_channels,), jnp.float32)
+    keys = jax.random.split(key, -(-num_samples // batch))
+    done = 0
+    for k in keys:
+        n = min(batch, num_samples - done)
+        z = jax.random.normal(k, (n, generator.style_channels))
+        total = total + jnp.sum(fn(variables, z), axis=0)
+        done += n
+    return (total / num_samples)[None]
