@@ -1,4 +1,7 @@
-"""Command line: ``pegan demo | ...``.
+"""Command line: ``pegan demo | convert | sample | experiments``.
+
+Errors caused by the input (missing or damaged files, unknown experiments, checkpoints that do
+not fit) print one message and exit with status 2; PEGAN_DEBUG=1 shows the traceback.
 
 Each subcommand imports what it needs when it runs, so ``pegan --help`` stays fast.
 """
@@ -6,6 +9,7 @@ Each subcommand imports what it needs when it runs, so ``pegan --help`` stays fa
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import List, Optional
@@ -13,6 +17,12 @@ from typing import List, Optional
 
 class UserError(Exception):
     """An error caused by the user's input: printed without a traceback, exit status 2."""
+
+
+# library exceptions that describe bad input (files, names, sizes), reported without traceback
+_USER_ERRORS = {"CheckpointReadError", "UnsafePickleError", "ConversionError", "CheckpointError",
+                "ExperimentError", "FileNotFoundError", "ValueError", "IsADirectoryError",
+                "PermissionError"}
 
 
 def _demo(args) -> int:
@@ -63,6 +73,72 @@ def _demo(args) -> int:
     return 0
 
 
+def _pair(text: str, what: str):
+    try:
+        parts = [int(v) for v in text.replace("x", ",").split(",")]
+    except ValueError:
+        raise UserError(f"{what} must be N or H,W (integers), got {text!r}")
+    if len(parts) == 1:
+        return parts[0], parts[0]
+    if len(parts) != 2:
+        raise UserError(f"{what} must be N or H,W, got {text!r}")
+    return parts[0], parts[1]
+
+
+def _convert(args) -> int:
+    from pegan import api
+
+    t0 = time.time()
+    out = api.convert(args.file, args.out_dir, experiment=args.experiment, variant=args.variant,
+                      keep_bgr=args.keep_bgr, overwrite=args.overwrite)
+    from pegan import checkpoint as ckpt
+    info = ckpt.read_info(out)
+    print(f"wrote {out}: experiment {info['experiment']} ({info['variant']}, chosen by "
+          f"{info['source']['experiment_chosen_by']}), {info['color_order']} output, step "
+          f"{ckpt.latest_step(out)}, in {time.time() - t0:.1f} s")
+    return 0
+
+
+def _sample(args) -> int:
+    import numpy as np
+
+    from pegan import api
+    from pegan.imageio import image_grid, save_png, to_uint8
+
+    t0 = time.time()
+    loaded = api.load(args.checkpoint, which=args.which, experiment=args.experiment,
+                      variant=args.variant)
+    if args.size and args.chosen_scale is not None:
+        raise UserError("give --chosen-scale or --size, not both")
+    scale = api.resolve_scale(loaded.model, None if args.chosen_scale is None else
+                              _pair(args.chosen_scale, "--chosen-scale"),
+                              _pair(args.size, "--size") if args.size else None)
+    imgs = api.sample(loaded, args.num, scale, truncation=args.truncation, seed=args.seed,
+                      batch=args.batch, noise=args.noise)
+    if loaded.info.get("color_order") == "BGR":
+        imgs = imgs[..., ::-1]
+    path = save_png(args.out, image_grid(to_uint8(imgs), ncol=args.ncol))
+    msg = f"wrote {path}"
+    if args.npy:
+        os.makedirs(os.path.dirname(os.path.abspath(args.npy)), exist_ok=True)
+        np.save(args.npy, imgs)
+        msg += f" and {args.npy} (float32 [N, H, W, 3] RGB in [-1, 1])"
+    print(f"{msg}: {args.num} images of {imgs.shape[1]}x{imgs.shape[2]} (chosen scale {scale}, "
+          f"truncation {args.truncation}, seed {args.seed}) in {time.time() - t0:.1f} s")
+    return 0
+
+
+def _experiments(args) -> int:
+    from pegan.configs import RELEASED, stylegan2_config
+
+    for name in RELEASED:
+        c = stylegan2_config(name)
+        f = c.generator.out_size // 4
+        print(f"{name:60s} {c.paper:16s} px {','.join(str((4 + s) * f) for s in c.scales):14s} "
+              f"FID50k {c.release.fid50k}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pegan", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -71,6 +147,38 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--num", type=int, default=4, help="samples per size")
     d.add_argument("--seed", type=int, default=0)
     d.set_defaults(func=_demo)
+
+    c = sub.add_parser("convert", help="reference .pth (mmgeneration / mmagic) -> pegan checkpoint directory")
+    c.add_argument("file", help="the released .pth")
+    c.add_argument("out_dir", help="new directory for the pegan checkpoint")
+    c.add_argument("--experiment", help="experiment name (needed when the file name and the shapes "
+                   "do not identify it; see `pegan experiments`)")
+    c.add_argument("--variant", choices=["full", "tiny"], default=None)
+    c.add_argument("--keep-bgr", action="store_true", help="keep the reference's BGR output order")
+    c.add_argument("--overwrite", action="store_true", help="replace a non-empty out_dir")
+    c.set_defaults(func=_convert)
+
+    s = sub.add_parser("sample", help="sample a grid of images from a checkpoint directory or a .pth")
+    s.add_argument("checkpoint", help="pegan checkpoint directory (or a reference .pth)")
+    s.add_argument("--chosen-scale", help="scale offset S or SH,SW (out_size 256: 0 -> 256 px, 2 -> 384, "
+                   "4 -> 512, 12 -> 1024); default 0")
+    s.add_argument("--size", help="image size H,W in pixels instead (must map to whole offsets)")
+    s.add_argument("--num", type=int, default=16)
+    s.add_argument("--truncation", type=float, default=1.0)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--batch", type=int, default=4, help="images per forward pass")
+    s.add_argument("--which", default="ema", choices=["ema", "orig"], help="EMA or raw generator")
+    s.add_argument("--noise", default="random", choices=["random", "const"],
+                   help="per-layer noise drawn from the seed, or the stored noise (scale 0 only)")
+    s.add_argument("--ncol", type=int, default=None, help="grid columns")
+    s.add_argument("--out", default="out/samples.png")
+    s.add_argument("--npy", help="also save the raw float32 images here (.npy)")
+    s.add_argument("--experiment", help="for a .pth: the experiment, if not recognised")
+    s.add_argument("--variant", choices=["full", "tiny"], default=None)
+    s.set_defaults(func=_sample)
+
+    e = sub.add_parser("experiments", help="list the released experiments")
+    e.set_defaults(func=_experiments)
     return p
 
 
@@ -79,6 +187,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return args.func(args)
     except UserError as e:
+        print(f"pegan {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except Exception as e:  # the known error types of the library are user errors too
+        if type(e).__name__ not in _USER_ERRORS or os.environ.get("PEGAN_DEBUG"):
+            raise
         print(f"pegan {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -21,7 +21,8 @@ import numpy as np
 
 __all__ = ["ConversionError", "split_prefixes", "convert_stylegan2_generator",
            "convert_stylegan2_discriminator", "check_against", "flatten", "unflatten",
-           "GENERATOR_RULES", "DISCRIMINATOR_RULES"]
+           "GENERATOR_RULES", "DISCRIMINATOR_RULES", "generator_facts", "discriminator_facts",
+           "config_facts", "identify_experiment", "IGNORED_OTHER_KEYS"]
 
 
 class ConversionError(ValueError):
@@ -135,7 +136,18 @@ def split_prefixes(sd: Dict[str, np.ndarray]) -> Dict[str, Dict[str, np.ndarray]
             out["discriminator"][k[len("discriminator."):]] = v
         else:
             out["other"][k] = v
+    if not (out["generator"] or out["generator_ema"] or out["discriminator"]):
+        # an unprefixed state dict of one module (as some tools save them)
+        if "conv1.conv.weight_orig" in out["other"]:
+            out["generator_ema"], out["other"] = out["other"], {}
+        elif "convs.0.0.conv.weight_orig" in out["other"]:
+            out["discriminator"], out["other"] = out["other"], {}
     return out
+
+
+# training state in the wrapper's state dict that a model does not use
+IGNORED_OTHER_KEYS = (r"gen_auxiliary_losses\.\d+\.mean_path_length", r"mean_path_length",
+                      r"generator_ema\.steps", r"disc_auxiliary_losses\..*")
 
 
 def _apply_rules(sd: Dict[str, np.ndarray], rules: Sequence[Rule], what: str):
@@ -175,11 +187,15 @@ def check_against(flat: Dict[Tuple[str, ...], np.ndarray], abstract, what: str,
         raise ConversionError("\n".join(lines))
 
 
-def convert_stylegan2_generator(sd: Dict[str, np.ndarray], to_rgb: bool = True) -> dict:
-    """Reference generator state dict (no prefix) -> {'params': ..., 'buffers': ...} (NumPy)."""
+def convert_stylegan2_generator(sd: Dict[str, np.ndarray], to_rgb: bool = True, abstract=None) -> dict:
+    """Reference generator state dict (no prefix) -> {'params': ..., 'buffers': ...} (NumPy).
+
+    With ``abstract`` (``jax.eval_shape`` of the model's variables) every missing, unexpected
+    and mis-shaped key is listed in one ``ConversionError``; ``buffers/mean_latent`` is not in
+    reference checkpoints and may be absent.
+    """
     flat, unexpected = _apply_rules(sd, GENERATOR_RULES, "generator")
-    if unexpected:
-        raise ConversionError("checkpoint does not fit the generator:\n  unexpected keys: " + ", ".join(unexpected))
+    _check(flat, unexpected, abstract, "generator", optional=[("buffers", "mean_latent")])
     if to_rgb:
         for path in list(flat):
             if path[1].startswith("to_rgb") and (path[-1] == "bias" and len(path) == 3 or path[-2:] == ("conv", "weight")):
@@ -187,13 +203,145 @@ def convert_stylegan2_generator(sd: Dict[str, np.ndarray], to_rgb: bool = True) 
     return unflatten(flat)
 
 
-def convert_stylegan2_discriminator(sd: Dict[str, np.ndarray], to_rgb: bool = True) -> dict:
+def convert_stylegan2_discriminator(sd: Dict[str, np.ndarray], to_rgb: bool = True, abstract=None) -> dict:
     """Reference discriminator state dict (no prefix) -> {'params': ...} (NumPy)."""
     flat, unexpected = _apply_rules(sd, DISCRIMINATOR_RULES, "discriminator")
-    if unexpected:
-        raise ConversionError("checkpoint does not fit the discriminator:\n  unexpected keys: " + ", ".join(unexpected))
+    _check(flat, unexpected, abstract, "discriminator")
     if to_rgb:
         path = ("params", "convs_0", "weight")
         if path in flat:
             flat[path] = np.ascontiguousarray(flat[path][:, :, ::-1, :])
     return unflatten(flat)
+
+
+def _check(flat, unexpected, abstract, what, optional=()):
+    if abstract is not None:
+        check_against(flat, abstract, what, unexpected, optional)
+    elif unexpected:
+        raise ConversionError(f"checkpoint does not fit the {what}:\n  unexpected checkpoint keys "
+                              f"({len(unexpected)}): " + ", ".join(unexpected[:20]))
+
+
+# -- what the shapes tell ---------------------------------------------------------------------
+
+def _shape(sd, key):
+    return tuple(sd[key].shape) if key in sd else None
+
+
+def generator_facts(sd: Dict[str, np.ndarray]) -> Dict[str, object]:
+    """Architecture facts readable from a reference generator state dict (no prefix)."""
+    if "conv1.conv.weight_orig" not in sd or "style_mapping.1.linear.weight_orig" not in sd:
+        raise ConversionError("not a StyleGAN2 generator state dict (no conv1 / style_mapping keys)")
+    n_rgb = len({k.split(".")[1] for k in sd if k.startswith("to_rgbs.")})
+    facts: Dict[str, object] = {
+        "out_size": 2 ** (n_rgb + 2),
+        "style_channels": _shape(sd, "style_mapping.1.linear.weight_orig")[0],
+        "num_mlps": len({k.split(".")[1] for k in sd if k.startswith("style_mapping.")}),
+        "transposed_conv_upsampling": "convs.0.conv.blur.kernel" in sd,
+    }
+    c_in = _shape(sd, "conv1.conv.weight_orig")[2]
+    if "constant_input.input" in sd:
+        facts["head"] = f"constant {_shape(sd, 'constant_input.input')[-1]}x{_shape(sd, 'constant_input.input')[-1]}"
+    elif c_in == 2:
+        facts["head"] = "CSG"
+    else:
+        facts["head"] = f"SPE embedding_dim {c_in // 2}"
+    n0, n1 = _shape(sd, "injected_noise_0"), _shape(sd, "injected_noise_1")
+    facts["no_pad"] = bool(n0 and n1 and n1[-1] == 2 * n0[-1] + 2)
+    ch = {4: _shape(sd, "conv1.conv.weight_orig")[1]}
+    for k in range(n_rgb):
+        ch[2 ** (k + 3)] = _shape(sd, f"convs.{2 * k}.conv.weight_orig")[1]
+    facts["channels"] = ch
+    return facts
+
+
+def discriminator_facts(sd: Dict[str, np.ndarray]) -> Dict[str, object]:
+    if "convs.0.0.conv.weight_orig" not in sd or "final_linear.0.linear.weight_orig" not in sd:
+        raise ConversionError("not a StyleGAN2 discriminator state dict (no convs.0 / final_linear keys)")
+    n_blocks = len({k.split(".")[1] for k in sd if k.startswith("convs.")}) - 1
+    in_size = 2 ** (n_blocks + 2)
+    ch = {in_size: _shape(sd, "convs.0.0.conv.weight_orig")[0]}
+    for j in range(1, n_blocks + 1):
+        ch[in_size // 2 ** j] = _shape(sd, f"convs.{j}.conv2.1.conv.weight_orig")[0]
+    flat = _shape(sd, "final_linear.0.linear.weight_orig")[1]
+    return {"in_size": in_size, "channels": ch, "flatten_features": flat}
+
+
+def config_facts(cfg) -> Tuple[Dict[str, object], Dict[str, object]]:
+    """The same facts computed from an experiment config (no tracing)."""
+    from pegan.encodings import encoding_channels
+    from pegan.models.stylegan2 import channel_table
+
+    g, d = cfg.generator, cfg.discriminator
+    gch = channel_table(g.channel_multiplier, g.channels)
+    enc = g.head_pos_encoding.to_dict() if hasattr(g.head_pos_encoding, "to_dict") else g.head_pos_encoding
+    if enc is None:
+        s = 6 if g.no_pad else 4
+        head = f"constant {s}x{s}"
+    elif enc["type"].startswith("CSG"):
+        head = "CSG"
+    else:
+        head = f"SPE embedding_dim {encoding_channels(enc) // 2}"
+    log = int(np.log2(g.out_size))
+    gf = {"out_size": g.out_size, "style_channels": g.style_channels, "num_mlps": g.num_mlps,
+          "transposed_conv_upsampling": not g.deconv2conv, "head": head,
+          "no_pad": bool(g.no_pad and g.deconv2conv and not g.up_after_conv),
+          "channels": {2 ** i: gch[2 ** i] for i in range(2, log + 1)}}
+    dch = channel_table(d.channel_multiplier, d.channels)
+    dlog = int(np.log2(d.in_size))
+    pool = tuple(d.pool_size) if d.with_adaptive_pool else (4, 4)
+    df = {"in_size": d.in_size, "channels": {2 ** i: dch[2 ** i] for i in range(2, dlog + 1)},
+          "flatten_features": dch[4] * pool[0] * pool[1]}
+    return gf, df
+
+
+def fact_mismatch(found: Dict[str, object], want: Dict[str, object]) -> List[str]:
+    return [f"{k}: checkpoint has {found[k]!r}, experiment wants {want[k]!r}"
+            for k in want if k in found and found[k] != want[k]]
+
+
+def identify_experiment(parts: Dict[str, Dict[str, np.ndarray]], filename: Optional[str] = None,
+                        experiment: Optional[str] = None, variant: Optional[str] = None):
+    """Pick the experiment config of a reference checkpoint and check that the shapes fit it.
+
+    Order: the named ``experiment``; else the released file name; else the shapes, which must
+    fit exactly one experiment (e/f, j/k and f/f-896 cannot be told apart and need a name).
+    Returns (config, how) with ``how`` one of 'named', 'file name', 'shapes'.
+    """
+    from pegan.configs import RELEASED, load_experiment, recognise_filename, stylegan2_config
+
+    gsd = parts["generator_ema"] or parts["generator"]
+    if not gsd and not parts["discriminator"]:
+        raise ConversionError("checkpoint holds neither a generator (generator_ema.*, generator.*) "
+                              "nor a discriminator (discriminator.*)")
+    gf = generator_facts(gsd) if gsd else {}
+    df = discriminator_facts(parts["discriminator"]) if parts["discriminator"] else {}
+
+    def problems(cfg):
+        wg, wd = config_facts(cfg)
+        return fact_mismatch(gf, wg) + [f"discriminator {p}" for p in fact_mismatch(df, wd)]
+
+    how = "named"
+    if experiment is None and filename is not None:
+        experiment = recognise_filename(filename)
+        how = "file name"
+    if experiment is not None:
+        cfg = load_experiment(experiment, variant)
+        bad = problems(cfg)
+        if bad:
+            raise ConversionError(
+                f"checkpoint does not fit experiment {cfg.name} ({cfg.variant}, chosen by {how}):\n  "
+                + "\n  ".join(bad) + "\nName the experiment it was trained with (--experiment).")
+        return cfg, how
+    fits = [n for n in RELEASED if "generator" in RELEASED[n]
+            and not problems(stylegan2_config(n, variant))]
+    if len(fits) == 1:
+        return stylegan2_config(fits[0], variant), "shapes"
+    if not fits:
+        raise ConversionError(
+            f"no {variant or 'full'} experiment fits this checkpoint's shapes ({gf or df}); "
+            "name the experiment and variant it was trained with (--experiment, --variant)")
+    raise ConversionError(
+        "the shapes of this checkpoint fit several experiments, which differ only in settings "
+        f"that shapes do not show: {', '.join(fits)}. Name one with --experiment "
+        "(or keep the released file name, which identifies it).")

@@ -10,6 +10,10 @@ Discriminator (§2.15): 1x1 conv, ResBlocks with blurred stride-2 convs, minibat
 3x3 conv, then a 2x2 adaptive average pool (MS-PIE, any input size) or the 4x4 flatten
 (baselines), and two equalized-lr dense layers. Flatten order is the reference's NCHW order.
 
+Intermediate outputs are sown into the ``intermediates`` collection as ``out.<reference module
+name>`` (``out.head_input``, ``out.conv1``, ``out.convs.3``, ``out.mbstd_layer``, ...): apply with
+``mutable=['intermediates']`` to get them.
+
 Variables: ``params`` (raw weights) and, for the generator, ``buffers``:
 ``injected_noise_{i}`` [1, H, W, 1] (the reference's fixed noise at scale 0) and
 ``mean_latent`` [1, style_channels] (for truncation; computed by ``compute_mean_latent``).
@@ -29,7 +33,7 @@ from pegan import encodings, ops
 from pegan.nn.layers import EqualConv, EqualDense, StyleConv, ToRGB, random_noise
 
 __all__ = ["channel_table", "Generator", "Discriminator", "scale_pair", "compute_mean_latent",
-           "image_size"]
+           "image_size", "build_generator", "build_discriminator", "abstract_variables"]
 
 Scale = Union[int, Tuple[int, int], Sequence[int]]
 
@@ -55,23 +59,6 @@ def image_size(out_size: int, chosen_scale: Scale) -> Tuple[int, int]:
     sh, sw = scale_pair(chosen_scale)
     f = out_size // 4
     return (4 + sh) * f, (4 + sw) * f
-
-
-def _freeze(d):
-    """Dicts as sorted item tuples so module attributes stay hashable."""
-    if d is None:
-        return None
-    if isinstance(d, dict):
-        return tuple(sorted((k, _freeze(v)) for k, v in d.items()))
-    if isinstance(d, list):
-        return tuple(_freeze(v) for v in d)
-    return d
-
-
-def _thaw(t):
-    if t is None or isinstance(t, dict):
-        return t
-    return {k: (list(v) if isinstance(v, tuple) and k == "head_pos_size" else v) for k, v in t}
 
 
 class Generator(nn.Module):
@@ -207,19 +194,19 @@ class Generator(nn.Module):
         """latent [N, L, S] + per-layer noise -> image [N, H, W, 3]."""
         n = latent.shape[0]
         x = self.head(n, chosen_scale, latent.dtype)
-        self.sow("intermediates", "head_input", x)
+        self.sow("intermediates", "out.head_input", x)
         x = self.conv1(x, latent[:, 0], noise[0])
-        self.sow("intermediates", "conv1", x)
+        self.sow("intermediates", "out.conv1", x)
         skip = self.to_rgb1(x, latent[:, 1])
-        self.sow("intermediates", "to_rgb1", skip)
+        self.sow("intermediates", "out.to_rgb1", skip)
         idx = 1
         for k, to_rgb in enumerate(self.to_rgbs):
             x = self.convs[2 * k](x, latent[:, idx], noise[2 * k + 1])
-            self.sow("intermediates", f"convs.{2 * k}", x)
+            self.sow("intermediates", f"out.convs.{2 * k}", x)
             x = self.convs[2 * k + 1](x, latent[:, idx + 1], noise[2 * k + 2])
-            self.sow("intermediates", f"convs.{2 * k + 1}", x)
+            self.sow("intermediates", f"out.convs.{2 * k + 1}", x)
             skip = to_rgb(x, latent[:, idx + 2], skip)
-            self.sow("intermediates", f"to_rgbs.{k}", skip)
+            self.sow("intermediates", f"out.to_rgbs.{k}", skip)
             idx += 2
         return skip
 
@@ -287,14 +274,14 @@ class Discriminator(nn.Module):
         ch = channel_table(self.channel_multiplier, self.channels)
         log_size = int(math.log2(self.in_size))
         x = EqualConv(ch[self.in_size], 1, use_bias=True, name="convs_0")(x)
-        self.sow("intermediates", "convs.0", x)
+        self.sow("intermediates", "out.convs.0", x)
         for j, i in enumerate(range(log_size, 2, -1), start=1):
             x = _ResBlock(ch[2 ** (i - 1)], name=f"convs_{j}")(x)
-            self.sow("intermediates", f"convs.{j}", x)
+            self.sow("intermediates", f"out.convs.{j}", x)
         x = ops.minibatch_stddev(x, self.mbstd_group_size, self.mbstd_channel_groups)
-        self.sow("intermediates", "mbstd_layer", x)
+        self.sow("intermediates", "out.mbstd_layer", x)
         x = EqualConv(ch[4], 3, padding=1, name="final_conv")(x)
-        self.sow("intermediates", "final_conv", x)
+        self.sow("intermediates", "out.final_conv", x)
         if self.with_adaptive_pool:
             x = ops.adaptive_avg_pool2d(x, tuple(self.pool_size))
         elif x.shape[1:3] != (4, 4):
@@ -308,6 +295,9 @@ class Discriminator(nn.Module):
 def compute_mean_latent(generator: Generator, variables, key, num_samples: int = 4096,
                         batch: int = 1024) -> jnp.ndarray:
     """Mean of mapping(z) over ``num_samples`` z ~ N(0, I) (the reference's get_mean_latent)."""
+    buffers = dict(variables.get("buffers", {}))
+    buffers.setdefault("mean_latent", jnp.zeros((1, generator.style_channels)))
+    variables = {**variables, "buffers": buffers}
     fn = jax.jit(lambda v, z: generator.apply(v, z, method=Generator.mapping))
     total = jnp.zeros((generator.style_channels,), jnp.float32)
     keys = jax.random.split(key, -(-num_samples // batch))
@@ -318,3 +308,35 @@ def compute_mean_latent(generator: Generator, variables, key, num_samples: int =
         total = total + jnp.sum(fn(variables, z), axis=0)
         done += n
     return (total / num_samples)[None]
+
+
+def _plain(v):
+    v = v.to_dict() if hasattr(v, "to_dict") else v
+    if isinstance(v, list):
+        return tuple(_plain(x) for x in v)
+    return v
+
+
+def build_generator(cfg, **overrides) -> Generator:
+    """Generator of an experiment config (``cfg.generator`` or the whole config)."""
+    g = cfg.generator if hasattr(cfg, "generator") else cfg
+    kw = {k: _plain(v) for k, v in (g.items() if hasattr(g, "items") else dict(g).items())}
+    kw.update(overrides)
+    return Generator(**kw)
+
+
+def build_discriminator(cfg, **overrides) -> Discriminator:
+    d = cfg.discriminator if hasattr(cfg, "discriminator") else cfg
+    kw = {k: _plain(v) for k, v in d.items()}
+    kw.update(overrides)
+    return Discriminator(**kw)
+
+
+def abstract_variables(module):
+    """``jax.eval_shape`` of the variables of a Generator or Discriminator (no compute)."""
+    key = jax.random.PRNGKey(0)
+    if isinstance(module, Generator):
+        z = jnp.zeros((1, module.style_channels))
+        return jax.eval_shape(lambda: module.init(key, z, noise="const"))
+    x = jnp.zeros((1, module.in_size, module.in_size, 3))
+    return jax.eval_shape(lambda: module.init(key, x))

@@ -1,0 +1,191 @@
+"""One-call API for the released StyleGAN2 / MS-PIE models.
+
+    import pegan.api as pg
+    g = pg.load("mspie-stylegan2_c2_config-f_ffhq_256-512_b3x8_1100k_20210406_144927-4f4d5391.pth")
+    images = pg.sample(g, num=4, chosen_scale=4, truncation=0.7, seed=0)   # [4, 512, 512, 3] in [-1, 1]
+    pg.convert("that.pth", "ckpt/config-f")     # a pegan checkpoint directory (pegan.checkpoint)
+    g = pg.load("ckpt/config-f")                 # the same model, from the directory
+
+``load`` accepts a reference ``.pth`` (mmgeneration 0.x or mmagic 1.x layout) or a pegan
+checkpoint directory and returns ``Loaded(model, variables, config, info)``: ``model.apply(
+variables, z, chosen_scale, rng=key)`` generates RGB images (BGR with ``keep_bgr=True``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pegan import checkpoint as ckpt
+from pegan.configs import scale_for_size
+from pegan.convert import mmgen
+from pegan.convert.mmgen import ConversionError
+from pegan.convert.torchpickle import load_pth, state_dict_of
+from pegan.models.stylegan2 import (Generator, abstract_variables, build_discriminator,
+                                    build_generator, compute_mean_latent, scale_pair)
+
+__all__ = ["Loaded", "load", "convert", "convert_reference", "sample", "ConversionError",
+           "MEAN_LATENT_SEED", "MEAN_LATENT_SAMPLES", "WHICH"]
+
+MEAN_LATENT_SEED = 0          # the reference never saves its mean latent: fixed seed, recorded
+MEAN_LATENT_SAMPLES = 4096    # as in the reference's get_mean_latent
+WHICH = {"ema": "generator_ema", "generator_ema": "generator_ema", "orig": "generator",
+         "generator": "generator", "discriminator": "discriminator", "disc": "discriminator"}
+
+
+@dataclass
+class Loaded:
+    model: Any                      # pegan.models.stylegan2.Generator or Discriminator
+    variables: Dict[str, Any]
+    config: Any                     # the experiment ConfigDict
+    info: Dict[str, Any] = field(default_factory=dict)   # color_order, source, ...
+
+    def __iter__(self):             # model, variables, config = pegan.api.load(...)
+        return iter((self.model, self.variables, self.config))
+
+
+def _which(which: str) -> str:
+    if which not in WHICH:
+        raise ValueError(f"which must be one of {sorted(set(WHICH))}, got {which!r}")
+    return WHICH[which]
+
+
+def convert_reference(path, experiment: Optional[str] = None, variant: Optional[str] = None,
+                      keep_bgr: bool = False, items: Sequence[str] = ("generator_ema", "generator", "discriminator"),
+                      state_dict: Optional[Dict[str, np.ndarray]] = None):
+    """Read a reference checkpoint and convert the requested ``items`` that it holds.
+
+    Returns (config, {item: variables}, info). ``state_dict`` (a flat ``{key: array}``) may be
+    given instead of reading ``path``; ``path`` is then only used to recognise the file name.
+    """
+    if state_dict is None:
+        obj = load_pth(path)
+        sd = state_dict_of(obj)
+        meta = obj.get("meta", {}) if isinstance(obj, dict) else {}
+    else:
+        sd, meta = dict(state_dict), {}
+    parts = mmgen.split_prefixes(sd)
+    stray = [k for k in parts["other"] if not any(re.fullmatch(p, k) for p in mmgen.IGNORED_OTHER_KEYS)]
+    if stray:
+        raise ConversionError(f"{path}: unexpected checkpoint keys ({len(stray)}): " + ", ".join(stray[:20]))
+    cfg, how = mmgen.identify_experiment(parts, filename=None if path is None else os.path.basename(str(path)),
+                                         experiment=experiment, variant=variant)
+    out: Dict[str, Any] = {}
+    for item in items:
+        src = parts[item]
+        if not src:
+            continue
+        if item == "discriminator":
+            d = build_discriminator(cfg)
+            out[item] = mmgen.convert_stylegan2_discriminator(src, not keep_bgr, abstract_variables(d))
+        else:
+            g = build_generator(cfg)
+            v = mmgen.convert_stylegan2_generator(src, not keep_bgr, abstract_variables(g))
+            v["buffers"]["mean_latent"] = np.asarray(compute_mean_latent(
+                g, v, jax.random.PRNGKey(MEAN_LATENT_SEED), MEAN_LATENT_SAMPLES))
+            out[item] = v
+    if not out:
+        raise ConversionError(f"{path} holds none of {list(items)}")
+    it = meta.get("iter") if isinstance(meta, dict) else None
+    info = {"family": cfg.family, "experiment": cfg.name, "variant": cfg.variant,
+            "color_order": "BGR" if keep_bgr else "RGB",
+            "source": {"file": None if path is None else os.path.basename(str(path)),
+                       "layout": "mmagic" if any(k.startswith("generator_ema.module.") for k in sd) else "mmgen",
+                       "experiment_chosen_by": how, "iteration": it},
+            "mean_latent": {"seed": MEAN_LATENT_SEED, "num_samples": MEAN_LATENT_SAMPLES}}
+    return cfg, out, info
+
+
+def convert(path, out_dir, experiment: Optional[str] = None, variant: Optional[str] = None,
+            keep_bgr: bool = False, overwrite: bool = False) -> Path:
+    """Convert a reference ``.pth`` into a pegan checkpoint directory (see ``pegan.checkpoint``)."""
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ckpt.CheckpointError(f"{out} is not empty; choose a new directory (or overwrite=True)")
+        import shutil
+        shutil.rmtree(out)
+    cfg, items, info = convert_reference(path, experiment, variant, keep_bgr)
+    step = info["source"]["iteration"] or 0
+    return ckpt.save(out, int(step), items, cfg, info)
+
+
+def load(path, which: str = "ema", experiment: Optional[str] = None, variant: Optional[str] = None,
+         keep_bgr: bool = False, step: Optional[int] = None) -> Loaded:
+    """A ready model from a reference ``.pth`` or a pegan checkpoint directory.
+
+    which: 'ema' (the EMA generator, what the papers sample from), 'orig' (the raw generator)
+    or 'discriminator'. ``experiment``/``variant`` name the config of a ``.pth`` whose file name
+    and shapes do not identify it. ``keep_bgr`` keeps the reference's BGR output order.
+    """
+    item = _which(which)
+    p = Path(path)
+    if p.is_dir():
+        if keep_bgr:
+            raise ValueError("keep_bgr applies when converting a .pth; a pegan checkpoint keeps the "
+                             "colour order it was written with (see its pegan.json)")
+        info = ckpt.read_info(p)
+        cfg = ckpt.read_config(p)
+        model = build_discriminator(cfg) if item == "discriminator" else build_generator(cfg)
+        abstract = {item: abstract_variables(model)}
+        variables = ckpt.restore(p, [item], step, abstract)[item]
+        return Loaded(model, variables, cfg, info)
+    cfg, items, info = convert_reference(p, experiment, variant, keep_bgr, items=(item,))
+    if item not in items:
+        raise ConversionError(f"{p} holds no {item}")
+    model = build_discriminator(cfg) if item == "discriminator" else build_generator(cfg)
+    return Loaded(model, jax.tree.map(jnp.asarray, items[item]), cfg, info)
+
+
+def resolve_scale(model: Generator, chosen_scale=None, size: Optional[Tuple[int, int]] = None):
+    """(s_h, s_w) from a scale offset (int or pair) or from an image size in pixels."""
+    if size is not None:
+        return scale_for_size(model.out_size, size)
+    return scale_pair(0 if chosen_scale is None else chosen_scale)
+
+
+def sample(loaded: Loaded, num: int, chosen_scale=0, truncation: float = 1.0, seed: int = 0,
+           batch: int = 4, noise: str = "random", size: Optional[Tuple[int, int]] = None,
+           return_latents: bool = False):
+    """``num`` images [num, H, W, 3] in [-1, 1] (float32 NumPy).
+
+    Latents and noise come from ``seed`` only, so the images do not depend on ``batch``.
+    noise: 'random' (drawn from the seed) or 'const' (the stored noise, chosen scale 0 only).
+    truncation < 1 pulls w towards the stored mean latent.
+    """
+    model = loaded.model
+    if not isinstance(model, Generator):
+        raise ValueError("sample needs a generator (load with which='ema' or 'orig')")
+    if num < 1 or batch < 1:
+        raise ValueError("num and batch must be positive")
+    scale = resolve_scale(model, chosen_scale, size)
+    kz, kn = jax.random.split(jax.random.PRNGKey(seed))
+    z = jax.random.normal(kz, (num, model.style_channels))
+    if noise == "random":
+        from pegan.nn.layers import random_noise
+        noises = random_noise(kn, model.noise_shapes(scale), num)
+    elif noise == "const":
+        noises = None
+    else:
+        raise ValueError(f"noise must be 'random' or 'const', got {noise!r}")
+
+    @jax.jit
+    def run(variables, z, nz):
+        return model.apply(variables, z, scale, noise="const" if nz is None else nz,
+                           truncation=truncation, return_latents=True)
+
+    imgs, lats = [], []
+    for i in range(0, num, batch):
+        nz = None if noises is None else [n[i:i + batch] for n in noises]
+        img, lat = run(loaded.variables, z[i:i + batch], nz)
+        imgs.append(np.asarray(img))
+        lats.append(np.asarray(lat))
+    imgs = np.concatenate(imgs)
+    return (imgs, np.concatenate(lats)) if return_latents else imgs

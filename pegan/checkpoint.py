@@ -1,0 +1,166 @@
+"""The pegan checkpoint directory: written by ``pegan convert`` and by training, read by every
+sampler and evaluator.
+
+Layout::
+
+    <dir>/
+      config.json            the experiment config (ml_collections ConfigDict as JSON)
+      pegan.json             {"format": "pegan-checkpoint", "format_version": 1, "family",
+                              "experiment", "variant", "color_order": "RGB" | "BGR", "source", ...}
+      checkpoints/<step>/    an orbax CheckpointManager step, one item per model part:
+        generator_ema/       {'params', 'buffers'}; buffers hold the fixed noises and the
+        generator/           'mean_latent' used for truncation
+        discriminator/       {'params'}
+        ...                  training adds its optimiser and loop state as further items
+
+Orbax writes each step to a temporary directory and renames it when complete, so an
+interrupted save never damages an earlier step.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Dict, Iterable, Optional
+
+import jax
+import numpy as np
+
+__all__ = ["CheckpointError", "save", "restore", "read_config", "read_info", "steps",
+           "latest_step", "is_checkpoint_dir", "FORMAT", "FORMAT_VERSION"]
+
+FORMAT = "pegan-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A missing, corrupt or mismatching pegan checkpoint directory."""
+
+
+def _manager(directory: Path, read_only: bool = False, max_to_keep: Optional[int] = None):
+    import orbax.checkpoint as ocp
+
+    opts = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,
+                                        read_only=read_only, enable_async_checkpointing=False)
+    return ocp.CheckpointManager(str((directory / "checkpoints").resolve()), options=opts)
+
+
+def is_checkpoint_dir(path) -> bool:
+    p = Path(path)
+    return (p / "pegan.json").is_file() and (p / "config.json").is_file()
+
+
+def read_info(directory) -> Dict[str, Any]:
+    d = Path(directory)
+    if not d.exists():
+        raise CheckpointError(f"{d} does not exist; make a checkpoint with `pegan convert` or train one")
+    if not is_checkpoint_dir(d):
+        raise CheckpointError(f"{d} is not a pegan checkpoint directory (no pegan.json / config.json); "
+                              "convert a reference .pth with `pegan convert FILE.pth OUT_DIR`")
+    try:
+        info = json.loads((d / "pegan.json").read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{d / 'pegan.json'} is unreadable ({e}); the directory is damaged") from e
+    if info.get("format") != FORMAT or info.get("format_version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{d} has format {info.get('format')!r} version "
+                              f"{info.get('format_version')!r}; this pegan reads {FORMAT} <= {FORMAT_VERSION}")
+    return info
+
+
+def read_config(directory):
+    """The experiment config stored with a checkpoint, as a ConfigDict."""
+    import ml_collections
+
+    read_info(directory)
+    try:
+        return ml_collections.ConfigDict(json.loads((Path(directory) / "config.json").read_text()))
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{directory}/config.json is unreadable ({e})") from e
+
+
+def steps(directory) -> list:
+    d = Path(directory) / "checkpoints"
+    if not d.is_dir():
+        return []
+    return sorted(int(p.name) for p in d.iterdir() if p.is_dir() and p.name.isdigit())
+
+
+def latest_step(directory) -> Optional[int]:
+    s = steps(directory)
+    return s[-1] if s else None
+
+
+def _to_numpy(tree):
+    return jax.tree.map(lambda x: np.asarray(x), tree)
+
+
+def save(directory, step: int, items: Dict[str, Any], config=None, info: Optional[dict] = None,
+         max_to_keep: Optional[int] = None) -> Path:
+    """Save ``items`` (name -> pytree of arrays) as step ``step``.
+
+    The first save writes config.json and pegan.json; later saves check that the config is the
+    same experiment and never overwrite an existing step.
+    """
+    import orbax.checkpoint as ocp
+
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    if is_checkpoint_dir(d):
+        old = read_info(d)
+        if info and old.get("experiment") != info.get("experiment"):
+            raise CheckpointError(f"{d} holds a checkpoint of experiment {old.get('experiment')!r}, "
+                                  f"not {info.get('experiment')!r}; use another directory")
+    else:
+        if config is None or info is None:
+            raise CheckpointError("the first save into a directory needs the config and info")
+        cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+        (d / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+        meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **info}
+        (d / "pegan.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    if step in steps(d):
+        raise CheckpointError(f"{d} already has step {step}; refusing to overwrite it")
+    mngr = _manager(d, max_to_keep=max_to_keep)
+    args = ocp.args.Composite(**{k: ocp.args.StandardSave(_to_numpy(v)) for k, v in items.items()})
+    mngr.save(int(step), args=args, force=True)
+    mngr.wait_until_finished()
+    mngr.close()
+    return d
+
+
+def restore(directory, items: Iterable[str] = ("generator_ema",), step: Optional[int] = None,
+            abstract: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Restore the named items of ``step`` (default: the latest) as NumPy pytrees.
+
+    ``abstract`` (name -> pytree of ShapeDtypeStruct) checks shapes and fixes the structure.
+    """
+    import orbax.checkpoint as ocp
+
+    d = Path(directory)
+    read_info(d)
+    available = steps(d)
+    if not available:
+        raise CheckpointError(f"{d} has no saved step under checkpoints/")
+    if step is None:
+        step = available[-1]
+    if step not in available:
+        raise CheckpointError(f"{d} has no step {step}; it has {available}")
+    items = list(items)
+    present = {p.name for p in (d / "checkpoints" / str(step)).iterdir() if p.is_dir()}
+    missing = [i for i in items if i not in present]
+    if missing:
+        raise CheckpointError(f"step {step} of {d} has no {', '.join(missing)} (it has {sorted(present)})")
+    mngr = _manager(d, read_only=True)
+    try:
+        args = {}
+        for name in items:
+            tgt = None if abstract is None else abstract.get(name)
+            if tgt is not None:
+                tgt = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), tgt)
+            args[name] = ocp.args.StandardRestore(tgt)
+        out = mngr.restore(step, args=ocp.args.Composite(**args))
+    except Exception as e:  # orbax raises many types for damaged or mismatching files
+        raise CheckpointError(f"cannot restore {', '.join(items)} from step {step} of {d}: "
+                              f"{type(e).__name__}: {e}") from e
+    finally:
+        mngr.close()
+    return {name: _to_numpy(out[name]) for name in items}
