@@ -135,7 +135,7 @@ def _experiments(args) -> int:
         c = stylegan2_config(name)
         f = c.generator.out_size // 4
         print(f"{name:60s} {c.paper:16s} px {','.join(str((4 + s) * f) for s in c.scales):14s} "
-              f"FID50k {c.release.fid50k}")
+              f"FID50k {c.release.fid50k:.2f}")
     return 0
 
 
