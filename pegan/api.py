@@ -46,6 +46,7 @@ class Loaded:
     variables: Dict[str, Any]
     config: Any                     # the experiment ConfigDict
     info: Dict[str, Any] = field(default_factory=dict)   # color_order, source, ...
+    state: Dict[str, Any] = field(default_factory=dict)  # SinGAN: fixed_noises, noise_weights, curr_stage
 
     def __iter__(self):             # model, variables, config = pegan.api.load(...)
         return iter((self.model, self.variables, self.config))
@@ -59,7 +60,7 @@ def _which(which: str) -> str:
 
 def convert_reference(path, experiment: Optional[str] = None, variant: Optional[str] = None,
                       keep_bgr: bool = False, items: Sequence[str] = ("generator_ema", "generator", "discriminator"),
-                      state_dict: Optional[Dict[str, np.ndarray]] = None):
+                      state_dict: Optional[Dict[str, np.ndarray]] = None, meta: Optional[dict] = None):
     """Read a reference checkpoint and convert the requested ``items`` that it holds.
 
     Returns (config, {item: variables}, info). ``state_dict`` (a flat ``{key: array}``) may be
@@ -70,7 +71,7 @@ def convert_reference(path, experiment: Optional[str] = None, variant: Optional[
         sd = state_dict_of(obj)
         meta = obj.get("meta", {}) if isinstance(obj, dict) else {}
     else:
-        sd, meta = dict(state_dict), {}
+        sd, meta = dict(state_dict), dict(meta or {})
     parts = mmgen.split_prefixes(sd)
     stray = [k for k in parts["other"] if not any(re.fullmatch(p, k) for p in mmgen.IGNORED_OTHER_KEYS)]
     if stray:
@@ -104,29 +105,53 @@ def convert_reference(path, experiment: Optional[str] = None, variant: Optional[
 
 
 def convert(path, out_dir, experiment: Optional[str] = None, variant: Optional[str] = None,
-            keep_bgr: bool = False, overwrite: bool = False) -> Path:
-    """Convert a reference ``.pth`` into a pegan checkpoint directory (see ``pegan.checkpoint``)."""
+            keep_bgr: bool = False, overwrite: bool = False, pkl=None) -> Path:
+    """Convert a reference ``.pth`` (+ its ``.pkl`` for SinGAN) into a pegan checkpoint
+    directory (see ``pegan.checkpoint``). A non-empty ``out_dir`` is only replaced with
+    ``overwrite=True``, and only after the conversion succeeded."""
     out = Path(out_dir)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ckpt.CheckpointError(f"{out} is not empty; choose a new directory (or --overwrite)")
+    obj = load_pth(path)
+    sd = state_dict_of(obj)
+    if is_singan_state_dict(sd):
+        cfg, items, info = convert_singan_reference(path, pkl, experiment, variant, keep_bgr, state_dict=sd)
+        step = 0
+    else:
+        meta = obj.get("meta", {}) if isinstance(obj, dict) else {}
+        cfg, items, info = convert_reference(path, experiment, variant, keep_bgr, state_dict=sd, meta=meta)
+        step = info["source"]["iteration"] or 0
     if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ckpt.CheckpointError(f"{out} is not empty; choose a new directory (or overwrite=True)")
         import shutil
         shutil.rmtree(out)
-    cfg, items, info = convert_reference(path, experiment, variant, keep_bgr)
-    step = info["source"]["iteration"] or 0
     return ckpt.save(out, int(step), items, cfg, info)
 
 
 def load(path, which: str = "ema", experiment: Optional[str] = None, variant: Optional[str] = None,
-         keep_bgr: bool = False, step: Optional[int] = None) -> Loaded:
+         keep_bgr: bool = False, step: Optional[int] = None, pkl=None) -> Loaded:
     """A ready model from a reference ``.pth`` or a pegan checkpoint directory.
 
     which: 'ema' (the EMA generator, what the papers sample from), 'orig' (the raw generator)
-    or 'discriminator'. ``experiment``/``variant`` name the config of a ``.pth`` whose file name
+    or 'discriminator' (a SinGAN has one generator: 'ema' and 'orig' both give it; its ``.pkl``
+    is found next to the ``.pth`` or given as ``pkl``). ``experiment``/``variant`` name the config of a ``.pth`` whose file name
     and shapes do not identify it. ``keep_bgr`` keeps the reference's BGR output order.
     """
     item = _which(which)
     p = Path(path)
+    if p.is_dir() and ckpt.is_checkpoint_dir(p) and ckpt.read_info(p).get("family") == "singan":
+        return _load_singan_dir(p, item, step)
+    if not p.is_dir() and p.suffix != ".pkl" and p.is_file():
+        obj = load_pth(p)
+        sd = state_dict_of(obj)
+        if is_singan_state_dict(sd):
+            cfg, items, info = convert_singan_reference(p, pkl, experiment, variant, keep_bgr, state_dict=sd)
+            return _singan_loaded(cfg, items, info, "discriminator" if item == "discriminator" else "generator")
+        meta = obj.get("meta", {}) if isinstance(obj, dict) else {}
+        cfg, items, info = convert_reference(p, experiment, variant, keep_bgr, items=(item,), state_dict=sd, meta=meta)
+        if item not in items:
+            raise ConversionError(f"{p} holds no {item}")
+        model = build_discriminator(cfg) if item == "discriminator" else build_generator(cfg)
+        return Loaded(model, jax.tree.map(jnp.asarray, items[item]), cfg, info)
     if p.is_dir():
         if keep_bgr:
             raise ValueError("keep_bgr applies when converting a .pth; a pegan checkpoint keeps the "
@@ -142,6 +167,89 @@ def load(path, which: str = "ema", experiment: Optional[str] = None, variant: Op
         raise ConversionError(f"{p} holds no {item}")
     model = build_discriminator(cfg) if item == "discriminator" else build_generator(cfg)
     return Loaded(model, jax.tree.map(jnp.asarray, items[item]), cfg, info)
+
+
+# -- PE-SinGAN ------------------------------------------------------------------------------
+
+def is_singan_state_dict(sd) -> bool:
+    return any(k.startswith(("generator.blocks.", "blocks.", "discriminator.blocks.")) for k in sd)
+
+
+def _pkl_for(path) -> Path:
+    """The companion .pkl: same name with .pkl (``x.pth`` -> ``x.pkl``; ``x.mmgen.pth`` -> ``x.pkl``)."""
+    p = Path(path)
+    first = p.with_suffix(".pkl")
+    if first.is_file():
+        return first
+    alt = p.parent / (p.name.split(".")[0] + ".pkl")
+    return alt if alt.is_file() else first
+
+
+def convert_singan_reference(path, pkl=None, experiment: Optional[str] = None, variant: Optional[str] = None,
+                             keep_bgr: bool = False, state_dict=None, pkl_data=None):
+    """A released PE-SinGAN ``.pth`` + ``.pkl`` -> (config, items, info).
+
+    items: 'generator' {params, batch_stats}, 'discriminator' (when present) and 'singan':
+    {'fixed_noises': [1, H, W, C] per stage, 'noise_weights', 'curr_stage', 'sizes'}.
+    ``pkl`` defaults to the ``.pkl`` next to the ``.pth``.
+    """
+    from pegan.convert import singan as sconv
+    from pegan.convert.torchpickle import load_pickle
+    from pegan.models import singan as sm
+
+    if state_dict is None:
+        sd = state_dict_of(load_pth(path))
+    else:
+        sd = dict(state_dict)
+    if pkl_data is None:
+        pkl = _pkl_for(path) if pkl is None else Path(pkl)
+        if not pkl.is_file():
+            raise ConversionError(f"a SinGAN checkpoint needs its .pkl (fixed noises and noise weights): "
+                                  f"{pkl} not found; pass it with --pkl")
+        pkl_data = load_pickle(pkl)
+    noise = sconv.noise_state_from_pkl(pkl_data)
+    parts = mmgen.split_prefixes(sd)
+    if not parts["generator"] and "blocks.0.head.conv.weight" in parts["other"]:
+        parts["generator"], parts["other"] = parts["other"], {}
+    stray = [k for k in parts["other"] if not any(re.fullmatch(p, k) for p in mmgen.IGNORED_OTHER_KEYS)]
+    if stray:
+        raise ConversionError(f"{path}: unexpected checkpoint keys ({len(stray)}): " + ", ".join(stray[:20]))
+    gsd = parts["generator"] or parts["generator_ema"]
+    facts = sconv.singan_facts(gsd, parts["discriminator"], noise)
+    cfg, how, notes = sconv.identify_singan(facts, None if path is None else os.path.basename(str(path)),
+                                            experiment, variant)
+    pad = 2 * sm.PAD_HEAD if cfg.noise.fixed_noise_with_pad else 0
+    sizes = [(int(n.shape[1]) - pad, int(n.shape[2]) - pad) for n in noise["fixed_noises"]]
+    if len(sizes) != cfg.generator.num_scales + 1:
+        raise ConversionError(f"the .pkl has {len(sizes)} stages, the checkpoint {cfg.generator.num_scales + 1}")
+    G, D = sm.build_generator(cfg), sm.build_discriminator(cfg)
+    pe = cfg.generator.positional_encoding
+    items = {"generator": sconv.convert_singan_generator(
+        gsd, not keep_bgr, sm.abstract_variables(G, cfg, sizes), image_input_stage0=pe is None)}
+    if parts["discriminator"]:
+        items["discriminator"] = sconv.convert_singan_discriminator(
+            parts["discriminator"], not keep_bgr, sm.abstract_variables(D, cfg, sizes))
+    items["singan"] = dict(noise, sizes=np.asarray(sizes, np.int32), curr_stage=np.asarray(noise["curr_stage"]))
+    info = {"family": "singan", "experiment": cfg.name, "variant": cfg.variant,
+            "color_order": "BGR" if keep_bgr else "RGB",
+            "source": {"file": None if path is None else os.path.basename(str(path)),
+                       "experiment_chosen_by": how, "notes": notes}}
+    return cfg, items, info
+
+
+def _singan_loaded(cfg, items, info, which):
+    from pegan.models import singan as sm
+
+    st = items["singan"]
+    state = {"fixed_noises": [jnp.asarray(n) for n in st["fixed_noises"]],
+             "noise_weights": np.asarray(st["noise_weights"], np.float32),
+             "curr_stage": int(np.asarray(st["curr_stage"])),
+             "sizes": [tuple(int(v) for v in s) for s in np.asarray(st["sizes"])]}
+    if which == "discriminator":
+        if "discriminator" not in items:
+            raise ConversionError("this checkpoint holds no discriminator")
+        return Loaded(sm.build_discriminator(cfg), jax.tree.map(jnp.asarray, items["discriminator"]), cfg, info, state)
+    return Loaded(sm.build_generator(cfg), jax.tree.map(jnp.asarray, items["generator"]), cfg, info, state)
 
 
 def resolve_scale(model: Generator, chosen_scale=None, size: Optional[Tuple[int, int]] = None):
@@ -189,3 +297,13 @@ def sample(loaded: Loaded, num: int, chosen_scale=0, truncation: float = 1.0, se
         lats.append(np.asarray(lat))
     imgs = np.concatenate(imgs)
     return (imgs, np.concatenate(lats)) if return_latents else imgs
+
+
+def _load_singan_dir(p: Path, item: str, step=None) -> Loaded:
+    from pegan.models import singan as sm
+
+    info = ckpt.read_info(p)
+    cfg = ckpt.read_config(p)
+    name = "discriminator" if item == "discriminator" else "generator"
+    got = ckpt.restore(p, [name, "singan"], step)
+    return _singan_loaded(cfg, got, info, name)

@@ -30,7 +30,7 @@ from typing import Dict, List, Optional, Tuple
 
 import ml_collections
 
-__all__ = ["RELEASED", "stylegan2_config", "load_experiment", "experiment_names",
+__all__ = ["RELEASED", "SINGAN_RELEASED", "singan_config", "stylegan2_config", "load_experiment", "experiment_names",
            "experiments_dir", "recognise_filename", "ExperimentError", "TINY_CHANNELS"]
 
 URL = "https://download.openmmlab.com/mmediting/pe_in_gans/"
@@ -108,6 +108,87 @@ RELEASED: Dict[str, dict] = {
         file="mspie-stylegan2_c1_config-f_ffhq_256-1024_b2x8_1600k_20210406_144716-81cbdc96.pth"),
 }
 
+SINGAN_IMAGES = {
+    "balloons": ("balloons.png", "https://download.openmmlab.com/mmediting/dataset/singan/balloons.png", 250),
+    "fish": ("fish-crop.jpg", "https://download.openmmlab.com/mmediting/dataset/singan/fish-crop.jpg", 300),
+    "bohemian": ("bohemian.png", "https://download.openmmlab.com/mmediting/dataset/singan/bohemian.png", 500),
+}
+_INTERP = dict(padding=0, pad_at_head=True, interp_pad=True, noise_with_pad=True,
+               positional_encoding=None, first_stage_in_channels=None)
+_PE = dict(padding=1, pad_at_head=False, interp_pad=False, noise_with_pad=False)
+_SPE4 = {"type": "SPE", "embedding_dim": 4, "padding_idx": 0, "init_size": 512, "div_half_dim": False,
+         "center_shift": 200}
+
+# REFERENCE §1.4 and the seed table: the 8 released PE-SinGAN models.
+SINGAN_RELEASED: Dict[str, dict] = {
+    "singan_interp-pad_balloons": dict(
+        image="balloons", num_scales=8, g=_INTERP, noise_ch=1, noise_pad=True, d_bn=True,
+        file="singan_interp-pad_balloons_20210406_180014-96f51555"),
+    "singan_interp-pad_disc-nobn_balloons": dict(
+        image="balloons", num_scales=8, g=_INTERP, noise_ch=1, noise_pad=True, d_bn=False,
+        file="singan_interp-pad_disc-nobn_balloons_20210406_180059-7d63e65d"),
+    "singan_interp-pad_disc-nobn_fish": dict(
+        image="fish", num_scales=10, g=_INTERP, noise_ch=1, noise_pad=True, d_bn=False,
+        file="singan_interp-pad_disc-nobn_fis_20210406_175720-9428517a"),
+    "singan-csg_fish": dict(
+        image="fish", num_scales=10, g=dict(_PE, positional_encoding={"type": "CSG"}, first_stage_in_channels=2),
+        noise_ch=2, noise_pad=False, d_bn=True, mmgen_config="singan_csg_fish",
+        file="singan_csg_fis_20210406_175532-f0ec7b61"),
+    "singan-csg_bohemian": dict(
+        image="bohemian", num_scales=10, g=dict(_PE, positional_encoding={"type": "CSG"}, first_stage_in_channels=2),
+        noise_ch=2, noise_pad=False, d_bn=True, mmgen_config="singan_csg_bohemian",
+        file="singan_csg_bohemian_20210407_195455-5ed56db2"),
+    "singan_spe-dim4_fish": dict(
+        image="fish", num_scales=10, g=dict(_PE, positional_encoding=_SPE4, first_stage_in_channels=8),
+        noise_ch=1, noise_pad=False, d_bn=True, note="the config never sets first_fixed_noises_ch: "
+        "the stage-0 noise has 1 channel, broadcast onto the 8 SPE channels",
+        file="singan_spe-dim4_fish_20210406_175933-f483a7e3"),
+    "singan_spe-dim4_bohemian": dict(
+        image="bohemian", num_scales=10, g=dict(_PE, positional_encoding=_SPE4, first_stage_in_channels=8),
+        noise_ch=8, noise_pad=False, d_bn=True, file="singan_spe-dim4_bohemian_20210406_175820-6e484a35"),
+    "singan_spe-dim8_bohemian": dict(
+        image="bohemian", num_scales=10,
+        g=dict(_PE, positional_encoding=dict(_SPE4, embedding_dim=8), first_stage_in_channels=16),
+        noise_ch=16, noise_pad=False, d_bn=True, note="mmgeneration's config file sets embedding_dim 4 "
+        "(a copy of dim4), mmagic's 8: the converter reads the size from the checkpoint's shapes",
+        file="singan_spe-dim8_bohemian_20210406_175858-7faa50f3"),
+}
+
+
+def singan_config(name: str, variant: Optional[str] = None) -> ml_collections.ConfigDict:
+    """The config of released PE-SinGAN model ``name``: 'full', or 'tiny' (the fixtures' widths,
+    4 scales, a 40 px image and a short schedule)."""
+    variant = variant or "full"
+    if name not in SINGAN_RELEASED:
+        raise ExperimentError(f"unknown PE-SinGAN experiment {name!r}")
+    if variant not in ("full", "tiny"):
+        raise ExperimentError(f"unknown variant {variant!r} of {name}; use 'full' or 'tiny'")
+    e = SINGAN_RELEASED[name]
+    tiny = variant == "tiny"
+    num_scales = 4 if tiny else e["num_scales"]
+    widths = dict(base_channels=16, min_feat_channels=8) if tiny else dict(base_channels=32, min_feat_channels=32)
+    g = dict(num_scales=num_scales, **widths)
+    g.update({k: (dict(v) if isinstance(v, dict) else v) for k, v in e["g"].items()})
+    d = dict(num_scales=num_scales, use_bn=e["d_bn"], **widths)
+    image, url, max_size = SINGAN_IMAGES[e["image"]]
+    iters = 2000
+    cfg = dict(
+        name=name, family="singan", variant=variant, paper="PE-SinGAN (Sec. 5)",
+        generator=g, discriminator=d,
+        data=dict(image=image, url=url, max_size=40 if tiny else max_size, min_size=12 if tiny else 25,
+                  scale_factor=0.75, num_scales=num_scales),
+        noise=dict(first_fixed_noises_ch=e["noise_ch"], fixed_noise_with_pad=e["noise_pad"],
+                   noise_weight_init=0.1, amplitude="first_iteration"),
+        train=dict(iters_per_scale=20 if tiny else iters, d_steps=3, g_steps=3, lr_g=5e-4, lr_d=5e-4,
+                   betas=[0.5, 0.999], lr_milestones=[16 if tiny else 1600], lr_gamma=0.1,
+                   gp_weight=0.1, rec_weight=10.0, batch=1),
+        release=dict(url=URL + e["file"] + ".pth", pkl_url=URL + e["file"] + ".pkl", file=e["file"] + ".pth",
+                     stem=e["file"][: -len("_20210406_180014-96f51555")], mmgen_config=e.get("mmgen_config", name),
+                     color_order="BGR", note=e.get("note", "")),
+    )
+    return ml_collections.ConfigDict(cfg)
+
+
 _FILE_STAMP = re.compile(r"_\d{8}_\d{6}-[0-9a-f]{8}$")
 
 
@@ -183,7 +264,7 @@ def experiments_dir() -> Optional[Path]:
 
 
 def experiment_names() -> List[str]:
-    return list(RELEASED)
+    return list(RELEASED) + list(SINGAN_RELEASED)
 
 
 def recognise_filename(filename: str) -> Optional[str]:
@@ -192,6 +273,9 @@ def recognise_filename(filename: str) -> Optional[str]:
     stem = _stem(filename)
     for name, e in RELEASED.items():
         if stem in (name, _stem(e["file"]), _mmgen_name(e)):
+            return name
+    for name, e in SINGAN_RELEASED.items():
+        if stem in (name, _stem(e["file"]), e.get("mmgen_config", name)):
             return name
     return None
 
@@ -217,8 +301,11 @@ def load_experiment(name_or_path: str, variant: Optional[str] = None) -> ml_coll
         return _import_file(d / f"{name}.py").get_config(variant)
     if name in RELEASED:
         return stylegan2_config(name, variant)
-    close = [n for n in RELEASED if str(name_or_path).lower() in n.lower()]
-    hint = f" Did you mean: {', '.join(close)}?" if close else f" Known: {', '.join(RELEASED)}."
+    if name in SINGAN_RELEASED:
+        return singan_config(name, variant)
+    known = list(RELEASED) + list(SINGAN_RELEASED)
+    close = [n for n in known if str(name_or_path).lower() in n.lower()]
+    hint = f" Did you mean: {', '.join(close)}?" if close else f" Known: {', '.join(known)}."
     raise ExperimentError(f"unknown experiment {name_or_path!r}.{hint}")
 
 
