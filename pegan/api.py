@@ -17,7 +17,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -229,7 +229,9 @@ def convert_singan_reference(path, pkl=None, experiment: Optional[str] = None, v
     if parts["discriminator"]:
         items["discriminator"] = sconv.convert_singan_discriminator(
             parts["discriminator"], not keep_bgr, sm.abstract_variables(D, cfg, sizes))
-    items["singan"] = dict(noise, sizes=np.asarray(sizes, np.int32), curr_stage=np.asarray(noise["curr_stage"]))
+    items["singan"] = dict(noise, sizes=np.asarray(sizes, np.int32), curr_stage=np.asarray(noise["curr_stage"]),
+                           next_stage=np.asarray(noise["curr_stage"] + 1),
+                           num_noise_weights=np.asarray(len(noise["noise_weights"])))
     info = {"family": "singan", "experiment": cfg.name, "variant": cfg.variant,
             "color_order": "BGR" if keep_bgr else "RGB",
             "source": {"file": None if path is None else os.path.basename(str(path)),
@@ -241,15 +243,89 @@ def _singan_loaded(cfg, items, info, which):
     from pegan.models import singan as sm
 
     st = items["singan"]
+    stage = int(np.asarray(st["curr_stage"]))
+    if stage < 0:
+        raise ConversionError("this SinGAN checkpoint has no trained stage yet")
     state = {"fixed_noises": [jnp.asarray(n) for n in st["fixed_noises"]],
-             "noise_weights": np.asarray(st["noise_weights"], np.float32),
-             "curr_stage": int(np.asarray(st["curr_stage"])),
+             "noise_weights": np.asarray(st["noise_weights"], np.float32)[: stage + 1],
+             "curr_stage": stage,
              "sizes": [tuple(int(v) for v in s) for s in np.asarray(st["sizes"])]}
     if which == "discriminator":
         if "discriminator" not in items:
             raise ConversionError("this checkpoint holds no discriminator")
         return Loaded(sm.build_discriminator(cfg), jax.tree.map(jnp.asarray, items["discriminator"]), cfg, info, state)
     return Loaded(sm.build_generator(cfg), jax.tree.map(jnp.asarray, items["generator"]), cfg, info, state)
+
+
+def singan_sizes(loaded: Loaded, size: Optional[Tuple[int, int]] = None, width_factor: float = 1.0,
+                 height_factor: float = 1.0) -> List[Tuple[int, int]]:
+    """Per-stage image sizes for an output of ``size`` (H, W) or of the native size scaled by
+    the factors: every stage's native size is scaled alike (rounded half up)."""
+    native = loaded.state["sizes"][: loaded.state["curr_stage"] + 1]
+    H, W = native[-1]
+    fy, fx = (size[0] / H, size[1] / W) if size is not None else (height_factor, width_factor)
+    out = [(int(h * fy + 0.5), int(w * fx + 0.5)) for h, w in native]
+    pad = 0 if loaded.config.generator.padding else 10   # valid convs: each block needs > 10 px
+    if min(min(s) for s in out) <= pad:
+        raise ValueError(f"output size too small: stage 0 would be {out[0]}")
+    return out
+
+
+def singan_sample(loaded: Loaded, num: int = 4, seed: int = 0, mode: str = "rand",
+                  size: Optional[Tuple[int, int]] = None, width_factor: float = 1.0,
+                  height_factor: float = 1.0, start_image=None, start_stage: int = 0,
+                  batch: int = 4) -> np.ndarray:
+    """PE-SinGAN samples [num, H, W, 3] in [-1, 1] (eval-mode BN, as the reference samples).
+
+    mode 'rand': fresh noise from ``seed`` (any output size); 'recon': the stored fixed noises
+    (native size, reproduces the training image). ``start_image`` ([H, W, 3] in [-1, 1] or
+    uint8) enters at ``start_stage`` resized to that stage's size, and the finer stages add
+    detail: SinGAN's editing / harmonisation use.
+    """
+    from pegan.models import singan as sm
+
+    G, v, st, cfg = loaded.model, loaded.variables, loaded.state, loaded.config
+    last = st["curr_stage"]
+    nw = [float(x) for x in st["noise_weights"][: last + 1]]
+    if not 0 <= start_stage <= last:
+        raise ValueError(f"start_stage must be in 0..{last}")
+    if mode == "recon":
+        if size is not None or width_factor != 1.0 or height_factor != 1.0:
+            raise ValueError("reconstruction uses the stored noises: native size only")
+        noises = [st["fixed_noises"][t] for t in range(last + 1)]
+        num = 1 if start_image is None else num
+        sizes = st["sizes"][: last + 1]
+    elif mode == "rand":
+        sizes = singan_sizes(loaded, size, width_factor, height_factor)
+        native_c = [int(st["fixed_noises"][t].shape[-1]) for t in range(last + 1)]
+        pad = 10 if cfg.generator.noise_with_pad else 0
+        shapes = [(h + pad, w + pad, c) for (h, w), c in zip(sizes, native_c)]
+        noises = sm.draw_noises(jax.random.PRNGKey(seed), shapes, num)
+    else:
+        raise ValueError(f"mode must be 'rand' or 'recon', got {mode!r}")
+    x0 = None
+    if start_image is not None:
+        img = np.asarray(start_image)
+        if img.dtype == np.uint8:
+            img = img.astype(np.float32) / 127.5 - 1.0
+        if img.ndim == 3:
+            img = img[None]
+        x0 = jnp.asarray(img, jnp.float32)
+        if x0.shape[-1] != 3:
+            raise ValueError("start_image must have 3 channels")
+        from pegan import ops
+        x0 = ops.resize_bicubic(x0, sizes[start_stage], align_corners=True)
+        x0 = jnp.broadcast_to(x0, (num,) + x0.shape[1:])
+
+    @jax.jit
+    def run(noises, x0):
+        return G.apply(v, noises, nw, last, input_sample=x0, start_stage=start_stage)
+
+    outs = []
+    for i in range(0, num, batch):
+        nz = [n if n.shape[0] == 1 else n[i:i + batch] for n in noises]
+        outs.append(np.asarray(run(nz, None if x0 is None else x0[i:i + batch])))
+    return np.concatenate(outs)[:num]
 
 
 def resolve_scale(model: Generator, chosen_scale=None, size: Optional[Tuple[int, int]] = None):

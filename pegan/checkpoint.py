@@ -41,7 +41,7 @@ def _manager(directory: Path, read_only: bool = False, max_to_keep: Optional[int
     import orbax.checkpoint as ocp
 
     opts = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,
-                                        read_only=read_only, enable_async_checkpointing=False)
+                                        enable_async_checkpointing=False)
     return ocp.CheckpointManager(str((directory / "checkpoints").resolve()), options=opts)
 
 

@@ -26,52 +26,9 @@ _USER_ERRORS = {"CheckpointReadError", "UnsafePickleError", "ConversionError", "
 
 
 def _demo(args) -> int:
-    import jax
-    import jax.numpy as jnp
-    import numpy as np
+    from pegan.demo import run_demo
 
-    from pegan import encodings, ops
-    from pegan.imageio import labelled_row, save_png, stack_rows, to_uint8
-
-    t0 = time.time()
-    rows = []
-    # 1. the encodings themselves: SPE channels (x and y part) and CSG, at two sizes
-    for h, w in ((8, 8), (12, 20)):
-        spe = encodings.spe_grid(h, w, 8, center_shift=100)[0]
-        csg = encodings.csg_grid(h, w)[0]
-        tiles = [spe[..., c:c + 1] for c in (0, 1, 8, 9)] + [csg[..., :1], csg[..., 1:]]
-        tiles = [np.kron(to_uint8(t), np.ones((8, 8, 1), np.uint8)) for t in tiles]
-        rows.append(labelled_row(tiles, [f"SPE x0 {h}x{w}", "SPE x1", "SPE y0", "SPE y1", "CSG x", "CSG y"]))
-    # 2. a tiny random network with an SPE head sampled at several sizes: the same weights
-    #    make images of any size because the head is an explicit positional grid
-    key = jax.random.PRNGKey(args.seed)
-    ks = jax.random.split(key, 8)
-    chans = [16, 16, 12, 8]
-    ws = [jax.random.normal(ks[i], (3, 3, chans[i], chans[i + 1])) / np.sqrt(9 * chans[i]) for i in range(3)]
-    w_rgb = jax.random.normal(ks[4], (1, 1, chans[-1], 3)) / np.sqrt(chans[-1])
-    styles = jax.random.normal(ks[5], (args.num, 3, 16))
-
-    @jax.jit
-    def net(head, styles):
-        x = head
-        for i, w in enumerate(ws):
-            x = ops.modulated_conv2d(x, w, styles[:, i, : w.shape[2]] + 1.0, up="after")
-            x = ops.bias_leaky_relu(x)
-        return jnp.tanh(ops.modulated_conv2d(x, w_rgb, jnp.ones((x.shape[0], chans[-1])), demodulate=False))
-
-    tiles, labels = [], []
-    for s in (0, 2, 4):
-        head = encodings.spe_grid(4 + s, 4 + s, 8, center_shift=100, batch=args.num)
-        img = np.asarray(net(jnp.asarray(head), styles))
-        tiles.append(np.concatenate(list(to_uint8(img)), axis=1))
-        labels.append(f"scale {s}: {img.shape[1]}x{img.shape[2]}")
-    rows.append(labelled_row(tiles[:1], labels[:1]))
-    rows.append(labelled_row(tiles[1:2], labels[1:2]))
-    rows.append(labelled_row(tiles[2:], labels[2:]))
-    path = save_png(args.out, stack_rows(rows))
-    print(f"wrote {path} in {time.time() - t0:.1f} s")
-    return 0
-
+    return run_demo(args)
 
 def _pair(text: str, what: str):
     try:
@@ -90,7 +47,7 @@ def _convert(args) -> int:
 
     t0 = time.time()
     out = api.convert(args.file, args.out_dir, experiment=args.experiment, variant=args.variant,
-                      keep_bgr=args.keep_bgr, overwrite=args.overwrite)
+                      keep_bgr=args.keep_bgr, overwrite=args.overwrite, pkl=args.pkl)
     from pegan import checkpoint as ckpt
     info = ckpt.read_info(out)
     print(f"wrote {out}: experiment {info['experiment']} ({info['variant']}, chosen by "
@@ -100,14 +57,15 @@ def _convert(args) -> int:
 
 
 def _sample(args) -> int:
-    import numpy as np
-
     from pegan import api
-    from pegan.imageio import image_grid, save_png, to_uint8
 
     t0 = time.time()
     loaded = api.load(args.checkpoint, which=args.which, experiment=args.experiment,
-                      variant=args.variant)
+                      variant=args.variant, pkl=args.pkl)
+    if loaded.info.get("family") == "singan":
+        return _sample_singan(args, loaded, t0)
+    if args.recon or args.input or args.width_factor != 1.0:
+        raise UserError("--recon, --input and --width-factor apply to SinGAN checkpoints")
     if args.size and args.chosen_scale is not None:
         raise UserError("give --chosen-scale or --size, not both")
     scale = api.resolve_scale(loaded.model, None if args.chosen_scale is None else
@@ -115,6 +73,15 @@ def _sample(args) -> int:
                               _pair(args.size, "--size") if args.size else None)
     imgs = api.sample(loaded, args.num, scale, truncation=args.truncation, seed=args.seed,
                       batch=args.batch, noise=args.noise)
+    return _save_samples(args, imgs, loaded, f"chosen scale {scale}, truncation {args.truncation}, "
+                         f"seed {args.seed}", t0)
+
+
+def _save_samples(args, imgs, loaded, what, t0):
+    import numpy as np
+
+    from pegan.imageio import image_grid, save_png, to_uint8
+
     if loaded.info.get("color_order") == "BGR":
         imgs = imgs[..., ::-1]
     path = save_png(args.out, image_grid(to_uint8(imgs), ncol=args.ncol))
@@ -123,29 +90,85 @@ def _sample(args) -> int:
         os.makedirs(os.path.dirname(os.path.abspath(args.npy)), exist_ok=True)
         np.save(args.npy, imgs)
         msg += f" and {args.npy} (float32 [N, H, W, 3] RGB in [-1, 1])"
-    print(f"{msg}: {args.num} images of {imgs.shape[1]}x{imgs.shape[2]} (chosen scale {scale}, "
-          f"truncation {args.truncation}, seed {args.seed}) in {time.time() - t0:.1f} s")
+    print(f"{msg}: {len(imgs)} images of {imgs.shape[1]}x{imgs.shape[2]} ({what}) in {time.time() - t0:.1f} s")
+    return 0
+
+
+def _sample_singan(args, loaded, t0) -> int:
+    from pegan import api
+    from pegan.imageio import read_image
+
+    if args.chosen_scale is not None or args.truncation != 1.0:
+        raise UserError("--chosen-scale and --truncation apply to StyleGAN2 checkpoints; a SinGAN takes "
+                        "--size H,W or --width-factor F")
+    start = read_image(args.input) if args.input else None
+    if args.start_stage and start is None:
+        raise UserError("--start-stage needs --input IMAGE")
+    size = _pair(args.size, "--size") if args.size else None
+    imgs = api.singan_sample(loaded, args.num, seed=args.seed, mode="recon" if args.recon else "rand",
+                             size=size, width_factor=args.width_factor, start_image=start,
+                             start_stage=args.start_stage, batch=args.batch)
+    what = "reconstruction" if args.recon else f"random, seed {args.seed}"
+    if start is not None:
+        what += f", from {args.input} at stage {args.start_stage}"
+    return _save_samples(args, imgs, loaded, what, t0)
+
+
+def _train(args) -> int:
+    from pegan.configs import load_experiment
+    from pegan.demo import _progress_factory
+    from pegan.imageio import read_image
+    from pegan.train import singan as ts
+
+    cfg = load_experiment(args.experiment, args.variant)
+    if cfg.family != "singan":
+        raise UserError(f"{cfg.name} is a StyleGAN2 experiment: its training is not available in this "
+                        "version yet (only the PE-SinGAN experiments train here)")
+    if args.image is None:
+        raise UserError(f"a SinGAN trains on one image: pass --image (the reference used {cfg.data.image}, "
+                        f"{cfg.data.url})")
+    image = read_image(args.image)
+    if args.max_size:
+        cfg.data.max_size = args.max_size
+    t0 = time.time()
+    ts.run(cfg, image, args.out, seed=args.seed, iters=args.iters,
+           progress_factory=_progress_factory(cfg.name), image_name=os.path.basename(args.image))
+    print(f"trained {cfg.name} into {args.out} in {time.time() - t0:.0f} s; sample with "
+          f"`pegan sample {args.out} --num 8 --width-factor 2`")
     return 0
 
 
 def _experiments(args) -> int:
-    from pegan.configs import RELEASED, stylegan2_config
+    from pegan.configs import RELEASED, SINGAN_RELEASED, singan_config, stylegan2_config
 
     for name in RELEASED:
         c = stylegan2_config(name)
         f = c.generator.out_size // 4
         print(f"{name:60s} {c.paper:16s} px {','.join(str((4 + s) * f) for s in c.scales):14s} "
               f"FID50k {c.release.fid50k:.2f}")
+    for name in SINGAN_RELEASED:
+        c = singan_config(name)
+        pe = c.generator.positional_encoding
+        kind = "no PE, interp-pad" if pe is None else f"{pe.type}" + (f" dim {pe.embedding_dim}" if pe.type == "SPE" else "")
+        print(f"{name:60s} {'PE-SinGAN':16s} {c.data.image} ({c.generator.num_scales + 1} stages), {kind}")
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pegan", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("demo", help="the built-in demo: writes a PNG sheet")
-    d.add_argument("--out", default="out/demo.png", help="PNG to write (default out/demo.png)")
-    d.add_argument("--num", type=int, default=4, help="samples per size")
+    d = sub.add_parser("demo", help="train a PE-SinGAN on a photo (~10 min on 2 CPU cores) -> PNG sheet")
+    d.add_argument("--image", default="skimage:rocket",
+                   help="a path, or skimage:<name> for an image bundled with scikit-image (default skimage:rocket)")
+    d.add_argument("--max-size", type=int, default=64, help="long side of the training image (px)")
+    d.add_argument("--min-size", type=int, default=16, help="short side of the coarsest stage (px)")
+    d.add_argument("--iters", type=int, default=120, help="iterations per stage (the reference: 2000)")
+    d.add_argument("--num", type=int, default=4, help="random samples per row")
+    d.add_argument("--zoom", type=int, default=3, help="pixel zoom of the sheet")
     d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--compare", action="store_true", help="also train without positional encoding (twice the time)")
+    d.add_argument("--out", default="out/demo.png", help="PNG to write (default out/demo.png)")
+    d.add_argument("--run-dir", default=None, help="checkpoint directory of the run (default: next to --out)")
     d.set_defaults(func=_demo)
 
     c = sub.add_parser("convert", help="reference .pth (mmgeneration / mmagic) -> pegan checkpoint directory")
@@ -156,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--variant", choices=["full", "tiny"], default=None)
     c.add_argument("--keep-bgr", action="store_true", help="keep the reference's BGR output order")
     c.add_argument("--overwrite", action="store_true", help="replace a non-empty out_dir")
+    c.add_argument("--pkl", help="SinGAN: the .pkl of fixed noises (default: next to the .pth)")
     c.set_defaults(func=_convert)
 
     s = sub.add_parser("sample", help="sample a grid of images from a checkpoint directory or a .pth")
@@ -175,7 +199,22 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--npy", help="also save the raw float32 images here (.npy)")
     s.add_argument("--experiment", help="for a .pth: the experiment, if not recognised")
     s.add_argument("--variant", choices=["full", "tiny"], default=None)
+    s.add_argument("--pkl", help="SinGAN .pth: its .pkl (default: next to the .pth)")
+    s.add_argument("--width-factor", type=float, default=1.0, help="SinGAN: output width x F")
+    s.add_argument("--recon", action="store_true", help="SinGAN: reconstruct the training image")
+    s.add_argument("--input", help="SinGAN: start from this image (editing / harmonisation)")
+    s.add_argument("--start-stage", type=int, default=0, help="SinGAN: the stage --input enters at")
     s.set_defaults(func=_sample)
+
+    t = sub.add_parser("train", help="train an experiment (PE-SinGAN experiments in this version)")
+    t.add_argument("--experiment", required=True, help="experiment name or .py file")
+    t.add_argument("--variant", choices=["full", "tiny"], default=None)
+    t.add_argument("--image", help="SinGAN: the training image")
+    t.add_argument("--max-size", type=int, default=None, help="SinGAN: override the image's long side")
+    t.add_argument("--iters", type=int, default=None, help="iterations per stage (default: the config's)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--out", required=True, help="run directory (resumed if it holds this run)")
+    t.set_defaults(func=_train)
 
     e = sub.add_parser("experiments", help="list the released experiments")
     e.set_defaults(func=_experiments)

@@ -32,7 +32,7 @@ from pegan import ops
 from pegan.models import singan as sm
 
 __all__ = ["pyramid_sizes", "create_real_pyramid", "d_loss", "g_loss", "SinGANTrainer",
-           "noise_amplitude"]
+           "noise_amplitude", "run", "fit_config_to_pyramid"]
 
 
 # -- the image pyramid ------------------------------------------------------------------------
@@ -331,3 +331,61 @@ class SinGANTrainer:
         if t < last:
             self.state["noise_weights"] = list(self.state["noise_weights"]) + [next_weight]
         return StageReport(t, self.sizes[t], iters, time.time() - t0, compile_s, dl, gl, mse, next_weight)
+
+
+# -- a whole run: pyramid, stages, checkpoints, resume -----------------------------------------
+
+def fit_config_to_pyramid(cfg, num_scales: int):
+    """Set the stage count of a config to the pyramid's (configs hard-code 8 or 10 for their
+    images; another image gives another count)."""
+    cfg = cfg.copy_and_resolve_references() if hasattr(cfg, "copy_and_resolve_references") else cfg
+    cfg.generator.num_scales = num_scales
+    cfg.discriminator.num_scales = num_scales
+    cfg.data.num_scales = num_scales
+    return cfg
+
+
+def run(cfg, image_uint8: np.ndarray, out_dir, seed: int = 0, iters: Optional[int] = None,
+        progress_factory=None, log: Callable[[str], None] = print, image_name: str = "image"):
+    """Train all remaining stages, checkpointing into ``out_dir`` after each; resumes a run
+    found there. Returns (trainer, [StageReport])."""
+    from pegan import checkpoint as ckpt
+
+    stop, reals = create_real_pyramid(image_uint8, cfg.data.min_size, cfg.data.max_size, cfg.data.scale_factor)
+    cfg = fit_config_to_pyramid(cfg, stop)
+    if iters is not None:
+        cfg.train.iters_per_scale = int(iters)
+    key = jax.random.PRNGKey(seed)
+    k_init, key = jax.random.split(key)
+    trainer = SinGANTrainer(cfg, reals, k_init)
+    info = {"family": "singan", "experiment": cfg.name, "variant": cfg.variant, "color_order": "RGB",
+            "source": {"trained_on": image_name, "image_size": list(image_uint8.shape[:2]), "seed": seed}}
+    if ckpt.is_checkpoint_dir(out_dir) and ckpt.steps(out_dir):
+        old = ckpt.read_config(out_dir)
+        if old.name != cfg.name or list(map(tuple, old.get("pyramid", []))) != [tuple(s) for s in trainer.sizes]:
+            raise ckpt.CheckpointError(f"{out_dir} holds another run ({old.name}, pyramid {old.get('pyramid')}); "
+                                       "use a new directory to train this one")
+        got = ckpt.restore(out_dir, ["generator", "discriminator", "singan"])
+        trainer.state["generator"] = jax.tree.map(jnp.asarray, got["generator"])
+        trainer.state["discriminator"] = jax.tree.map(jnp.asarray, got["discriminator"])
+        trainer.load_singan_item(got["singan"])
+        log(f"resuming {out_dir} at stage {trainer.state['next_stage']} of {stop}")
+    cfg.pyramid = [list(s) for s in trainer.sizes]
+    reports = []
+    while trainer.state["next_stage"] <= stop:
+        t = trainer.state["next_stage"]
+        key, k = jax.random.split(jax.random.fold_in(key, t))
+        bar = progress_factory(t, trainer.sizes[t], cfg.train.iters_per_scale) if progress_factory else None
+        try:
+            rep = trainer.train_stage(k, progress=(lambda i, n: bar.update(1)) if bar else None)
+        finally:
+            if bar is not None:
+                bar.close()
+        reports.append(rep)
+        log(f"stage {t} {rep.size[0]}x{rep.size[1]}: {rep.seconds:.1f} s (compile {rep.compile_seconds:.1f} s), "
+            f"D {rep.d_loss:.3f} G {rep.g_loss:.3f} recon MSE {rep.mse:.4f}"
+            + (f", next noise amplitude {rep.noise_weight:.4f}" if t < stop else ""))
+        ckpt.save(out_dir, t + 1, {"generator": trainer.state["generator"],
+                                   "discriminator": trainer.state["discriminator"],
+                                   "singan": trainer.singan_item()}, cfg, info)
+    return trainer, reports
