@@ -22,7 +22,7 @@ class UserError(Exception):
 # library exceptions that describe bad input (files, names, sizes), reported without traceback
 _USER_ERRORS = {"CheckpointReadError", "UnsafePickleError", "ConversionError", "CheckpointError",
                 "ExperimentError", "FileNotFoundError", "ValueError", "IsADirectoryError",
-                "PermissionError"}
+                "PermissionError", "FloatingPointError"}
 
 
 def _demo(args) -> int:

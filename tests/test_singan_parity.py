@@ -143,3 +143,23 @@ def test_spe_dim8_file_with_dim8_shapes(fixtures):
     assert got.generator.positional_encoding.embedding_dim == 8 and notes == [] and how == "file name"
     with pytest.raises(sconv.ConversionError, match="several SinGAN experiments"):
         sconv.identify_singan(dict(facts, stage0_in_channels=2, spe_placeholder=False, stage0_noise_channels=2))
+
+
+def test_cli_convert_and_reconstruct(fixtures, tmp_path):
+    import subprocess
+    import sys
+    run = [sys.executable, "-m", "pegan.cli"]
+    out = tmp_path / "ck"
+    r = subprocess.run(run + ["convert", str(fixtures / "pe_singan_spe-dim4-fish_tiny.mmgen.pth"), str(out),
+                              "--experiment", "singan_spe-dim4_fish", "--variant", "tiny"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run(run + ["sample", str(out), "--recon", "--out", str(tmp_path / "r.png"), "--npy",
+                              str(tmp_path / "r.npy")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    d = np.load(fixtures / "pe_singan_spe-dim4-fish_tiny.npz")
+    np.testing.assert_allclose(np.load(tmp_path / "r.npy")[..., ::-1], nhwc(d["out.recon.fake_img"]), **TOL)
+    # without the .pkl: a clear error
+    lone = tmp_path / "lone.pth"
+    lone.write_bytes((fixtures / "pe_singan_csg_tiny.mmgen.pth").read_bytes())
+    r = subprocess.run(run + ["convert", str(lone), str(tmp_path / "o2")], capture_output=True, text=True)
+    assert r.returncode == 2 and ".pkl" in r.stderr and "Traceback" not in r.stderr
