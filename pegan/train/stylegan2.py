@@ -1,0 +1,192 @@
+"""StyleGAN2 / MS-PIE training steps (REFERENCE §1.2-1.3, §3.1-3.3).
+
+One iteration, as the reference loop: a discriminator step (non-saturating logistic loss, plus
+80 x R1 on the reals at the current scale when ``step % 16 == 0``), then a generator step with
+the updated discriminator (non-saturating loss, plus 8 x path-length penalty at chosen scale 0
+on half the batch when ``step % 4 == 0``; the new running mean is not detached inside the
+penalty, as in the reference), then the EMA of the generator parameters. The lazy terms sit
+behind ``lax.cond`` so one compiled step serves every iteration of a (scale, batch) shape.
+
+All randomness of an iteration is one explicit pytree (``Randomness``), drawn by
+``draw_randomness`` from the state's key or given by a test: z pairs with their inject index
+(mixing with probability 0.9, else index = num_latents), per-sample noises, the path-length
+``randn``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from pegan import ops
+from pegan.models.stylegan2 import Discriminator, Generator, scale_pair
+from pegan.nn.layers import random_noise
+
+__all__ = ["TrainState", "Randomness", "draw_randomness", "make_optimizers", "init_state",
+           "d_loss_fn", "g_loss_fn", "train_step", "resize_reals", "ema_update"]
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jnp.ndarray
+    g_params: Any
+    g_buffers: Any
+    d_params: Any
+    ema_params: Any
+    opt_g: Any
+    opt_d: Any
+    pl_mean: jnp.ndarray
+    key: jnp.ndarray
+
+
+class Randomness(NamedTuple):
+    z_d: Tuple[jnp.ndarray, jnp.ndarray]
+    idx_d: jnp.ndarray
+    noise_d: Sequence[jnp.ndarray]
+    z_g: Tuple[jnp.ndarray, jnp.ndarray]
+    idx_g: jnp.ndarray
+    noise_g: Sequence[jnp.ndarray]
+    z_pl: Tuple[jnp.ndarray, jnp.ndarray]
+    idx_pl: jnp.ndarray
+    noise_pl: Sequence[jnp.ndarray]
+    pl_randn: jnp.ndarray
+
+
+def make_optimizers(tcfg):
+    """Adam for G and D with the lazy-regularisation lr / beta scaling of the config."""
+    g = optax.adam(tcfg.g_lr, b1=tcfg.g_betas[0], b2=tcfg.g_betas[1], eps=tcfg.adam_eps)
+    d = optax.adam(tcfg.d_lr, b1=tcfg.d_betas[0], b2=tcfg.d_betas[1], eps=tcfg.adam_eps)
+    return g, d
+
+
+def init_state(G: Generator, D: Discriminator, tcfg, key, g_vars=None, d_vars=None) -> TrainState:
+    k_g, k_d, key = jax.random.split(key, 3)
+    if g_vars is None:
+        g_vars = G.init(k_g, jnp.zeros((1, G.style_channels)), noise="const")
+    if d_vars is None:
+        d_vars = D.init(k_d, jnp.zeros((1, D.in_size, D.in_size, 3)))
+    opt_g, opt_d = make_optimizers(tcfg)
+    return TrainState(step=jnp.zeros((), jnp.int32), g_params=g_vars["params"], g_buffers=g_vars["buffers"],
+                      d_params=d_vars["params"], ema_params=jax.tree.map(jnp.array, g_vars["params"]),
+                      opt_g=opt_g.init(g_vars["params"]), opt_d=opt_d.init(d_vars["params"]),
+                      pl_mean=jnp.zeros((), jnp.float32), key=key)
+
+
+def draw_randomness(key, G: Generator, scale, batch: int, pl_batch: int, mix_prob: float) -> Randomness:
+    L = G.num_latents
+    ks = jax.random.split(key, 10)
+
+    def zpair(k, n):
+        a, b = jax.random.split(k)
+        return (jax.random.normal(a, (n, G.style_channels)), jax.random.normal(b, (n, G.style_channels)))
+
+    def index(k):
+        a, b = jax.random.split(k)
+        mix = jax.random.uniform(a) < mix_prob
+        return jnp.where(mix, jax.random.randint(b, (), 1, L), L)   # L = no mixing
+
+    shapes, shapes0 = G.noise_shapes(scale), G.noise_shapes(0)
+    h, w = G.out_size, G.out_size
+    return Randomness(zpair(ks[0], batch), index(ks[1]), random_noise(ks[2], shapes, batch),
+                      zpair(ks[3], batch), index(ks[4]), random_noise(ks[5], shapes, batch),
+                      zpair(ks[6], pl_batch), index(ks[7]), random_noise(ks[8], shapes0, pl_batch),
+                      jax.random.normal(ks[9], (pl_batch, h, w, 3)))
+
+
+def resize_reals(x, size: Tuple[int, int]):
+    """The reference's on-the-fly resize: bilinear, align_corners=True, no antialiasing."""
+    if tuple(x.shape[1:3]) == tuple(size):
+        return x
+    return ops.resize_bilinear(x, size, align_corners=True)
+
+
+def _gen(G, params, buffers, z, idx, noise, scale, return_latents=False):
+    return G.apply({"params": params, "buffers": buffers}, z[0], scale, noise=list(noise), z2=z[1],
+                   inject_index=idx, return_latents=return_latents)
+
+
+def d_loss_fn(d_params, D, real, fake, do_r1, r1_weight: float):
+    def disc(p, x):
+        return D.apply({"params": p}, x)
+
+    pf = disc(d_params, fake)
+    pr = disc(d_params, real)
+    loss_fake = jnp.mean(jax.nn.softplus(pf))
+    loss_real = jnp.mean(jax.nn.softplus(-pr))
+
+    def r1(p):
+        g = jax.grad(lambda x: jnp.sum(disc(p, x)))(real)
+        return jnp.mean(jnp.sum(jnp.square(g), axis=(1, 2, 3)))
+
+    r1_val = jax.lax.cond(do_r1, r1, lambda p: jnp.zeros((), real.dtype), d_params)
+    loss = loss_fake + loss_real + r1_weight * r1_val
+    return loss, {"d_loss": loss, "loss_disc_fake": loss_fake, "loss_disc_real": loss_real,
+                  "r1_penalty": r1_val, "disc_pred_fake": pf, "disc_pred_real": pr}
+
+
+def g_loss_fn(g_params, G, buffers, d_params, D, rnd: Randomness, scale, pl_mean, do_pl, pl_weight: float,
+              pl_decay: float):
+    fake = _gen(G, g_params, buffers, rnd.z_g, rnd.idx_g, rnd.noise_g, scale)
+    pf = D.apply({"params": d_params}, fake)
+    adv = jnp.mean(jax.nn.softplus(-pf))
+
+    def pl(p):
+        v = {"params": p, "buffers": buffers}
+        _, latent = _gen(G, p, buffers, rnd.z_pl, rnd.idx_pl, rnd.noise_pl, 0, return_latents=True)
+        n, h, w, _ = rnd.pl_randn.shape
+        y = rnd.pl_randn / math.sqrt(h * w)
+
+        def proj(lat):
+            img = G.apply(v, lat, 0, noise=list(rnd.noise_pl), input_is_latent=True)
+            return jnp.sum(img * y)
+
+        g = jax.grad(proj)(latent)
+        lengths = jnp.sqrt(jnp.mean(jnp.sum(jnp.square(g), axis=2), axis=1))
+        new_mean = pl_mean + pl_decay * (jnp.mean(lengths) - pl_mean)   # not detached (reference)
+        return jnp.mean(jnp.square(lengths - new_mean)), (lengths, new_mean)
+
+    def no_pl(p):
+        return jnp.zeros((), fake.dtype), (jnp.zeros(rnd.pl_randn.shape[:1], fake.dtype), pl_mean)
+
+    pen, (lengths, new_mean) = jax.lax.cond(do_pl, pl, no_pl, g_params)
+    loss = adv + pl_weight * pen
+    return loss, {"g_loss": loss, "loss_disc_fake_g": adv, "pl_penalty": pen, "path_lengths": lengths,
+                  "pl_mean": jax.lax.stop_gradient(new_mean), "fake_imgs": fake, "disc_pred_fake_g": pf}
+
+
+def ema_update(ema, params, momentum: float):
+    """ema <- params + (ema - params) * m (mmgen's lerp), parameters only."""
+    return jax.tree.map(lambda e, p: p + (e - p) * momentum, ema, params)
+
+
+def train_step(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Discriminator, tcfg,
+               scale) -> Tuple[TrainState, Dict[str, jnp.ndarray]]:
+    """One reference iteration at chosen ``scale`` (static) on ``real`` (already at its size)."""
+    opt_g, opt_d = make_optimizers(tcfg)
+    do_r1 = state.step % tcfg.r1_interval == 0
+    do_pl = state.step % tcfg.pl_interval == 0
+    fake = jax.lax.stop_gradient(_gen(G, state.g_params, state.g_buffers, rnd.z_d, rnd.idx_d, rnd.noise_d, scale))
+    (dl, d_terms), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
+        state.d_params, D, real, fake, do_r1, tcfg.r1_weight)
+    upd, opt_d_state = opt_d.update(d_grads, state.opt_d, state.d_params)
+    d_params = optax.apply_updates(state.d_params, upd)
+    (gl, g_terms), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
+        state.g_params, G, state.g_buffers, d_params, D, rnd, scale, state.pl_mean, do_pl,
+        tcfg.pl_weight, tcfg.pl_decay)
+    upd, opt_g_state = opt_g.update(g_grads, state.opt_g, state.g_params)
+    g_params = optax.apply_updates(state.g_params, upd)
+    ema = ema_update(state.ema_params, g_params, tcfg.ema_momentum)
+    new = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params, ema_params=ema,
+                        opt_g=opt_g_state, opt_d=opt_d_state, pl_mean=g_terms["pl_mean"])
+    metrics = {"d_loss": dl, "g_loss": gl, "loss_disc_fake": d_terms["loss_disc_fake"],
+               "loss_disc_real": d_terms["loss_disc_real"], "r1_penalty": d_terms["r1_penalty"],
+               "loss_disc_fake_g": g_terms["loss_disc_fake_g"], "pl_penalty": g_terms["pl_penalty"],
+               "path_lengths": g_terms["path_lengths"], "pl_mean": g_terms["pl_mean"]}
+    aux = {"d_grads": d_grads, "g_grads": g_grads, "d_terms": d_terms, "g_terms": g_terms}
+    return new, metrics, aux

@@ -1,0 +1,117 @@
+"""One MS-PIE iteration (D step + R1, G step + path length, Adam, EMA) against the reference's
+``mspie_train_step_config-f_tiny.npz`` at chosen scales 0 and 2, with the README_train
+tolerances."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import pegan.api as pg
+from pegan.configs import stylegan2_config
+from pegan.convert import mmgen
+from pegan.train import stylegan2 as tr
+
+NAME = "mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512"
+
+
+def nhwc(a):
+    return np.asarray(a).transpose(0, 2, 3, 1)
+
+
+def close_scaled(x, ref, what, rtol=1e-4, atol_rel=1e-5):
+    x, ref = np.asarray(x, np.float64), np.asarray(ref, np.float64)
+    bound = atol_rel * np.abs(ref).max() + rtol * np.abs(ref)
+    assert np.all(np.abs(x - ref) <= bound + 1e-12), f"{what}: max |d| {np.abs(x - ref).max()}"
+
+
+def leaf(tree, path):
+    for p in path:
+        tree = tree[p]
+    return np.asarray(tree)
+
+
+@pytest.fixture(scope="module")
+def setup(fixtures):
+    d = np.load(fixtures / "mspie_train_step_config-f_tiny.npz")
+    path = fixtures / "mspie_stylegan2_config-f_tiny.mmgen.pth"
+    kw = dict(experiment=NAME, variant="tiny", keep_bgr=True)
+    G, D, E = pg.load(path, which="orig", **kw), pg.load(path, which="discriminator", **kw), pg.load(path, **kw)
+    cfg = stylegan2_config(NAME, "tiny")
+    st = tr.init_state(G.model, D.model, cfg.train, jax.random.PRNGKey(0), g_vars=G.variables, d_vars=D.variables)
+    st = st.replace(ema_params=E.variables["params"], pl_mean=jnp.float32(d["mean_path_length_init"]))
+
+    def ref(prefix, rules):
+        raw = {k[len(prefix):]: d[k] for k in d.files if k.startswith(prefix)}
+        flat, unexpected = mmgen._apply_rules(raw, rules, "reference")
+        assert not unexpected
+        return flat
+    return d, G, D, cfg, st, ref
+
+
+@pytest.mark.parametrize("c", [0, 2])
+def test_one_iteration_matches_the_reference(setup, c):
+    d, G, D, cfg, st, ref = setup
+    s = f"s{c}."
+    size = 32 + 8 * c
+    real = tr.resize_reals(jnp.asarray(nhwc(d["real_src"])), (size, size))
+    close_scaled(real, nhwc(d[f"out.{s}real_imgs"]), "resized reals")
+    noise = {k: [nhwc(d[f"{s}noise_{k}.{i}"]) for i in range(7)] for k in ("d", "g", "pl")}
+    rnd = tr.Randomness((d[s + "z_d.0"], d[s + "z_d.1"]), 3, noise["d"], (d[s + "z_g.0"], d[s + "z_g.1"]), 5,
+                        noise["g"], (d[s + "z_pl.0"], d[s + "z_pl.1"]), 2, noise["pl"], nhwc(d[s + "pl_randn"]))
+    step = jax.jit(lambda st, real, rnd: tr.train_step(st, real, rnd, G=G.model, D=D.model, tcfg=cfg.train, scale=c))
+    new, m, aux = step(st, real, rnd)
+    assert int(new.step) == 1
+    pairs = [("loss_disc_fake", "d.loss_disc_fake"), ("loss_disc_real", "d.loss_disc_real"),
+             ("r1_penalty", "d.r1_penalty_unweighted"), ("d_loss", "d.loss_total"),
+             ("loss_disc_fake_g", "g.loss_disc_fake_g"), ("pl_penalty", "g.pl_penalty_unweighted"),
+             ("g_loss", "g.loss_total")]
+    for k, r in pairs:
+        close_scaled(m[k], d[f"out.{s}{r}"], k)
+    np.testing.assert_allclose(m["path_lengths"], d[f"out.{s}g.path_lengths"], rtol=1e-5)
+    np.testing.assert_allclose(m["pl_mean"], d[f"out.{s}g.mean_path_length_new"], rtol=1e-5)
+    close_scaled(aux["d_terms"]["disc_pred_fake"], d[f"out.{s}d.disc_pred_fake"], "D(fake)")
+    close_scaled(aux["g_terms"]["fake_imgs"], nhwc(d[f"out.{s}g.fake_imgs"]), "G-step fake")
+
+    for kind, grads, params, rules in (("d", aux["d_grads"], new.d_params, mmgen.DISCRIMINATOR_RULES),
+                                       ("g", aux["g_grads"], new.g_params, mmgen.GENERATOR_RULES)):
+        ref_grads = ref(f"out.{s}{kind}.grad.", rules)
+        assert len(ref_grads) == (23 if kind == "d" else 67)
+        lr = cfg.train.d_lr if kind == "d" else cfg.train.g_lr
+        for path, r in ref_grads.items():
+            close_scaled(leaf(grads, path[1:]), r, f"{kind} grad {'/'.join(path)}")
+        # Adam: compare where the gradient is not tiny (the first step is ~ lr * sign(g))
+        for path, r in ref(f"out.{s}{kind}.after_adam.", rules).items():
+            g_ref = ref_grads[path]
+            big = np.abs(g_ref) > 1e-4 * np.abs(g_ref).max()
+            mine = leaf(params, path[1:])
+            # README_train: atol 1e-6 where |g| is not tiny. Raw weights reach |p| ~ 200, where one
+            # float32 ulp (1.5e-5) exceeds 1e-6: p - lr * sign(g) may round to the neighbouring
+            # float, so one ulp of the parameter is allowed on top.
+            ulp = np.spacing(np.abs(r).astype(np.float32))
+            assert np.all(np.abs(mine - r)[big] <= 1e-6 + ulp[big]), f"{kind} adam {path}"
+            assert np.all(np.abs(mine - r)[~big] <= 2 * lr + 1e-7)
+    # EMA: ema_after = G_new + (ema_before - G_new) * m
+    m_ema = cfg.train.ema_momentum
+    for path, r in ref(f"out.{s}g.ema_after.", mmgen.GENERATOR_RULES).items():
+        before = ref(f"out.{s}g.ema_before.", mmgen.GENERATOR_RULES)[path]
+        g_new = leaf(new.g_params, path[1:])
+        ulp = np.spacing(np.abs(r).astype(np.float32))        # as for Adam above
+        mine = leaf(new.ema_params, path[1:])
+        assert np.all(np.abs(mine - (g_new + (before - g_new) * m_ema)) <= 1e-6 + ulp), f"ema rule {path}"
+        assert np.all(np.abs(mine - r) <= 1e-6 + ulp + 2 * cfg.train.g_lr * (1 - m_ema)), f"ema {path}"
+
+
+def test_lazy_regularisers_follow_the_step_counter(setup):
+    """R1 at steps 0, 16, ...; path length at 0, 4, ...: both off at step 1, and no recompilation."""
+    d, G, D, cfg, st, _ = setup
+    key = jax.random.PRNGKey(3)
+    rnd = tr.draw_randomness(key, G.model, 0, 4, 2, 0.9)
+    real = jnp.asarray(nhwc(d["out.s0.real_imgs"]))
+    fn = jax.jit(lambda st, real, rnd: tr.train_step(st, real, rnd, G=G.model, D=D.model, tcfg=cfg.train, scale=0)[:2])
+    s1, m0 = fn(st, real, rnd)
+    s2, m1 = fn(s1, real, rnd)
+    assert float(m0["r1_penalty"]) > 0 and float(m0["pl_penalty"]) > 0
+    assert float(m1["r1_penalty"]) == 0 and float(m1["pl_penalty"]) == 0
+    assert float(m1["pl_mean"]) == float(m0["pl_mean"])       # unchanged without the PL pass
+    assert fn._cache_size() == 1
