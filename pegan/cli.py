@@ -114,16 +114,50 @@ def _sample_singan(args, loaded, t0) -> int:
     return _save_samples(args, imgs, loaded, what, t0)
 
 
+def _apply_overrides(cfg, pairs):
+    """``--set a.b=value`` overrides (value parsed as JSON when it can be, else a string)."""
+    import json
+
+    for item in pairs or []:
+        if "=" not in item:
+            raise UserError(f"--set takes key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        node = cfg
+        parts = key.split(".")
+        for p in parts[:-1]:
+            if p not in node:
+                raise UserError(f"--set {key}: the config has no {p!r}")
+            node = node[p]
+        if parts[-1] not in node:
+            raise UserError(f"--set {key}: the config has no {parts[-1]!r}")
+        node[parts[-1]] = value
+    return cfg
+
+
 def _train(args) -> int:
     from pegan.configs import load_experiment
+
+    name = args.experiment_file or args.experiment
+    if not name:
+        raise UserError("name the experiment: pegan train experiments/<name>.py --workdir DIR ...")
+    workdir = args.workdir or args.out
+    if not workdir:
+        raise UserError("pass --workdir DIR (the run's checkpoint directory)")
+    cfg = _apply_overrides(load_experiment(name, args.variant), args.set)
+    if cfg.family == "singan":
+        return _train_singan(args, cfg, workdir)
+    return _train_stylegan2(args, cfg, workdir)
+
+
+def _train_singan(args, cfg, workdir) -> int:
     from pegan.demo import _progress_factory
     from pegan.imageio import read_image
     from pegan.train import singan as ts
 
-    cfg = load_experiment(args.experiment, args.variant)
-    if cfg.family != "singan":
-        raise UserError(f"{cfg.name} is a StyleGAN2 experiment: its training is not available in this "
-                        "version yet (only the PE-SinGAN experiments train here)")
     if args.image is None:
         raise UserError(f"a SinGAN trains on one image: pass --image (the reference used {cfg.data.image}, "
                         f"{cfg.data.url})")
@@ -131,12 +165,46 @@ def _train(args) -> int:
     if args.max_size:
         cfg.data.max_size = args.max_size
     t0 = time.time()
-    ts.run(cfg, image, args.out, seed=args.seed, iters=args.iters,
+    ts.run(cfg, image, workdir, seed=args.seed, iters=args.iters,
            progress_factory=_progress_factory(cfg.name), image_name=os.path.basename(args.image))
-    print(f"trained {cfg.name} into {args.out} in {time.time() - t0:.0f} s; sample with "
-          f"`pegan sample {args.out} --num 8 --width-factor 2`")
+    print(f"trained {cfg.name} into {workdir} in {time.time() - t0:.0f} s; sample with "
+          f"`pegan sample {workdir} --num 8 --width-factor 2`")
     return 0
 
+
+def _train_stylegan2(args, cfg, workdir) -> int:
+    from tqdm import tqdm
+
+    from pegan.train.stylegan2_loop import ImageFolder, Trainer
+
+    if not args.data:
+        raise UserError("pass --data FOLDER (a folder of training images)")
+    if not args.steps:
+        raise UserError("pass --steps N (the reference trains 1,100,002 iterations)")
+    stored = max(cfg.generator.out_size // 4 * (4 + s) for s in cfg.scales)
+    data = ImageFolder(args.data, stored, on_error="skip" if args.skip_bad_images else "raise")
+    if data.skipped:
+        print(f"skipped {len(data.skipped)} unreadable images (first: {data.skipped[0]})")
+    trainer = Trainer(cfg, data, workdir, seed=args.seed)
+    bar = tqdm(total=args.steps, initial=int(trainer.state.step), unit="step", dynamic_ncols=True)
+    t0 = time.time()
+    kimg = [0.0]
+
+    def progress(m):
+        kimg[0] += m["batch"] / 1000
+        bar.update(1)
+        bar.set_postfix(scale=m["scale"], D=f"{m['d_loss']:.3f}", G=f"{m['g_loss']:.3f}",
+                        R1=f"{m['r1_penalty']:.2e}", PL=f"{m['pl_penalty']:.2e}")
+
+    trainer.run(args.steps, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
+                progress=progress)
+    bar.close()
+    path = trainer.write_samples()
+    secs = time.time() - t0
+    comp = ", ".join(f"scale {s} batch {b}: {c:.0f} s" for (s, b), c in trainer.compile_seconds.items())
+    print(f"step {int(trainer.state.step)} in {workdir} ({secs:.0f} s, {secs / max(kimg[0], 1e-9):.0f} s/kimg; "
+          f"compile {comp}); samples at every scale: {path}")
+    return 0
 
 def _experiments(args) -> int:
     from pegan.configs import RELEASED, SINGAN_RELEASED, singan_config, stylegan2_config
@@ -206,14 +274,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--start-stage", type=int, default=0, help="SinGAN: the stage --input enters at")
     s.set_defaults(func=_sample)
 
-    t = sub.add_parser("train", help="train an experiment (PE-SinGAN experiments in this version)")
-    t.add_argument("--experiment", required=True, help="experiment name or .py file")
+    t = sub.add_parser("train", help="train an experiment: StyleGAN2 / MS-PIE on an image folder, "
+                       "or a PE-SinGAN on one image")
+    t.add_argument("experiment_file", nargs="?", help="experiments/<name>.py (or an experiment name)")
+    t.add_argument("--experiment", help="the same, as an option")
     t.add_argument("--variant", choices=["full", "tiny"], default=None)
+    t.add_argument("--workdir", help="run directory (resumed if it holds this run)")
+    t.add_argument("--out", help=argparse.SUPPRESS)
+    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, e.g. train.batch=8")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--data", help="StyleGAN2: folder of training images")
+    t.add_argument("--steps", type=int, help="StyleGAN2: train until this step")
+    t.add_argument("--checkpoint-every", type=int, default=1000, help="StyleGAN2: steps between checkpoints")
+    t.add_argument("--sample-every", type=int, default=1000, help="StyleGAN2: steps between sample grids")
+    t.add_argument("--skip-bad-images", action="store_true", help="StyleGAN2: skip (and count) unreadable images")
     t.add_argument("--image", help="SinGAN: the training image")
     t.add_argument("--max-size", type=int, default=None, help="SinGAN: override the image's long side")
-    t.add_argument("--iters", type=int, default=None, help="iterations per stage (default: the config's)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--out", required=True, help="run directory (resumed if it holds this run)")
+    t.add_argument("--iters", type=int, default=None, help="SinGAN: iterations per stage (default: the config's)")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("experiments", help="list the released experiments")

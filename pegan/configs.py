@@ -231,6 +231,11 @@ def stylegan2_config(name: str, variant: Optional[str] = None) -> ml_collections
     train = dict(
         # REFERENCE §1.2: non-saturating logistic loss, lazy R1 and path-length regularisation
         num_devices=8, batch_per_device=batch, global_batch=8 * batch,
+        batch=4 if tiny else 8 * batch,   # images per step on this machine (all devices together)
+        batch_per_scale=None,             # {scale: batch} overrides per chosen scale
+        scale_probs=[0.5, 0.25, 0.25] if len(e["scales"]) == 3 else None,   # configured, ignored by the
+        # reference (its draw is uniform); used with scale_sampling='configured'
+        seed=0,
         total_iters=e.get("total_iters", 1_100_002),
         g_lr=0.002 * 4 / 5, g_betas=[0.0, 0.99 ** (4 / 5)],
         d_lr=0.002 * 16 / 17, d_betas=[0.0, 0.99 ** (16 / 17)], adam_eps=1e-8,

@@ -1,7 +1,17 @@
 import os
 import pathlib
+import tempfile
 
+import jax
 import pytest
+
+# Compiled programs are cached on disk across test processes (the xdist workers and the CLI
+# subprocesses, which read PEGAN_JAX_CACHE / JAX_COMPILATION_CACHE_DIR): the training tests
+# compile the same steps more than once, and XLA compiles slowly on a 2-core CPU.
+_CACHE = os.environ.setdefault("JAX_COMPILATION_CACHE_DIR",
+                               os.path.join(tempfile.gettempdir(), "pegan-test-jax-cache"))
+jax.config.update("jax_compilation_cache_dir", _CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
