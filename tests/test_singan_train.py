@@ -163,6 +163,8 @@ def test_short_run_checkpoints_each_stage_and_resumes(tmp_path):
     trainer, reports = ts.run(cfg, img, tmp_path, iters=2, log=logs.append)
     assert any("resuming" in m and "stage 2" in m for m in logs)
     assert [r.stage for r in reports] == [2] and ckpt.steps(tmp_path) == [1, 2, 3]
+    # 2 iterations x (3 D + 3 G steps): each step compiled once, nothing recompiled within the stage
+    assert [f._cache_size() for f in trainer._step_fns[2]] == [1, 1, 0]   # no recon pass at the last stage
     assert len(trainer.state["noise_weights"]) == 3 and all(np.isfinite(trainer.state["noise_weights"]))
     g = pg.load(tmp_path)
     assert g.state["curr_stage"] == 2

@@ -195,7 +195,11 @@ class SinGANTrainer:
             "noise_weights": [1.0],
             "next_stage": 0,
         }
-        self._step_fns: Dict[int, Any] = {}
+        self._step_fns: Dict[int, Any] = {}     # stage -> its compiled (d_step, g_step, recon_pass)
+
+    def compilations(self, stage: int) -> int:
+        """How many programs the steps of ``stage`` compiled (3 when nothing recompiled)."""
+        return sum(f._cache_size() for f in self._step_fns.get(stage, ()))
 
     # pieces of the state as a checkpoint's 'singan' item
     def singan_item(self):
@@ -290,6 +294,7 @@ class SinGANTrainer:
         saved = dict(self.state)
         self._start_stage(t)
         opt_d, opt_g, d_step, g_step, recon_pass = self._make_steps(t)
+        self._step_fns[t] = (d_step, g_step, recon_pass)
         gvars, dvars = self.state["generator"], self.state["discriminator"]
         opt_d_state = opt_d.init(_block(dvars["params"], t))
         opt_g_state = opt_g.init(_block(gvars["params"], t))
