@@ -29,7 +29,7 @@ from pegan.models.stylegan2 import Discriminator, Generator, scale_pair
 from pegan.nn.layers import random_noise
 
 __all__ = ["TrainState", "Randomness", "draw_randomness", "make_optimizers", "init_state",
-           "d_loss_fn", "g_loss_fn", "train_step", "resize_reals", "ema_update"]
+           "d_loss_fn", "g_loss_fn", "train_step", "resize_reals", "ema_update", "d_phase", "g_phase"]
 
 
 @flax.struct.dataclass
@@ -165,28 +165,47 @@ def ema_update(ema, params, momentum: float):
     return jax.tree.map(lambda e, p: p + (e - p) * momentum, ema, params)
 
 
-def train_step(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Discriminator, tcfg,
-               scale) -> Tuple[TrainState, Dict[str, jnp.ndarray]]:
-    """One reference iteration at chosen ``scale`` (static) on ``real`` (already at its size)."""
-    opt_g, opt_d = make_optimizers(tcfg)
+def d_phase(state: TrainState, real, rnd: Randomness, *, G, D, tcfg, scale):
+    """Discriminator loss terms and gradients of one iteration (before any reduction)."""
     do_r1 = state.step % tcfg.r1_interval == 0
-    do_pl = state.step % tcfg.pl_interval == 0
     fake = jax.lax.stop_gradient(_gen(G, state.g_params, state.g_buffers, rnd.z_d, rnd.idx_d, rnd.noise_d, scale))
-    (dl, d_terms), d_grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
+    (dl, terms), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
         state.d_params, D, real, fake, do_r1, tcfg.r1_weight)
-    upd, opt_d_state = opt_d.update(d_grads, state.opt_d, state.d_params)
-    d_params = optax.apply_updates(state.d_params, upd)
-    (gl, g_terms), g_grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
+    return grads, terms
+
+
+def g_phase(state: TrainState, d_params, rnd: Randomness, *, G, D, tcfg, scale):
+    """Generator loss terms and gradients against the updated discriminator ``d_params``."""
+    do_pl = state.step % tcfg.pl_interval == 0
+    (gl, terms), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
         state.g_params, G, state.g_buffers, d_params, D, rnd, scale, state.pl_mean, do_pl,
         tcfg.pl_weight, tcfg.pl_decay)
+    return grads, terms
+
+
+def train_step(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Discriminator, tcfg,
+               scale, grad_reduce=None):
+    """One reference iteration at chosen ``scale`` (static) on ``real`` (already at its size).
+
+    ``grad_reduce`` (e.g. ``lambda g: lax.pmean(g, 'data')``) averages gradients across data
+    shards before each Adam step, as DDP does. Returns (new state, metrics, aux)."""
+    reduce = grad_reduce or (lambda g: g)
+    opt_g, opt_d = make_optimizers(tcfg)
+    d_grads, d_terms = d_phase(state, real, rnd, G=G, D=D, tcfg=tcfg, scale=scale)
+    d_grads = reduce(d_grads)
+    upd, opt_d_state = opt_d.update(d_grads, state.opt_d, state.d_params)
+    d_params = optax.apply_updates(state.d_params, upd)
+    g_grads, g_terms = g_phase(state, d_params, rnd, G=G, D=D, tcfg=tcfg, scale=scale)
+    g_grads = reduce(g_grads)
     upd, opt_g_state = opt_g.update(g_grads, state.opt_g, state.g_params)
     g_params = optax.apply_updates(state.g_params, upd)
     ema = ema_update(state.ema_params, g_params, tcfg.ema_momentum)
     new = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params, ema_params=ema,
                         opt_g=opt_g_state, opt_d=opt_d_state, pl_mean=g_terms["pl_mean"])
-    metrics = {"d_loss": dl, "g_loss": gl, "loss_disc_fake": d_terms["loss_disc_fake"],
-               "loss_disc_real": d_terms["loss_disc_real"], "r1_penalty": d_terms["r1_penalty"],
-               "loss_disc_fake_g": g_terms["loss_disc_fake_g"], "pl_penalty": g_terms["pl_penalty"],
-               "path_lengths": g_terms["path_lengths"], "pl_mean": g_terms["pl_mean"]}
+    metrics = {"d_loss": d_terms["d_loss"], "g_loss": g_terms["g_loss"],
+               "loss_disc_fake": d_terms["loss_disc_fake"], "loss_disc_real": d_terms["loss_disc_real"],
+               "r1_penalty": d_terms["r1_penalty"], "loss_disc_fake_g": g_terms["loss_disc_fake_g"],
+               "pl_penalty": g_terms["pl_penalty"], "path_lengths": g_terms["path_lengths"],
+               "pl_mean": g_terms["pl_mean"]}
     aux = {"d_grads": d_grads, "g_grads": g_grads, "d_terms": d_terms, "g_terms": g_terms}
     return new, metrics, aux

@@ -1,0 +1,19 @@
+"""Sharded MS-PIE steps on 8 fake CPU devices (in a subprocess: the device count is fixed at
+JAX start-up): per-device statistics equal a shard-by-shard 1-device emulation with averaged
+gradients; global statistics equal the plain 1-device step of the whole batch."""
+
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+
+@pytest.mark.slow
+def test_sharded_steps_on_8_fake_devices():
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    script = pathlib.Path(__file__).with_name("_sharded_check.py")
+    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "OK per-device" in r.stdout and "OK global" in r.stdout
