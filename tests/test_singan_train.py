@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import pegan.api as pg
+from helpers import close_scaled, nhwc
 from pegan import checkpoint as ckpt
 from pegan.configs import singan_config
 from pegan.convert import singan as sconv
@@ -19,15 +20,7 @@ from pegan.models import singan as sm
 from pegan.train import singan as ts
 
 
-def nhwc(a):
-    return np.asarray(a).transpose(0, 2, 3, 1)
 
-
-def close_scaled(x, ref, what, rtol=1e-4, atol_rel=1e-5):
-    """The train-step README's rule: |x - r| <= atol_rel * max|r| + rtol * |r|."""
-    x, ref = np.asarray(x, np.float64), np.asarray(ref, np.float64)
-    bound = atol_rel * np.abs(ref).max() + rtol * np.abs(ref)
-    assert np.all(np.abs(x - ref) <= bound + 1e-12), f"{what}: max |d| {np.abs(x - ref).max()}"
 
 
 def reference_grads(d, prefix, rules):

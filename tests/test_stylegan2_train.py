@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import pegan.api as pg
+from helpers import close_scaled, nhwc
 from pegan.configs import stylegan2_config
 from pegan.convert import mmgen
 from pegan.train import stylegan2 as tr
@@ -15,14 +16,7 @@ from pegan.train import stylegan2 as tr
 NAME = "mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512"
 
 
-def nhwc(a):
-    return np.asarray(a).transpose(0, 2, 3, 1)
 
-
-def close_scaled(x, ref, what, rtol=1e-4, atol_rel=1e-5):
-    x, ref = np.asarray(x, np.float64), np.asarray(ref, np.float64)
-    bound = atol_rel * np.abs(ref).max() + rtol * np.abs(ref)
-    assert np.all(np.abs(x - ref) <= bound + 1e-12), f"{what}: max |d| {np.abs(x - ref).max()}"
 
 
 def leaf(tree, path):

@@ -1,0 +1,15 @@
+"""Small helpers shared by the tests."""
+
+import numpy as np
+
+
+def nhwc(a):
+    """Fixture tensors are NCHW; pegan is NHWC."""
+    return np.asarray(a).transpose(0, 2, 3, 1)
+
+
+def close_scaled(x, ref, what, rtol=1e-4, atol_rel=1e-5):
+    """README_train's rule: |x - r| <= atol_rel * max|r| + rtol * |r|."""
+    x, ref = np.asarray(x, np.float64), np.asarray(ref, np.float64)
+    bound = atol_rel * np.abs(ref).max() + rtol * np.abs(ref)
+    assert np.all(np.abs(x - ref) <= bound + 1e-12), f"{what}: max |d| {np.abs(x - ref).max()}"
