@@ -52,6 +52,23 @@ class Loaded:
         return iter((self.model, self.variables, self.config))
 
 
+def _read_reference(path):
+    """(state dict, meta) of a reference ``.pth``."""
+    obj = load_pth(path)
+    return state_dict_of(obj), (obj.get("meta", {}) if isinstance(obj, dict) else {})
+
+
+def _check_no_stray_keys(parts, path):
+    """Keys outside the model parts must be known training state, else they are listed."""
+    stray = [k for k in parts["other"] if not any(re.fullmatch(p, k) for p in mmgen.IGNORED_OTHER_KEYS)]
+    if stray:
+        raise ConversionError(f"{path}: unexpected checkpoint keys ({len(stray)}): " + ", ".join(stray[:20]))
+
+
+def _basename(path) -> Optional[str]:
+    return None if path is None else os.path.basename(str(path))
+
+
 def _which(which: str) -> str:
     if which not in WHICH:
         raise ValueError(f"which must be one of {sorted(set(WHICH))}, got {which!r}")
@@ -67,17 +84,12 @@ def convert_reference(path, experiment: Optional[str] = None, variant: Optional[
     given instead of reading ``path``; ``path`` is then only used to recognise the file name.
     """
     if state_dict is None:
-        obj = load_pth(path)
-        sd = state_dict_of(obj)
-        meta = obj.get("meta", {}) if isinstance(obj, dict) else {}
+        sd, meta = _read_reference(path)
     else:
         sd, meta = dict(state_dict), dict(meta or {})
     parts = mmgen.split_prefixes(sd)
-    stray = [k for k in parts["other"] if not any(re.fullmatch(p, k) for p in mmgen.IGNORED_OTHER_KEYS)]
-    if stray:
-        raise ConversionError(f"{path}: unexpected checkpoint keys ({len(stray)}): " + ", ".join(stray[:20]))
-    cfg, how = mmgen.identify_experiment(parts, filename=None if path is None else os.path.basename(str(path)),
-                                         experiment=experiment, variant=variant)
+    _check_no_stray_keys(parts, path)
+    cfg, how = mmgen.identify_experiment(parts, filename=_basename(path), experiment=experiment, variant=variant)
     out: Dict[str, Any] = {}
     for item in items:
         src = parts[item]
@@ -97,7 +109,7 @@ def convert_reference(path, experiment: Optional[str] = None, variant: Optional[
     it = meta.get("iter") if isinstance(meta, dict) else None
     info = {"family": cfg.family, "experiment": cfg.name, "variant": cfg.variant,
             "color_order": "BGR" if keep_bgr else "RGB",
-            "source": {"file": None if path is None else os.path.basename(str(path)),
+            "source": {"file": _basename(path),
                        "layout": "mmagic" if any(k.startswith("generator_ema.module.") for k in sd) else "mmgen",
                        "experiment_chosen_by": how, "iteration": it},
             "mean_latent": {"seed": MEAN_LATENT_SEED, "num_samples": MEAN_LATENT_SAMPLES}}
@@ -112,13 +124,11 @@ def convert(path, out_dir, experiment: Optional[str] = None, variant: Optional[s
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ckpt.CheckpointError(f"{out} is not empty; choose a new directory (or --overwrite)")
-    obj = load_pth(path)
-    sd = state_dict_of(obj)
+    sd, meta = _read_reference(path)
     if is_singan_state_dict(sd):
         cfg, items, info = convert_singan_reference(path, pkl, experiment, variant, keep_bgr, state_dict=sd)
         step = 0
     else:
-        meta = obj.get("meta", {}) if isinstance(obj, dict) else {}
         cfg, items, info = convert_reference(path, experiment, variant, keep_bgr, state_dict=sd, meta=meta)
         step = info["source"]["iteration"] or 0
     if out.exists() and any(out.iterdir()):
@@ -140,33 +150,24 @@ def load(path, which: str = "ema", experiment: Optional[str] = None, variant: Op
     p = Path(path)
     if p.is_dir() and ckpt.is_checkpoint_dir(p) and ckpt.read_info(p).get("family") == "singan":
         return _load_singan_dir(p, item, step)
-    if not p.is_dir() and p.suffix != ".pkl" and p.is_file():
-        obj = load_pth(p)
-        sd = state_dict_of(obj)
+    if not p.is_dir():     # a reference .pth (a missing path fails in the reader, naming it)
+        sd, meta = _read_reference(p)
         if is_singan_state_dict(sd):
             cfg, items, info = convert_singan_reference(p, pkl, experiment, variant, keep_bgr, state_dict=sd)
             return _singan_loaded(cfg, items, info, "discriminator" if item == "discriminator" else "generator")
-        meta = obj.get("meta", {}) if isinstance(obj, dict) else {}
         cfg, items, info = convert_reference(p, experiment, variant, keep_bgr, items=(item,), state_dict=sd, meta=meta)
         if item not in items:
             raise ConversionError(f"{p} holds no {item}")
         model = build_discriminator(cfg) if item == "discriminator" else build_generator(cfg)
         return Loaded(model, jax.tree.map(jnp.asarray, items[item]), cfg, info)
-    if p.is_dir():
-        if keep_bgr:
-            raise ValueError("keep_bgr applies when converting a .pth; a pegan checkpoint keeps the "
-                             "colour order it was written with (see its pegan.json)")
-        info = ckpt.read_info(p)
-        cfg = ckpt.read_config(p)
-        model = build_discriminator(cfg) if item == "discriminator" else build_generator(cfg)
-        abstract = {item: abstract_variables(model)}
-        variables = ckpt.restore(p, [item], step, abstract)[item]
-        return Loaded(model, variables, cfg, info)
-    cfg, items, info = convert_reference(p, experiment, variant, keep_bgr, items=(item,))
-    if item not in items:
-        raise ConversionError(f"{p} holds no {item}")
+    if keep_bgr:
+        raise ValueError("keep_bgr applies when converting a .pth; a pegan checkpoint keeps the "
+                         "colour order it was written with (see its pegan.json)")
+    info = ckpt.read_info(p)
+    cfg = ckpt.read_config(p)
     model = build_discriminator(cfg) if item == "discriminator" else build_generator(cfg)
-    return Loaded(model, jax.tree.map(jnp.asarray, items[item]), cfg, info)
+    variables = ckpt.restore(p, [item], step, {item: abstract_variables(model)})[item]
+    return Loaded(model, variables, cfg, info)
 
 
 # -- PE-SinGAN ------------------------------------------------------------------------------
@@ -197,10 +198,7 @@ def convert_singan_reference(path, pkl=None, experiment: Optional[str] = None, v
     from pegan.convert.torchpickle import load_pickle
     from pegan.models import singan as sm
 
-    if state_dict is None:
-        sd = state_dict_of(load_pth(path))
-    else:
-        sd = dict(state_dict)
+    sd = _read_reference(path)[0] if state_dict is None else dict(state_dict)
     if pkl_data is None:
         pkl = _pkl_for(path) if pkl is None else Path(pkl)
         if not pkl.is_file():
@@ -211,13 +209,10 @@ def convert_singan_reference(path, pkl=None, experiment: Optional[str] = None, v
     parts = mmgen.split_prefixes(sd)
     if not parts["generator"] and "blocks.0.head.conv.weight" in parts["other"]:
         parts["generator"], parts["other"] = parts["other"], {}
-    stray = [k for k in parts["other"] if not any(re.fullmatch(p, k) for p in mmgen.IGNORED_OTHER_KEYS)]
-    if stray:
-        raise ConversionError(f"{path}: unexpected checkpoint keys ({len(stray)}): " + ", ".join(stray[:20]))
+    _check_no_stray_keys(parts, path)
     gsd = parts["generator"] or parts["generator_ema"]
     facts = sconv.singan_facts(gsd, parts["discriminator"], noise)
-    cfg, how, notes = sconv.identify_singan(facts, None if path is None else os.path.basename(str(path)),
-                                            experiment, variant)
+    cfg, how, notes = sconv.identify_singan(facts, _basename(path), experiment, variant)
     pad = 2 * sm.PAD_HEAD if cfg.noise.fixed_noise_with_pad else 0
     sizes = [(int(n.shape[1]) - pad, int(n.shape[2]) - pad) for n in noise["fixed_noises"]]
     if len(sizes) != cfg.generator.num_scales + 1:
@@ -234,8 +229,7 @@ def convert_singan_reference(path, pkl=None, experiment: Optional[str] = None, v
                            num_noise_weights=np.asarray(len(noise["noise_weights"])))
     info = {"family": "singan", "experiment": cfg.name, "variant": cfg.variant,
             "color_order": "BGR" if keep_bgr else "RGB",
-            "source": {"file": None if path is None else os.path.basename(str(path)),
-                       "experiment_chosen_by": how, "notes": notes}}
+            "source": {"file": _basename(path), "experiment_chosen_by": how, "notes": notes}}
     return cfg, items, info
 
 
@@ -376,8 +370,6 @@ def sample(loaded: Loaded, num: int, chosen_scale=0, truncation: float = 1.0, se
 
 
 def _load_singan_dir(p: Path, item: str, step=None) -> Loaded:
-    from pegan.models import singan as sm
-
     info = ckpt.read_info(p)
     cfg = ckpt.read_config(p)
     name = "discriminator" if item == "discriminator" else "generator"

@@ -30,7 +30,8 @@ from typing import Dict, List, Optional, Tuple
 
 import ml_collections
 
-__all__ = ["RELEASED", "SINGAN_RELEASED", "singan_config", "stylegan2_config", "load_experiment", "experiment_names",
+__all__ = ["RELEASED", "SINGAN_RELEASED", "singan_config", "stylegan2_config", "builtin_config",
+           "module_kwargs", "load_experiment", "experiment_names",
            "experiments_dir", "recognise_filename", "ExperimentError", "TINY_CHANNELS"]
 
 URL = "https://download.openmmlab.com/mmediting/pe_in_gans/"
@@ -268,8 +269,24 @@ def experiments_dir() -> Optional[Path]:
     return here if here.is_dir() else None
 
 
-def experiment_names() -> List[str]:
-    return list(RELEASED) + list(SINGAN_RELEASED)
+def experiment_names(family: Optional[str] = None) -> List[str]:
+    """Built-in experiment names, all or of one family ('stylegan2' or 'singan')."""
+    names = {"stylegan2": list(RELEASED), "singan": list(SINGAN_RELEASED)}
+    return names[family] if family else names["stylegan2"] + names["singan"]
+
+
+def builtin_config(name: str, variant: Optional[str] = None) -> ml_collections.ConfigDict:
+    """The registry's config of a released experiment (no experiments/ file involved)."""
+    return (stylegan2_config if name in RELEASED else singan_config)(name, variant)
+
+
+def module_kwargs(section) -> dict:
+    """A config section (ConfigDict or dict) as keyword arguments of a Flax module: nested
+    ConfigDicts become dicts and lists become tuples, so module attributes stay hashable."""
+    def plain(v):
+        v = v.to_dict() if hasattr(v, "to_dict") else v
+        return tuple(plain(x) for x in v) if isinstance(v, list) else v
+    return {k: plain(v) for k, v in section.items()}
 
 
 def recognise_filename(filename: str) -> Optional[str]:
@@ -304,11 +321,9 @@ def load_experiment(name_or_path: str, variant: Optional[str] = None) -> ml_coll
     d = experiments_dir()
     if d is not None and (d / f"{name}.py").is_file():
         return _import_file(d / f"{name}.py").get_config(variant)
-    if name in RELEASED:
-        return stylegan2_config(name, variant)
-    if name in SINGAN_RELEASED:
-        return singan_config(name, variant)
-    known = list(RELEASED) + list(SINGAN_RELEASED)
+    if name in RELEASED or name in SINGAN_RELEASED:
+        return builtin_config(name, variant)
+    known = experiment_names()
     close = [n for n in known if str(name_or_path).lower() in n.lower()]
     hint = f" Did you mean: {', '.join(close)}?" if close else f" Known: {', '.join(known)}."
     raise ExperimentError(f"unknown experiment {name_or_path!r}.{hint}")

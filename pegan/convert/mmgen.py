@@ -22,7 +22,7 @@ import numpy as np
 __all__ = ["ConversionError", "split_prefixes", "convert_stylegan2_generator",
            "convert_stylegan2_discriminator", "check_against", "flatten", "unflatten",
            "GENERATOR_RULES", "DISCRIMINATOR_RULES", "generator_facts", "discriminator_facts",
-           "config_facts", "identify_experiment", "IGNORED_OTHER_KEYS"]
+           "config_facts", "identify_experiment", "choose_experiment", "IGNORED_OTHER_KEYS"]
 
 
 class ConversionError(ValueError):
@@ -300,16 +300,56 @@ def fact_mismatch(found: Dict[str, object], want: Dict[str, object]) -> List[str
             for k in want if k in found and found[k] != want[k]]
 
 
+def choose_experiment(family: str, problems: Callable, filename: Optional[str] = None,
+                      experiment: Optional[str] = None, variant: Optional[str] = None,
+                      adapt: Optional[Callable] = None, facts=None, ambiguity: str = ""):
+    """The experiment config of a reference checkpoint, checked against what its shapes tell.
+
+    Order: the named ``experiment``; else the released ``filename``; else the shapes, which
+    must fit exactly one built-in experiment of ``family`` (never a silent guess).
+    ``problems(cfg)`` lists the differences between the checkpoint and a config; ``adapt(cfg)``
+    may first fill in what the shapes decide, returning (cfg, notes).
+    Returns (config, how, notes) with ``how`` one of 'named', 'file name', 'shapes'.
+    """
+    from pegan.configs import builtin_config, experiment_names, load_experiment, recognise_filename
+
+    adapt = adapt or (lambda cfg: (cfg, []))
+    how = "named"
+    if experiment is None and filename is not None:
+        experiment = recognise_filename(filename)
+        how = "file name"
+    if experiment is not None:
+        cfg = load_experiment(experiment, variant)
+        if cfg.family != family:
+            raise ConversionError(f"experiment {cfg.name} is a {cfg.family} experiment, but the checkpoint "
+                                  f"holds a {family} model: name a {family} experiment (--experiment)")
+        cfg, notes = adapt(cfg)
+        bad = problems(cfg)
+        if bad:
+            raise ConversionError(
+                f"checkpoint does not fit experiment {cfg.name} ({cfg.variant}, chosen by {how}):\n  "
+                + "\n  ".join(bad) + "\nName the experiment it was trained with (--experiment).")
+        return cfg, how, notes
+    fits = []
+    for name in experiment_names(family):
+        cfg, notes = adapt(builtin_config(name, variant))
+        if not problems(cfg):
+            fits.append((name, cfg, notes))
+    if len(fits) == 1:
+        return fits[0][1], "shapes", fits[0][2]
+    if not fits:
+        raise ConversionError(
+            f"no {variant or 'full'} {family} experiment fits this checkpoint's shapes ({facts}); "
+            "name the experiment and variant it was trained with (--experiment, --variant)")
+    raise ConversionError(
+        f"the shapes of this checkpoint fit several {ambiguity}: {', '.join(n for n, _, _ in fits)}. "
+        "Name one with --experiment (or keep the released file name, which identifies it).")
+
+
 def identify_experiment(parts: Dict[str, Dict[str, np.ndarray]], filename: Optional[str] = None,
                         experiment: Optional[str] = None, variant: Optional[str] = None):
-    """Pick the experiment config of a reference checkpoint and check that the shapes fit it.
-
-    Order: the named ``experiment``; else the released file name; else the shapes, which must
-    fit exactly one experiment (e/f, j/k and f/f-896 cannot be told apart and need a name).
-    Returns (config, how) with ``how`` one of 'named', 'file name', 'shapes'.
-    """
-    from pegan.configs import RELEASED, load_experiment, recognise_filename, stylegan2_config
-
+    """Pick the StyleGAN2 / MS-PIE experiment of a reference checkpoint (``choose_experiment``;
+    e/f/f-896 and j/k have the same shapes and need a name). Returns (config, how)."""
     gsd = parts["generator_ema"] or parts["generator"]
     if not gsd and not parts["discriminator"]:
         raise ConversionError("checkpoint holds neither a generator (generator_ema.*, generator.*) "
@@ -321,27 +361,7 @@ def identify_experiment(parts: Dict[str, Dict[str, np.ndarray]], filename: Optio
         wg, wd = config_facts(cfg)
         return fact_mismatch(gf, wg) + [f"discriminator {p}" for p in fact_mismatch(df, wd)]
 
-    how = "named"
-    if experiment is None and filename is not None:
-        experiment = recognise_filename(filename)
-        how = "file name"
-    if experiment is not None:
-        cfg = load_experiment(experiment, variant)
-        bad = problems(cfg)
-        if bad:
-            raise ConversionError(
-                f"checkpoint does not fit experiment {cfg.name} ({cfg.variant}, chosen by {how}):\n  "
-                + "\n  ".join(bad) + "\nName the experiment it was trained with (--experiment).")
-        return cfg, how
-    fits = [n for n in RELEASED if "generator" in RELEASED[n]
-            and not problems(stylegan2_config(n, variant))]
-    if len(fits) == 1:
-        return stylegan2_config(fits[0], variant), "shapes"
-    if not fits:
-        raise ConversionError(
-            f"no {variant or 'full'} experiment fits this checkpoint's shapes ({gf or df}); "
-            "name the experiment and variant it was trained with (--experiment, --variant)")
-    raise ConversionError(
-        "the shapes of this checkpoint fit several experiments, which differ only in settings "
-        f"that shapes do not show: {', '.join(fits)}. Name one with --experiment "
-        "(or keep the released file name, which identifies it).")
+    cfg, how, _ = choose_experiment(
+        "stylegan2", problems, filename, experiment, variant, facts=gf or df,
+        ambiguity="experiments, which differ only in settings that shapes do not show")
+    return cfg, how

@@ -15,7 +15,7 @@ from typing import Dict, List, Optional, Tuple
 import numpy as np
 
 from pegan.convert.mmgen import (ConversionError, Rule, _apply_rules, _check, _same, _t_conv,
-                                 unflatten)
+                                 choose_experiment, fact_mismatch, unflatten)
 
 __all__ = ["GENERATOR_RULES", "DISCRIMINATOR_RULES", "convert_singan_generator",
            "convert_singan_discriminator", "noise_state_from_pkl", "singan_facts", "config_facts",
@@ -136,7 +136,6 @@ def identify_singan(facts: Dict[str, object], filename: Optional[str] = None,
     """(config, how, notes): the named experiment, else the released file name, else the one
     experiment the shapes fit. An SPE embedding size is always read from the shapes (the
     released 'spe-dim8' file: REFERENCE pitfall 23)."""
-    from pegan.configs import SINGAN_RELEASED, load_experiment, recognise_filename, singan_config
 
     def adapt(cfg):
         notes = []
@@ -151,34 +150,5 @@ def identify_singan(facts: Dict[str, object], filename: Optional[str] = None,
                 cfg.noise.first_fixed_noises_ch = facts.get("stage0_noise_channels", 2 * dim)
         return cfg, notes
 
-    def problems(cfg):
-        want = config_facts(cfg)
-        return [f"{k}: checkpoint has {facts[k]!r}, experiment wants {want[k]!r}"
-                for k in want if k in facts and facts[k] != want[k]]
-
-    how = "named"
-    if experiment is None and filename is not None:
-        experiment = recognise_filename(filename)
-        how = "file name"
-    if experiment is not None:
-        cfg, notes = adapt(load_experiment(experiment, variant))
-        if cfg.family != "singan":
-            raise ConversionError(f"experiment {cfg.name} is not a SinGAN experiment")
-        bad = problems(cfg)
-        if bad:
-            raise ConversionError(f"checkpoint does not fit experiment {cfg.name} ({cfg.variant}, chosen by "
-                                  f"{how}):\n  " + "\n  ".join(bad) + "\nName the experiment it was trained with.")
-        return cfg, how, notes
-    fits = []
-    for n in SINGAN_RELEASED:
-        cfg, notes = adapt(singan_config(n, variant))
-        if not problems(cfg):
-            fits.append((n, cfg, notes))
-    if len(fits) == 1:
-        return fits[0][1], "shapes", fits[0][2]
-    if not fits:
-        raise ConversionError(f"no {variant or 'full'} SinGAN experiment fits this checkpoint ({facts}); "
-                              "name the experiment and variant (--experiment, --variant)")
-    raise ConversionError("the shapes of this checkpoint fit several SinGAN experiments (they differ in the "
-                          f"training image): {', '.join(n for n, _, _ in fits)}. Name one with --experiment "
-                          "(or keep the released file name, which identifies it).")
+    return choose_experiment("singan", lambda cfg: fact_mismatch(facts, config_facts(cfg)), filename, experiment, variant, adapt=adapt, facts=facts,
+                             ambiguity="SinGAN experiments (they differ in the training image)")

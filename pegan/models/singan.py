@@ -232,17 +232,16 @@ class SinGANDiscriminator(nn.Module):
 
 
 
-def _plain(v):
-    v = v.to_dict() if hasattr(v, "to_dict") else v
-    return tuple(v) if isinstance(v, list) else v
-
-
 def build_generator(cfg) -> SinGANGenerator:
-    return SinGANGenerator(**{k: _plain(v) for k, v in cfg.generator.items()})
+    from pegan.configs import module_kwargs
+
+    return SinGANGenerator(**module_kwargs(cfg.generator))
 
 
 def build_discriminator(cfg) -> SinGANDiscriminator:
-    return SinGANDiscriminator(**{k: _plain(v) for k, v in cfg.discriminator.items()})
+    from pegan.configs import module_kwargs
+
+    return SinGANDiscriminator(**module_kwargs(cfg.discriminator))
 
 
 def noise_shapes(cfg, sizes: Sequence[Tuple[int, int]]) -> List[Tuple[int, int, int]]:

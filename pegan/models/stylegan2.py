@@ -310,26 +310,19 @@ def compute_mean_latent(generator: Generator, variables, key, num_samples: int =
     return (total / num_samples)[None]
 
 
-def _plain(v):
-    v = v.to_dict() if hasattr(v, "to_dict") else v
-    if isinstance(v, list):
-        return tuple(_plain(x) for x in v)
-    return v
-
-
 def build_generator(cfg, **overrides) -> Generator:
     """Generator of an experiment config (``cfg.generator`` or the whole config)."""
+    from pegan.configs import module_kwargs
+
     g = cfg.generator if hasattr(cfg, "generator") else cfg
-    kw = {k: _plain(v) for k, v in (g.items() if hasattr(g, "items") else dict(g).items())}
-    kw.update(overrides)
-    return Generator(**kw)
+    return Generator(**{**module_kwargs(g), **overrides})
 
 
 def build_discriminator(cfg, **overrides) -> Discriminator:
+    from pegan.configs import module_kwargs
+
     d = cfg.discriminator if hasattr(cfg, "discriminator") else cfg
-    kw = {k: _plain(v) for k, v in d.items()}
-    kw.update(overrides)
-    return Discriminator(**kw)
+    return Discriminator(**{**module_kwargs(d), **overrides})
 
 
 def abstract_variables(module):
