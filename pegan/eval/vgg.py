@@ -1,0 +1,108 @@
+"""VGG16 up to fc7, as mmgen's precision/recall uses it (REFERENCE §5.2), NHWC, in Flax.
+
+mmgen's ``PR`` metric prefers NVIDIA's TorchScript VGG16 when ``work_dirs/cache/vgg16.pt``
+exists and otherwise falls back to torchvision's ImageNet ``vgg16``; pegan implements that
+fallback, which needs only the torchvision weight file:
+
+1. ``F.interpolate(x, (224, 224))`` with the default legacy **nearest** mode;
+2. ``vgg16.features`` (13 3x3 convs with bias + ReLU, five 2x2 max pools) -> [N, 7, 7, 512];
+3. flatten in PyTorch's (C, H, W) order (``avgpool`` is not called; pegan flattens NHWC and
+   permutes fc6's input rows once at conversion instead);
+4. ``classifier[:4]``: fc6, ReLU, Dropout (identity), fc7 -> 4096 features, **before** ReLU.
+
+The input stays in [-1, 1]: there is no ImageNet mean/std normalisation.
+"""
+
+from __future__ import annotations
+
+from typing import Dict
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+from pegan.ops.resize import resize_nearest
+
+__all__ = ["VGG16Features", "convert_state_dict", "CFG", "INPUT_SIZE"]
+
+INPUT_SIZE = 224
+CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
+_DN = ("NHWC", "HWIO", "NHWC")
+
+
+def _conv_indices():
+    """torchvision's ``features.<i>`` index of each conv in CFG order."""
+    out, i = [], 0
+    for v in CFG:
+        if v == "M":
+            i += 1
+        else:
+            out.append(i)
+            i += 2  # conv, ReLU
+    return out
+
+
+class VGG16Features(nn.Module):
+    """``x`` [N, H, W, 3] in [-1, 1] -> fc7 features [N, 4096] (pre-ReLU)."""
+
+    resize_input: bool = True
+
+    @nn.compact
+    def __call__(self, x, return_blocks: bool = False):
+        x = x.astype(jnp.float32)
+        if self.resize_input and x.shape[1:3] != (INPUT_SIZE, INPUT_SIZE):
+            x = resize_nearest(x, (INPUT_SIZE, INPUT_SIZE))
+        convs = iter(_conv_indices())
+        for v in CFG:
+            if v == "M":
+                x = lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+                continue
+            name = f"features_{next(convs)}"
+            w = self.param(name + "_kernel", nn.initializers.lecun_normal(), (3, 3, x.shape[-1], v))
+            b = self.param(name + "_bias", nn.initializers.zeros, (v,))
+            x = jax.nn.relu(lax.conv_general_dilated(x, w, (1, 1), ((1, 1), (1, 1)), dimension_numbers=_DN) + b)
+        pool5 = x
+        fc6 = nn.Dense(4096, name="fc6")(x.reshape(x.shape[0], -1))
+        fc7 = nn.Dense(4096, name="fc7")(jax.nn.relu(fc6))
+        return (fc7, {"pool5": pool5, "fc6_prerelu": fc6}) if return_blocks else fc7
+
+
+def convert_state_dict(sd: Dict[str, np.ndarray], source: str = "<state dict>"):
+    """torchvision ``vgg16().state_dict()`` -> Flax variables. ``classifier.6`` (the 1000-class
+    layer) is unused and ignored."""
+    from pegan.eval.weights import WeightFileError, check_tree
+
+    params: Dict = {}
+    for key, value in sd.items():
+        value = np.asarray(value, np.float32)
+        parts = key.split(".")
+        if len(parts) != 3 or parts[2] not in ("weight", "bias"):
+            raise WeightFileError(source, f"unexpected key {key!r}: not a torchvision vgg16 state dict")
+        group, idx, leaf = parts[0], int(parts[1]), parts[2]
+        if group == "features":
+            if leaf == "weight":
+                params[f"features_{idx}_kernel"] = np.ascontiguousarray(value.transpose(2, 3, 1, 0))
+            else:
+                params[f"features_{idx}_bias"] = value
+        elif group == "classifier" and idx in (0, 3):
+            name = "fc6" if idx == 0 else "fc7"
+            node = params.setdefault(name, {})
+            if leaf == "bias":
+                node["bias"] = value
+            elif idx == 0 and value.ndim == 2 and value.shape[1] == 512 * 7 * 7:
+                # torch flattens (C, H, W); pegan flattens (H, W, C): permute the input rows.
+                o = value.shape[0]
+                node["kernel"] = np.ascontiguousarray(
+                    value.reshape(o, 512, 7, 7).transpose(2, 3, 1, 0).reshape(7 * 7 * 512, o))
+            else:
+                node["kernel"] = np.ascontiguousarray(value.T)
+        elif group == "classifier" and idx == 6:
+            continue
+        else:
+            raise WeightFileError(source, f"unexpected key {key!r}: not a torchvision vgg16 state dict")
+    abstract = jax.eval_shape(lambda: VGG16Features().init(jax.random.PRNGKey(0),
+                                                           jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3))))
+    check_tree(abstract["params"], params, source, "torchvision's vgg16 (features + classifier[:4])")
+    return {"params": params}
