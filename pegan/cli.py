@@ -1,4 +1,4 @@
-"""Command line: ``pegan demo | convert | sample | experiments``.
+"""Command line: ``pegan demo | convert | sample | train | prepare | evaluate | experiments``.
 
 Errors caused by the input (missing or damaged files, unknown experiments, checkpoints that do
 not fit) print one message and exit with status 2; PEGAN_DEBUG=1 shows the traceback.
@@ -22,7 +22,7 @@ class UserError(Exception):
 # library exceptions that describe bad input (files, names, sizes), reported without traceback
 _USER_ERRORS = {"CheckpointReadError", "UnsafePickleError", "ConversionError", "CheckpointError",
                 "ExperimentError", "FileNotFoundError", "ValueError", "IsADirectoryError",
-                "PermissionError", "FloatingPointError"}
+                "PermissionError", "FloatingPointError", "FileExistsError", "WeightFileError", "FIDError"}
 
 
 def _demo(args) -> int:
@@ -175,15 +175,19 @@ def _train_singan(args, cfg, workdir) -> int:
 def _train_stylegan2(args, cfg, workdir) -> int:
     from tqdm import tqdm
 
-    from pegan.train.stylegan2_loop import ImageFolder, Trainer
+    from pegan.data import PreparedImages, open_data
+    from pegan.train.stylegan2_loop import Trainer
 
     if not args.data:
-        raise UserError("pass --data FOLDER (a folder of training images)")
+        raise UserError("pass --data PATH (a `pegan prepare` dataset, or a folder of training images)")
     if not args.steps:
         raise UserError("pass --steps N (the reference trains 1,100,002 iterations)")
     stored = max(cfg.generator.out_size // 4 * (4 + s) for s in cfg.scales)
-    data = ImageFolder(args.data, stored, on_error="skip" if args.skip_bad_images else "raise")
-    if data.skipped:
+    data = open_data(args.data, stored, on_error="skip" if args.skip_bad_images else "raise")
+    if isinstance(data, PreparedImages):
+        print(f"data: {len(data)} images of {data.size} px prepared in {data.path}"
+              + (f" (host {data.process_index} of {data.process_count})" if data.process_count > 1 else ""))
+    elif data.skipped:
         print(f"skipped {len(data.skipped)} unreadable images (first: {data.skipped[0]})")
     trainer = Trainer(cfg, data, workdir, seed=args.seed)
     bar = tqdm(total=args.steps, initial=int(trainer.state.step), unit="step", dynamic_ncols=True)
@@ -205,6 +209,71 @@ def _train_stylegan2(args, cfg, workdir) -> int:
     print(f"step {int(trainer.state.step)} in {workdir} ({secs:.0f} s, {secs / max(kimg[0], 1e-9):.0f} s/kimg; "
           f"compile {comp}); samples at every scale: {path}")
     return 0
+
+def _prepare(args) -> int:
+    from pegan.data import prepare
+
+    t0 = time.time()
+    info = prepare(args.folder, args.out, args.size, on_error="skip" if args.skip_bad else "raise",
+                   encoding=args.format, workers=args.workers, overwrite=args.overwrite, progress=True)
+    n = info["num_images"]
+    print(f"wrote {args.out}: {n} images of {info['size']}x{info['size']} ({info['encoding']}, tfds array_record) "
+          f"from {info['num_files']} files in {time.time() - t0:.1f} s; train with "
+          f"`pegan train EXPERIMENT --data {args.out} ...`")
+    if info["num_skipped"]:
+        first = info["skipped"][0]
+        print(f"skipped {info['num_skipped']} unreadable images (listed in "
+              f"{os.path.join(args.out, 'pegan_prepare.json')}; first: {first['file']}: {first['reason']})")
+    if info["num_upscaled"]:
+        print(f"note: {info['num_upscaled']} images were smaller than {info['size']} px and were upscaled")
+    return 0
+
+
+def _evaluate(args) -> int:
+    import json
+
+    from pegan.eval.evaluate import Protocol, evaluate_checkpoint
+
+    if args.size and args.chosen_scale is not None:
+        raise UserError("give --chosen-scale or --size, not both")
+    if not args.real and not args.real_stats:
+        raise UserError("pass --real DATASET (a `pegan prepare` dataset or an image folder) and/or "
+                        "--real-stats FILE (FID statistics: pegan .npz or mmgen .pkl)")
+    real, stats = args.real, args.real_stats
+    if real and os.path.isfile(real) and real.endswith((".npz", ".pkl")):
+        real, stats = None, real
+    protocol = Protocol(quantize_fakes=not args.no_quantize, pr_real_order=args.pr_real_order, seed=args.seed)
+    t0 = time.time()
+    report = evaluate_checkpoint(
+        args.checkpoint, args.metrics,
+        chosen_scale=None if args.chosen_scale is None else _pair(args.chosen_scale, "--chosen-scale"),
+        size=_pair(args.size, "--size") if args.size else None, real=real, real_stats=stats,
+        inception=args.inception, vgg16=args.vgg16, batch=args.batch, protocol=protocol,
+        cache_dir=args.cache_dir, experiment=args.experiment, step=args.step)
+    report["seconds"] = round(time.time() - t0, 1)
+    h, w = report["image_size"]
+    print(f"{report['checkpoint']} ({report['experiment']}), chosen scale {tuple(report['chosen_scale'])} "
+          f"= {h}x{w} px, {report['devices']}, batch {report['batch']}")
+    print("protocol:")
+    for k, v in report["protocol"].items():
+        print(f"  {k:12s} {v}")
+    for name, r in report["metrics"].items():
+        if name.startswith("_"):
+            continue
+        if "fid" in r:
+            print(f"{name}: FID {r['fid']:.4f} (mean term {r['fid_mean']:.4f}, covariance term {r['fid_cov']:.4f}); "
+                  f"{r['num_fakes']} fakes vs {r['real']} ({r['real_count']} reals)")
+        else:
+            print(f"{name}: precision {r['precision']:.4f}, recall {r['recall']:.4f}; "
+                  f"{r['num_fakes']} fakes, {r['num_reals']} reals of {r['real']}")
+    out = args.out or os.path.join(args.checkpoint if os.path.isdir(args.checkpoint) else ".",
+                                   f"metrics_{'_'.join(m.strip() for m in args.metrics.split(','))}.json")
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(report, f, indent=2)
+    print(f"wrote {out} in {report['seconds']:.0f} s")
+    return 0
+
 
 def _experiments(args) -> int:
     from pegan.configs import RELEASED, SINGAN_RELEASED, singan_config, stylegan2_config
@@ -283,7 +352,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help=argparse.SUPPRESS)
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, e.g. train.batch=8")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--data", help="StyleGAN2: folder of training images")
+    t.add_argument("--data", help="StyleGAN2: a `pegan prepare` dataset, or a folder of training images")
     t.add_argument("--steps", type=int, help="StyleGAN2: train until this step")
     t.add_argument("--checkpoint-every", type=int, default=1000, help="StyleGAN2: steps between checkpoints")
     t.add_argument("--sample-every", type=int, default=1000, help="StyleGAN2: steps between sample grids")
@@ -292,6 +361,41 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--max-size", type=int, default=None, help="SinGAN: override the image's long side")
     t.add_argument("--iters", type=int, default=None, help="SinGAN: iterations per stage (default: the config's)")
     t.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="FID / precision-recall of a checkpoint at any scale (writes JSON)")
+    e.add_argument("checkpoint", help="pegan checkpoint directory (or a reference .pth)")
+    e.add_argument("--metrics", default="fid50k,pr10k", help="comma list of fid<N> / pr<N> (default fid50k,pr10k)")
+    e.add_argument("--chosen-scale", help="scale offset S or SH,SW (4 -> 512 px for out_size 256); default 0")
+    e.add_argument("--size", help="image size H,W in pixels instead")
+    e.add_argument("--real", help="real images: a `pegan prepare` dataset or an image folder (the first N, in "
+                   "order); a .npz/.pkl here is taken as --real-stats")
+    e.add_argument("--real-stats", help="FID statistics of the reals: a pegan .npz or mmgen's inception .pkl")
+    e.add_argument("--inception", help="pt_inception-2015-12-05-6726825d.pth (or $PEGAN_INCEPTION_WEIGHTS)")
+    e.add_argument("--vgg16", help="torchvision vgg16-397923af.pth (or $PEGAN_VGG16_WEIGHTS)")
+    e.add_argument("--batch", type=int, default=16, help="images per step over all local devices (default 16)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the fakes")
+    e.add_argument("--no-quantize", action="store_true", help="feed float fakes (mmgen rounds them to 8 bits)")
+    e.add_argument("--pr-real-order", choices=["bgr", "rgb"], default="bgr",
+                   help="channel order of the reals for VGG: bgr as mmgen 0.x (default), or rgb")
+    e.add_argument("--cache-dir", help="where real features are cached (default $PEGAN_CACHE_DIR or ~/.cache/pegan)")
+    e.add_argument("--experiment", help="for a .pth: the experiment, if not recognised")
+    e.add_argument("--step", type=int, default=None, help="checkpoint step (default: the latest)")
+    e.add_argument("--out", help="JSON report (default: metrics_<metrics>.json in the checkpoint directory)")
+    e.set_defaults(func=_evaluate)
+
+    r = sub.add_parser("prepare", help="image folder -> tfds dataset (array_record) at one resolution, "
+                       "for `pegan train --data`")
+    r.add_argument("folder", help="folder of images (searched recursively; png, jpg, jpeg, bmp, webp)")
+    r.add_argument("--out", required=True, help="new folder for the dataset")
+    r.add_argument("--size", type=int, default=256, help="side of the stored square images in px (default 256); "
+                   "at least the largest trained scale (MS-PIE 256-512: 512)")
+    r.add_argument("--skip-bad", action="store_true", help="skip unreadable images (counted and listed in "
+                   "pegan_prepare.json) instead of stopping at the first")
+    r.add_argument("--format", choices=["raw", "png"], default="raw",
+                   help="raw uint8 (default, fastest to read) or PNG (smaller on photos, decoded on read)")
+    r.add_argument("--workers", type=int, default=None, help="image-reading threads (default: CPU cores, at most 8)")
+    r.add_argument("--overwrite", action="store_true", help="replace an earlier `pegan prepare` output in --out")
+    r.set_defaults(func=_prepare)
 
     e = sub.add_parser("experiments", help="list the released experiments")
     e.set_defaults(func=_experiments)

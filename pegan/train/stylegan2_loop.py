@@ -5,9 +5,11 @@
   REFERENCE §1.3); ``train.scale_sampling = 'configured'`` uses ``train.scale_probs``.
 * Per-scale batch: ``train.batch_per_scale`` ({scale: batch}) overrides ``train.batch`` (the
   batch of one step on this machine). One compiled step per (scale, batch).
-* Data: ``ImageFolder`` keeps a folder's images in memory at the stored size; the images of step
-  k come from a permutation fixed by (seed, epoch) and a flip fixed by (seed, k), so the data
-  position is the step counter and a resumed run sees exactly what a straight run sees.
+* Data: ``ImageFolder`` keeps a folder's images in memory at the stored size, and
+  ``pegan.data.PreparedImages`` reads a ``pegan prepare`` dataset (same contract, per-host rows,
+  prefetch of the batches the schedule names next); the images of step k come from a permutation
+  fixed by (seed, epoch) and a flip fixed by (seed, k), so the data position is the step counter
+  and a resumed run sees exactly what a straight run sees.
 * Checkpoints: ``pegan.checkpoint`` layout, items generator_ema / generator / discriminator
   (what ``pegan sample`` reads) and train_state (everything for an exact resume). SIGTERM and
   Ctrl-C save and exit cleanly.
@@ -149,6 +151,7 @@ class Trainer:
                 step = int(self.state.step)
                 scale, batch = self.schedule(step)
                 real = jnp.asarray(self.data.batch(self.seed, step, batch, self.offset))
+                self._hint_next(step, batch, num_steps)
                 fn = self._step_fn(scale, batch)
                 before = fn._cache_size()
                 t0 = time.time()
@@ -177,6 +180,17 @@ class Trainer:
             self.log(f"stopping at step {int(self.state.step)}: saving")
         self.save()
         return history
+
+    def _hint_next(self, step: int, batch: int, num_steps: int, ahead: int = 2):
+        """Name the next steps' batches to a loader that prefetches (``pegan.data.PreparedImages``)."""
+        hint = getattr(self.data, "prefetch", None)
+        if hint is None:
+            return
+        off = self.offset + batch
+        for k in range(step + 1, min(step + 1 + ahead, num_steps)):
+            nb = self.schedule(k)[1]
+            hint(self.seed, k, nb, off)
+            off += nb
 
     def _on_signal(self, signum, frame):
         self._stop = True
