@@ -163,6 +163,13 @@ class InceptionV3(nn.Module):
 
     resize_input: bool = True
 
+    @staticmethod
+    def resize(x):
+        """The network's input resize: bilinear, align_corners=False, no antialias, to 299x299."""
+        if x.shape[1:3] == (INPUT_SIZE, INPUT_SIZE):
+            return x
+        return resize_bilinear(x, (INPUT_SIZE, INPUT_SIZE), align_corners=False)
+
     @nn.compact
     def __call__(self, x, return_blocks: bool = False):
         blocks: Dict[str, jnp.ndarray] = {}
@@ -172,8 +179,8 @@ class InceptionV3(nn.Module):
             return y
 
         x = x.astype(jnp.float32)
-        if self.resize_input and x.shape[1:3] != (INPUT_SIZE, INPUT_SIZE):
-            x = resize_bilinear(x, (INPUT_SIZE, INPUT_SIZE), align_corners=False)
+        if self.resize_input:
+            x = self.resize(x)
         x = keep("Conv2d_1a_3x3", BasicConv(32, 3, stride=2, name="Conv2d_1a_3x3")(x))
         x = keep("Conv2d_2a_3x3", BasicConv(32, 3, name="Conv2d_2a_3x3")(x))
         x = keep("Conv2d_2b_3x3", BasicConv(64, 3, padding=1, name="Conv2d_2b_3x3")(x))

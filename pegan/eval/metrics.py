@@ -57,13 +57,17 @@ def _sqrtm(a):
     return out[0] if isinstance(out, tuple) else out
 
 
-def fid_from_stats(mu_fake, cov_fake, mu_real, cov_real) -> Dict[str, float]:
-    """{'fid', 'fid_mean', 'fid_cov'}: the Frechet distance and its mean and covariance terms."""
-    mu_fake, mu_real = np.asarray(mu_fake), np.asarray(mu_real)
-    cov_fake, cov_real = np.asarray(cov_fake, np.float64), np.asarray(cov_real, np.float64)
-    if mu_fake.shape != mu_real.shape or cov_fake.shape != cov_real.shape:
-        raise ValueError(f"feature sizes differ: fake {mu_fake.shape}, real {mu_real.shape} "
-                         "(were the real statistics made with another network?)")
+def _trace_sqrt_product(cov_fake, cov_real, method: str) -> float:
+    """tr(sqrtm(cov_fake @ cov_real)) by the reference's route or by symmetric eigenvalues."""
+    if method == "eigh":
+        # eig(A B) = eig(A^1/2 B A^1/2), symmetric PSD for covariances: no complex parts, and a
+        # 2048-d product takes seconds where SciPy's sqrtm takes a minute on a small CPU.
+        w, v = np.linalg.eigh(cov_fake)
+        root = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+        ev = np.linalg.eigvalsh(root @ cov_real @ root)
+        return float(np.sum(np.sqrt(np.clip(ev, 0, None))))
+    if method != "sqrtm":
+        raise ValueError(f"unknown FID method {method!r}: 'sqrtm' (the reference) or 'eigh'")
     covmean = _sqrtm(cov_fake @ cov_real)
     if not np.isfinite(covmean).all():
         offset = np.eye(cov_fake.shape[0]) * 1e-6
@@ -72,16 +76,30 @@ def fid_from_stats(mu_fake, cov_fake, mu_real, cov_real) -> Dict[str, float]:
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
             m = float(np.max(np.abs(covmean.imag)))
             raise FIDError(f"sqrtm(cov_fake @ cov_real) has imaginary component {m:.3g}: "
-                           "too few samples for the feature size?")
+                           "too few samples for the feature size? (method='eigh' avoids complex roots)")
         covmean = covmean.real
+    return float(np.trace(covmean))
+
+
+def fid_from_stats(mu_fake, cov_fake, mu_real, cov_real, method: str = "sqrtm") -> Dict[str, float]:
+    """{'fid', 'fid_mean', 'fid_cov'}: the Frechet distance and its mean and covariance terms.
+
+    method: 'sqrtm' (the reference: SciPy's matrix square root with its fallbacks) or 'eigh'
+    (the same trace from symmetric eigenvalues; agrees to about 1e-9 relative, much faster).
+    """
+    mu_fake, mu_real = np.asarray(mu_fake), np.asarray(mu_real)
+    cov_fake, cov_real = np.asarray(cov_fake, np.float64), np.asarray(cov_real, np.float64)
+    if mu_fake.shape != mu_real.shape or cov_fake.shape != cov_real.shape:
+        raise ValueError(f"feature sizes differ: fake {mu_fake.shape}, real {mu_real.shape} "
+                         "(were the real statistics made with another network?)")
     diff = mu_fake - mu_real
     mean = diff @ diff
-    trace = np.trace(cov_fake) + np.trace(cov_real) - 2 * np.trace(covmean)
+    trace = np.trace(cov_fake) + np.trace(cov_real) - 2 * _trace_sqrt_product(cov_fake, cov_real, method)
     return {"fid": float(mean + trace), "fid_mean": float(mean), "fid_cov": float(trace)}
 
 
-def fid_from_features(fake, real) -> Dict[str, float]:
-    return fid_from_stats(*feature_stats(fake), *feature_stats(real))
+def fid_from_features(fake, real, method: str = "sqrtm") -> Dict[str, float]:
+    return fid_from_stats(*feature_stats(fake), *feature_stats(real), method=method)
 
 
 @partial(jax.jit, static_argnums=(2,))

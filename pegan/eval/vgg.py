@@ -49,11 +49,18 @@ class VGG16Features(nn.Module):
 
     resize_input: bool = True
 
+    @staticmethod
+    def resize(x):
+        """The network's input resize: PyTorch's legacy nearest to 224x224."""
+        if x.shape[1:3] == (INPUT_SIZE, INPUT_SIZE):
+            return x
+        return resize_nearest(x, (INPUT_SIZE, INPUT_SIZE))
+
     @nn.compact
     def __call__(self, x, return_blocks: bool = False):
         x = x.astype(jnp.float32)
-        if self.resize_input and x.shape[1:3] != (INPUT_SIZE, INPUT_SIZE):
-            x = resize_nearest(x, (INPUT_SIZE, INPUT_SIZE))
+        if self.resize_input:
+            x = self.resize(x)
         convs = iter(_conv_indices())
         for v in CFG:
             if v == "M":
