@@ -189,6 +189,15 @@ def _train_stylegan2(args, cfg, workdir) -> int:
               + (f" (host {data.process_index} of {data.process_count})" if data.process_count > 1 else ""))
     elif data.skipped:
         print(f"skipped {len(data.skipped)} unreadable images (first: {data.skipped[0]})")
+    evaluator = None
+    if args.eval:
+        from pegan.eval.evaluate import Protocol, make_evaluator
+
+        real = args.eval_real or args.data
+        evaluator = make_evaluator(args.eval, real=None if real.endswith((".npz", ".pkl")) else real,
+                                   real_stats=real if real.endswith((".npz", ".pkl")) else None,
+                                   inception=args.inception, vgg16=args.vgg16, batch=args.eval_batch,
+                                   protocol=Protocol(fid_method="eigh"), log=lambda m: tqdm.write(m))
     trainer = Trainer(cfg, data, workdir, seed=args.seed)
     bar = tqdm(total=args.steps, initial=int(trainer.state.step), unit="step", dynamic_ncols=True)
     t0 = time.time()
@@ -201,7 +210,7 @@ def _train_stylegan2(args, cfg, workdir) -> int:
                         R1=f"{m['r1_penalty']:.2e}", PL=f"{m['pl_penalty']:.2e}")
 
     trainer.run(args.steps, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
-                progress=progress)
+                progress=progress, evaluator=evaluator, eval_every=args.eval_every)
     bar.close()
     path = trainer.write_samples()
     secs = time.time() - t0
@@ -358,6 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--checkpoint-every", type=int, default=1000, help="StyleGAN2: steps between checkpoints")
     t.add_argument("--sample-every", type=int, default=1000, help="StyleGAN2: steps between sample grids")
     t.add_argument("--skip-bad-images", action="store_true", help="StyleGAN2: skip (and count) unreadable images")
+    t.add_argument("--eval", metavar="METRICS", help="StyleGAN2: metrics to run every --eval-every steps on the "
+                   "EMA generator at the largest scale, e.g. fid10k or fid10k,pr1k (see `pegan evaluate`); "
+                   "appended to WORKDIR/metrics.jsonl (FID's root trace from eigenvalues, see --fid-method of evaluate)")
+    t.add_argument("--eval-every", type=int, default=10000, help="StyleGAN2: steps between evaluations")
+    t.add_argument("--eval-real", help="StyleGAN2: real data for --eval (default: --data), or a FID statistics file")
+    t.add_argument("--eval-batch", type=int, default=16, help="StyleGAN2: images per evaluation step")
+    t.add_argument("--inception", help="FID weights pt_inception-2015-12-05-6726825d.pth (or $PEGAN_INCEPTION_WEIGHTS)")
+    t.add_argument("--vgg16", help="P&R weights vgg16-397923af.pth (or $PEGAN_VGG16_WEIGHTS)")
     t.add_argument("--image", help="SinGAN: the training image")
     t.add_argument("--max-size", type=int, default=None, help="SinGAN: override the image's long side")
     t.add_argument("--iters", type=int, default=None, help="SinGAN: iterations per stage (default: the config's)")

@@ -2,6 +2,7 @@
 the prepared-dataset loader (determinism, prefetch, per-host rows), bad inputs, and the CLI."""
 
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -230,7 +231,7 @@ def test_missing_or_damaged_prepared_dataset_names_pegan_prepare(prepared, squar
             D.PreparedImages(d, process_index=0, process_count=1)
 
 
-def test_cli_prepare_then_train_a_tiny_mspie_writes_samples_at_three_scales(src, tmp_path, capsys):
+def test_cli_prepare_then_train_a_tiny_mspie_writes_samples_at_three_scales(src, tmp_path, capsys, fixtures):
     import shutil
 
     from pegan.cli import main
@@ -247,9 +248,18 @@ def test_cli_prepare_then_train_a_tiny_mspie_writes_samples_at_three_scales(src,
     # the tiny MS-PIE stores 64 px (scales 0, 2, 4 of out_size 32): trains on the prepared dataset
     r = subprocess.run([sys.executable, "-m", "pegan.cli", "train", f"experiments/{NAME}.py", "--variant", "tiny",
                         "--data", str(tmp_path / "ds"), "--steps", "2", "--workdir", str(tmp_path / "w"),
-                        "--set", "train.batch=2"], capture_output=True, text=True, cwd=str(REPO))
+                        "--set", "train.batch=2", "--eval", "fid8", "--eval-every", "2", "--eval-batch", "4",
+                        "--inception", str(fixtures / "fid_inception_random_compact.pth"),
+                        "--eval-real", str(tmp_path / "ds")],
+                       capture_output=True, text=True, cwd=str(REPO),
+                       env={**os.environ, "PEGAN_CACHE_DIR": str(tmp_path / "cache")})
     assert r.returncode == 0, r.stderr
     assert "10 images of 64 px prepared" in r.stdout
+    # the periodic evaluation ran at step 2, at the largest scale (64 px), on the prepared reals
+    rows = [json.loads(line) for line in (tmp_path / "w" / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows] == [2]
+    fid = rows[0]["scale_4"]["fid8"]
+    assert np.isfinite(fid["fid"]) and fid["num_fakes"] == 8 and fid["real_count"] == 8
     pngs = sorted((tmp_path / "w").glob("samples_*.png"))
     assert pngs
     grid = np.asarray(Image.open(pngs[-1]))

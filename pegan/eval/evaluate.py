@@ -42,7 +42,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from pegan.eval import metrics as M
 
 __all__ = ["Protocol", "parse_metrics", "Evaluator", "RealImages", "load_real_stats", "save_real_stats",
-           "quantize_8bit", "evaluate_checkpoint"]
+           "quantize_8bit", "make_evaluator", "evaluate_checkpoint"]
 
 NETWORK_OF = {"fid": "inception", "pr": "vgg16"}
 
@@ -421,20 +421,13 @@ def _gather_by_batch(local, starts, pc, total, bsz):
 
 # -- one call from a checkpoint ----------------------------------------------------------------
 
-def evaluate_checkpoint(path, metrics="fid50k,pr10k", chosen_scale=None, size=None, real=None,
-                        real_stats=None, inception=None, vgg16=None, batch: int = 16,
-                        protocol: Protocol = Protocol(), cache_dir=None, experiment=None, step=None,
-                        log: Callable[[str], None] = print) -> dict:
-    """Evaluate a pegan checkpoint directory (or a reference ``.pth``) and return the report."""
-    from pegan import api
+def make_evaluator(metrics="fid50k,pr10k", real=None, real_stats=None, inception=None, vgg16=None,
+                   batch: int = 16, protocol: Protocol = Protocol(), cache_dir=None,
+                   log: Callable[[str], None] = print) -> Evaluator:
+    """An :class:`Evaluator` with the networks its metrics need, loaded from the weight files
+    (arguments or ``$PEGAN_INCEPTION_WEIGHTS`` / ``$PEGAN_VGG16_WEIGHTS``)."""
     from pegan.eval import weights as W
-    from pegan.models.stylegan2 import Generator, image_size
 
-    loaded = api.load(path, which="ema", experiment=experiment, step=step)
-    if not isinstance(loaded.model, Generator):
-        raise ValueError(f"{path} is not a StyleGAN2 / MS-PIE generator: FID and P&R evaluate those "
-                         "(SinGAN models are single-image models)")
-    scale = api.resolve_scale(loaded.model, chosen_scale, size)
     kinds = {k for _, k, _ in parse_metrics(metrics)}
     if real is None and (real_stats is None or "pr" in kinds):
         raise ValueError("precision/recall needs real images (--real DATASET); FID needs real images "
@@ -446,8 +439,25 @@ def evaluate_checkpoint(path, metrics="fid50k,pr10k", chosen_scale=None, size=No
     if "pr" in kinds:
         p = W.weight_path(W.VGG16, vgg16)
         nets["vgg16"], ids["vgg16"] = W.load_vgg16(str(p)), _file_digest(p)
-    ev = Evaluator(metrics, nets, real=real, real_stats=real_stats, protocol=protocol, batch=batch,
-                   cache_dir=cache_dir, weight_ids=ids, log=log)
+    return Evaluator(metrics, nets, real=real, real_stats=real_stats, protocol=protocol, batch=batch,
+                     cache_dir=cache_dir, weight_ids=ids, log=log)
+
+
+def evaluate_checkpoint(path, metrics="fid50k,pr10k", chosen_scale=None, size=None, real=None,
+                        real_stats=None, inception=None, vgg16=None, batch: int = 16,
+                        protocol: Protocol = Protocol(), cache_dir=None, experiment=None, step=None,
+                        log: Callable[[str], None] = print) -> dict:
+    """Evaluate a pegan checkpoint directory (or a reference ``.pth``) and return the report."""
+    from pegan import api
+    from pegan.models.stylegan2 import Generator, image_size
+
+    loaded = api.load(path, which="ema", experiment=experiment, step=step)
+    if not isinstance(loaded.model, Generator):
+        raise ValueError(f"{path} is not a StyleGAN2 / MS-PIE generator: FID and P&R evaluate those "
+                         "(SinGAN models are single-image models)")
+    scale = api.resolve_scale(loaded.model, chosen_scale, size)
+    ev = make_evaluator(metrics, real=real, real_stats=real_stats, inception=inception, vgg16=vgg16,
+                        batch=batch, protocol=protocol, cache_dir=cache_dir, log=log)
     h, w = image_size(loaded.model.out_size, scale)
     results = ev(loaded.model, loaded.variables, scale)
     return {

@@ -142,7 +142,7 @@ class Trainer:
         return scale, batch_for_scale(t, scale)
 
     def run(self, num_steps: int, checkpoint_every: Optional[int] = None, sample_every: Optional[int] = None,
-            progress=None) -> List[dict]:
+            progress=None, evaluator=None, eval_every: Optional[int] = None) -> List[dict]:
         """Train until the state's step reaches ``num_steps``."""
         history = []
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -173,6 +173,8 @@ class Trainer:
                     self.save()
                 if sample_every and done % sample_every == 0:
                     self.write_samples()
+                if evaluator is not None and eval_every and done % eval_every == 0:
+                    self.evaluate(evaluator)
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
@@ -227,6 +229,27 @@ class Trainer:
         self.state = flax.serialization.from_state_dict(self.state, jax.tree.map(jnp.asarray, got["state"]))
         self.offset = int(got["data_offset"])
         self.log(f"resumed {self.workdir} at step {int(self.state.step)}")
+
+    def evaluate(self, evaluator, scales=None) -> dict:
+        """Metrics of the EMA generator (``pegan.eval.evaluate.Evaluator``) at ``scales`` (default:
+        the largest trained scale, where the reference reports them), appended to
+        ``workdir/metrics.jsonl`` and logged."""
+        import json
+
+        v = {"params": self.state.ema_params, "buffers": self.state.g_buffers}
+        step = int(self.state.step)
+        out = {"step": step, "kimg": round(self.offset / 1000, 3)}
+        for s in scales or [max(self.cfg.scales)]:
+            res = evaluator(self.G, v, s)
+            out[f"scale_{s}"] = {k: r for k, r in res.items() if not k.startswith("_")}
+            for name, r in out[f"scale_{s}"].items():
+                vals = ", ".join(f"{k} {r[k]:.4f}" for k in ("fid", "precision", "recall") if k in r)
+                self.log(f"step {step} scale {s}: {name} {vals}")
+        if jax.process_index() == 0:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            with open(self.workdir / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(out) + "\n")
+        return out
 
     def write_samples(self, num: int = 4, path=None):
         from pegan.imageio import image_grid, labelled_row, save_png, stack_rows, to_uint8
