@@ -19,17 +19,6 @@ NAME = "mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512"
 
 
 
-def unflatten(flat):
-    """{('params', 'a', 'b'): array} -> nested dicts."""
-    out = {}
-    for path, v in flat.items():
-        node = out
-        for p in path[:-1]:
-            node = node.setdefault(p, {})
-        node[path[-1]] = v
-    return out
-
-
 def g_phase_float64(st, d_params, rnd, G, D, tcfg, c):
     """The G phase (adversarial + path length gradients) computed in float64."""
     jax.config.update("jax_enable_x64", True)
@@ -96,7 +85,7 @@ def test_one_iteration_matches_the_reference(setup, c):
     # 32x32 conv is 1.0e-7 away from the kink, a float32 tie: a float32 port may land on the
     # other side (this CPU does) and move convs_1.bias's gradient by 4.7e-5. So the G gradients
     # are compared from the same G phase run in float64 against the reference's updated D.
-    d_new = unflatten(ref(f"out.{s}d.after_adam.", mmgen.DISCRIMINATOR_RULES))["params"]
+    d_new = mmgen.unflatten(ref(f"out.{s}d.after_adam.", mmgen.DISCRIMINATOR_RULES))["params"]
     g_grads = g_phase_float64(st, d_new, rnd, G.model, D.model, cfg.train, c)
     for kind, grads, params, rules in (("d", aux["d_grads"], new.d_params, mmgen.DISCRIMINATOR_RULES),
                                        ("g", g_grads, new.g_params, mmgen.GENERATOR_RULES)):

@@ -213,7 +213,7 @@ def convert_state_dict(sd: Dict[str, np.ndarray], source: str = "<state dict>"):
     parameter of the network must be present with the right shape, otherwise the error lists
     what is missing or mis-shaped.
     """
-    from pegan.eval.weights import WeightFileError, check_tree
+    from pegan.eval.weights import WeightFileError, check_module
 
     params: Dict = {}
     for key, value in sd.items():
@@ -233,7 +233,5 @@ def convert_state_dict(sd: Dict[str, np.ndarray], source: str = "<state dict>"):
             node[_BN[leaf]] = np.ascontiguousarray(value)
         else:
             raise WeightFileError(source, f"unexpected key {key!r}")
-    abstract = jax.eval_shape(lambda: InceptionV3().init(jax.random.PRNGKey(0),
-                                                         jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3))))
-    check_tree(abstract["params"], params, source, "the pytorch-fid Inception (pt_inception-2015-12-05)")
+    check_module(InceptionV3(), INPUT_SIZE, params, source, "the pytorch-fid Inception (pt_inception-2015-12-05)")
     return {"params": params}

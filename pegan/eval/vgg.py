@@ -79,7 +79,7 @@ class VGG16Features(nn.Module):
 def convert_state_dict(sd: Dict[str, np.ndarray], source: str = "<state dict>"):
     """torchvision ``vgg16().state_dict()`` -> Flax variables. ``classifier.6`` (the 1000-class
     layer) is unused and ignored."""
-    from pegan.eval.weights import WeightFileError, check_tree
+    from pegan.eval.weights import WeightFileError, check_module
 
     params: Dict = {}
     for key, value in sd.items():
@@ -109,7 +109,5 @@ def convert_state_dict(sd: Dict[str, np.ndarray], source: str = "<state dict>"):
             continue
         else:
             raise WeightFileError(source, f"unexpected key {key!r}: not a torchvision vgg16 state dict")
-    abstract = jax.eval_shape(lambda: VGG16Features().init(jax.random.PRNGKey(0),
-                                                           jnp.zeros((1, INPUT_SIZE, INPUT_SIZE, 3))))
-    check_tree(abstract["params"], params, source, "torchvision's vgg16 (features + classifier[:4])")
+    check_module(VGG16Features(), INPUT_SIZE, params, source, "torchvision's vgg16 (features + classifier[:4])")
     return {"params": params}

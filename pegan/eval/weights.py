@@ -21,7 +21,7 @@ import jax
 import numpy as np
 
 __all__ = ["WeightFileError", "INCEPTION", "VGG16", "weight_path", "load_inception", "load_vgg16",
-           "check_tree"]
+           "check_tree", "check_module"]
 
 
 class WeightFileError(ValueError):
@@ -75,6 +75,14 @@ def check_tree(abstract, params, source, what: str):
         for k in bad[:8]:
             lines.append(f"  {k}: file {tuple(got[k])}, network {tuple(want[k])}")
         raise WeightFileError(source, "\n".join(lines))
+
+
+def check_module(module, input_size: int, params, source, what: str):
+    """``params`` must fit ``module``'s parameters for an input of ``input_size`` pixels."""
+    import jax.numpy as jnp
+
+    abstract = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), jnp.zeros((1, input_size, input_size, 3))))
+    check_tree(abstract["params"], params, source, what)
 
 
 def load_inception(path: Optional[str] = None):
