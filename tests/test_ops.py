@@ -66,6 +66,7 @@ def test_upfirdn2d_forms_match_numpy(up, down, pad, gain):
                            up, down, pad)
     close(ops.upfirdn2d_ref(jnp.asarray(x), k, up, down, pad), expected)
     close(ops.upfirdn2d(jnp.asarray(x), k, up, down, pad), expected)
+    close(ops.upfirdn2d_conv(jnp.asarray(x), k, up, down, pad), expected)
 
 
 def test_upfirdn2d_nonseparable_and_gradients():
@@ -73,6 +74,7 @@ def test_upfirdn2d_nonseparable_and_gradients():
     k = np.array([[1, 2, 0], [0, 1, 3], [2, 0, 1]], np.float32)
     expected = R.upfirdn2d(np.asarray(x, np.float64), k / k.sum(), 2, 1, ((1, 0), (0, 2)))
     close(ops.upfirdn2d(x, k / k.sum(), 2, 1, ((1, 0), (0, 2))), expected)
+    close(ops.upfirdn2d_conv(x, k / k.sum(), 2, 1, ((1, 0), (0, 2))), expected)
     r = jnp.asarray(rand((1, 12, 10, 2), 3))
     f = lambda fn: jax.grad(lambda v: jnp.sum(fn(v, ops.fir_kernel(gain=4.0), 2, 1, (2, 1)) * r))(x)
     close(f(ops.upfirdn2d), np.asarray(f(ops.upfirdn2d_ref), np.float64))

@@ -76,6 +76,9 @@ class Generator(nn.Module):
     up_after_conv: bool = False               # deconv2conv: conv then x2 (c-g) or x2 then conv (h-k)
     interp_pad: Optional[int] = None          # extra pixels of the bilinear resize before a conv
     modconv_impl: str = "scale"               # modulated conv form, see ops.modconv
+    dtype: Any = None                         # compute dtype of the synthesis network (e.g.
+    # 'bfloat16' for mixed precision: parameters, mapping network and the returned image and
+    # latents stay float32); None computes in the dtype of z
 
     # -- structure ------------------------------------------------------------------------
     @property
@@ -241,8 +244,11 @@ class Generator(nn.Module):
                 raise ValueError("style mixing (z2) needs an inject_index in [1, num_latents - 1]")
             layer = jnp.arange(L)[None, :, None]
             latent = jnp.where(layer < inject_index, styles[0], styles[1])
-        noises = self.resolve_noise(noise, latent.shape[0], chosen_scale, rng, latent.dtype)
-        img = self.synthesis(latent, noises, chosen_scale)
+        work = latent if self.dtype is None else latent.astype(self.dtype)
+        noises = self.resolve_noise(noise, latent.shape[0], chosen_scale, rng, work.dtype)
+        img = self.synthesis(work, noises, chosen_scale)
+        if self.dtype is not None:
+            img = img.astype(latent.dtype)
         return (img, latent) if return_latents else img
 
 
@@ -267,11 +273,16 @@ class Discriminator(nn.Module):
     pool_size: Tuple[int, int] = (2, 2)
     mbstd_group_size: int = 4
     mbstd_channel_groups: int = 1
+    dtype: Any = None                          # compute dtype (e.g. 'bfloat16'); logits come back in
+    # the input's dtype; None computes in the input's dtype
 
     @nn.compact
     def __call__(self, x):
         """x [N, H, W, 3] -> logits [N, 1]."""
         ch = channel_table(self.channel_multiplier, self.channels)
+        out_dtype = x.dtype
+        if self.dtype is not None:
+            x = x.astype(self.dtype)
         log_size = int(math.log2(self.in_size))
         x = EqualConv(ch[self.in_size], 1, use_bias=True, name="convs_0")(x)
         self.sow("intermediates", "out.convs.0", x)
@@ -289,7 +300,7 @@ class Discriminator(nn.Module):
                              f"{x.shape[1] * 2 ** (log_size - 2)}px (4x4 before the flatten)")
         x = x.transpose(0, 3, 1, 2).reshape(x.shape[0], -1)   # NCHW flatten order
         x = EqualDense(ch[4], activation=True, name="final_linear_0")(x)
-        return EqualDense(1, name="final_linear_1")(x)
+        return EqualDense(1, name="final_linear_1")(x).astype(out_dtype)
 
 
 def compute_mean_latent(generator: Generator, variables, key, num_samples: int = 4096,

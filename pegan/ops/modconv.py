@@ -35,37 +35,11 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
+from pegan.ops.conv import conv2d, conv_transpose2d
 from pegan.ops.resize import resize_bilinear
 from pegan.ops.upfirdn import fir_kernel, upfirdn2d
 
 __all__ = ["modulated_conv2d", "conv2d", "conv_transpose2d", "modulate_weight"]
-
-_DN = ("NHWC", "HWIO", "NHWC")
-
-
-def _pad_arg(padding, k: int):
-    if padding == "SAME":
-        padding = k // 2
-    if isinstance(padding, int):
-        return ((padding, padding), (padding, padding))
-    return padding
-
-
-def conv2d(x, w, padding: Union[int, str] = "SAME", stride: int = 1, groups: int = 1):
-    """Plain NHWC x HWIO cross-correlation (PyTorch ``F.conv2d`` semantics)."""
-    return lax.conv_general_dilated(x, w.astype(x.dtype), (stride, stride),
-                                    _pad_arg(padding, w.shape[0]), dimension_numbers=_DN,
-                                    feature_group_count=groups)
-
-
-def conv_transpose2d(x, w, stride: int = 2, groups: int = 1):
-    """PyTorch ``F.conv_transpose2d(x, w_t, stride, padding=0)`` where ``w`` is the HWIO kernel
-    of the forward conv (in -> out): a conv over the zero-dilated input with the spatially
-    flipped kernel and padding k - 1. Output: (H - 1) * stride + k."""
-    k = w.shape[0]
-    return lax.conv_general_dilated(x, w[::-1, ::-1].astype(x.dtype), (1, 1),
-                                    ((k - 1, k - 1), (k - 1, k - 1)), lhs_dilation=(stride, stride),
-                                    dimension_numbers=_DN, feature_group_count=groups)
 
 
 def modulate_weight(w, style, demodulate: bool = True, eps: float = 1e-8):

@@ -5,9 +5,13 @@ sample on both axes; (2) pad ``p0`` before and ``p1`` after (negative crops); (3
 convolution with the 2-D kernel (flipped, then correlated); (4) keep every ``down``-th sample.
 Output size: ``(H * up + p0 + p1 - K) // down + 1``.
 
-Two forms behind one signature: ``upfirdn2d_ref`` does the four steps literally;
-``upfirdn2d`` folds them into one dilated, strided depthwise convolution per axis (separable
-kernels) or one 2-D one. Tests hold them equal.
+Three forms behind one signature, tests hold them equal: ``upfirdn2d_ref`` does the four steps
+literally; ``upfirdn2d_conv`` folds them into one dilated, strided depthwise convolution per
+axis (separable kernels) or one 2-D one; ``upfirdn2d`` (the default) does the zero insertion
+and the pads as one ``lax.pad`` and the filter as a weighted sum of strided slices, one axis at
+a time for a separable kernel. Depthwise (grouped) convolutions are ~30x slower than the slices
+on XLA's CPU backend (the blurs of the MS-PIE discriminator; docs/PERF_NOTES.md), and the sum of
+slices fuses into one loop, on accelerators too.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["fir_kernel", "fir_kernel_1d", "upfirdn2d", "upfirdn2d_ref", "blur", "upsample2d",
-           "downsample2d"]
+__all__ = ["fir_kernel", "fir_kernel_1d", "upfirdn2d", "upfirdn2d_ref", "upfirdn2d_conv", "blur",
+           "upsample2d", "downsample2d"]
 
 BLUR_TAPS = (1, 3, 3, 1)
 
@@ -84,9 +88,56 @@ def _separable_factors(kernel: np.ndarray) -> Optional[Tuple[np.ndarray, np.ndar
     return ky.astype(np.float32), kx.astype(np.float32)
 
 
+def _fir_axis(x, taps, axis: int, down: int):
+    """Correlation of ``x`` with the 1-D ``taps`` along ``axis`` (valid), keeping every
+    ``down``-th output: a weighted sum of strided slices."""
+    n_out = (x.shape[axis] - len(taps)) // down + 1
+    out = None
+    for j, t in enumerate(taps):
+        if t == 0:
+            continue
+        sl = lax.slice_in_dim(x, j, j + down * (n_out - 1) + 1, down, axis)
+        term = sl * jnp.asarray(t, x.dtype)
+        out = term if out is None else out + term
+    if out is None:
+        shape = list(x.shape)
+        shape[axis] = n_out
+        out = jnp.zeros(shape, x.dtype)
+    return out
+
+
 def upfirdn2d(x, kernel, up: int = 1, down: int = 1, pad: Pads = (0, 0)):
-    """Fast form: zero insertion as ``lhs_dilation``, pads (negative too) and ``down`` as the
-    convolution's padding and stride; a rank-1 kernel runs as two 1-D passes."""
+    """Fast form: zero insertion and pads (negative too) as one ``lax.pad``, the filter as a
+    sum of (strided, for ``down``) slices; a rank-1 kernel runs as two 1-D passes."""
+    kernel = np.asarray(kernel, np.float32)
+    (py0, py1), (px0, px1) = _pads(pad)
+    zero = jnp.zeros((), x.dtype)
+    # zero insertion puts up-1 zeros after the last sample too
+    x = lax.pad(x, zero, ((0, 0, 0), (py0, py1 + up - 1, up - 1), (px0, px1 + up - 1, up - 1), (0, 0, 0)))
+    factors = _separable_factors(kernel)
+    if factors is None:
+        kf = kernel[::-1, ::-1]                       # true convolution = correlation with the flip
+        kh, kw = kf.shape
+        ho = (x.shape[1] - kh) // down + 1
+        wo = (x.shape[2] - kw) // down + 1
+        out = None
+        for i in range(kh):
+            for j in range(kw):
+                if kf[i, j] == 0:
+                    continue
+                sl = lax.slice(x, (0, i, j, 0), (x.shape[0], i + down * (ho - 1) + 1, j + down * (wo - 1) + 1,
+                                                 x.shape[3]), (1, down, down, 1))
+                term = sl * jnp.asarray(kf[i, j], x.dtype)
+                out = term if out is None else out + term
+        return out if out is not None else jnp.zeros((x.shape[0], ho, wo, x.shape[3]), x.dtype)
+    ky, kx = factors
+    x = _fir_axis(x, [float(v) for v in ky[::-1]], 1, down)
+    return _fir_axis(x, [float(v) for v in kx[::-1]], 2, down)
+
+
+def upfirdn2d_conv(x, kernel, up: int = 1, down: int = 1, pad: Pads = (0, 0)):
+    """Depthwise-convolution form: zero insertion as ``lhs_dilation``, pads (negative too) and
+    ``down`` as the convolution's padding and stride; a rank-1 kernel runs as two 1-D passes."""
     kernel = np.asarray(kernel, np.float32)
     (py0, py1), (px0, px1) = _pads(pad)
     # zero insertion puts up-1 zeros after the last sample too; lhs_dilation does not

@@ -1,0 +1,73 @@
+"""The two convolution forms (pegan.ops.conv): 'taps' (custom backward, the CPU default) equals
+lax's own convolution and autodiff, forward, first and second order."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from pegan import ops
+from pegan.ops import conv as C
+
+
+def rand(shape, seed=0):
+    return jnp.asarray(np.random.default_rng(seed).standard_normal(shape).astype(np.float32))
+
+
+def both(fn):
+    out = {}
+    for impl in ("xla", "taps"):
+        C.set_conv_impl(impl)
+        try:
+            out[impl] = jax.jit(fn)()
+        finally:
+            C.set_conv_impl("auto")
+    return out["xla"], out["taps"]
+
+
+def close(a, b, tol=2e-4):
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+        scale = max(np.abs(x).max(), 1e-6)
+        np.testing.assert_allclose(x / scale, y / scale, atol=tol, rtol=0)
+
+
+CASES = [  # (H, W, k, stride, padding)
+    (9, 11, 3, 1, 1), (8, 8, 3, 1, 0), (10, 7, 3, 2, 0), (11, 9, 3, 2, 0), (8, 8, 1, 2, 0),
+    (9, 9, 3, 2, 1), (7, 8, 1, 1, 0), (12, 10, 4, 2, ((2, 1), (0, 2))), (9, 9, 3, 1, ((-1, 2), (1, 0))),
+]
+
+
+@pytest.mark.parametrize("h,w,k,s,p", CASES)
+def test_conv_forms_agree_to_second_order(h, w, k, s, p):
+    x, wt = rand((2, h, w, 3)), rand((k, k, 3, 4), 1) * 0.3
+    r = rand(jax.eval_shape(lambda: C.conv2d(x, wt, p, s)).shape, 2)
+
+    def fn():
+        y = C.conv2d(x, wt, p, s)
+        loss = lambda a, b: jnp.sum(jnp.tanh(C.conv2d(a, b, p, s)) * r)
+        gx, gw = jax.grad(loss, (0, 1))(x, wt)
+        # R1-like: gradient wrt the weights of the squared input gradient
+        r1 = jax.grad(lambda b: jnp.sum(jnp.square(jax.grad(loss)(x, b))))(wt)
+        r1x = jax.grad(lambda a: jnp.sum(jnp.square(jax.grad(loss, 1)(a, wt))))(x)
+        return y, gx, gw, r1, r1x
+
+    close(*both(fn))
+
+
+@pytest.mark.parametrize("h,w,k", [(5, 6, 3), (4, 4, 4), (3, 5, 1)])
+def test_conv_transpose_forms_agree(h, w, k):
+    x, wt = rand((2, h, w, 3)), rand((k, k, 3, 5), 1)
+
+    def fn():
+        y = C.conv_transpose2d(x, wt, 2)
+        g = jax.grad(lambda a, b: jnp.sum(jnp.sin(C.conv_transpose2d(a, b, 2))), (0, 1))(x, wt)
+        return y, g
+
+    close(*both(fn))
+
+
+def test_taps_is_the_cpu_default():
+    assert C.conv_impl() == ("taps" if jax.default_backend() == "cpu" else "xla")
+    with pytest.raises(ValueError):
+        C.set_conv_impl("fast")
