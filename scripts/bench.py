@@ -780,9 +780,13 @@ def _fmt(x, nd=2):
     return str(x)
 
 
-def verdict(res):
-    ref = REFERENCE.get(res["case"])
-    if not ref or "seconds" not in res:
+def verdict(res, variant="full"):
+    name = res["case"]
+    if name.startswith("iter:"):                     # iter:0-2-4:3 -> the reference's iter:0:3
+        _, scales, batch = name.split(":")
+        name = f"iter:{scales.split('-')[0]}:{batch}"
+    ref = REFERENCE.get(name)
+    if not ref or "seconds" not in res or variant != "full" or res.get("dtype", "float32") != "float32":
         return {}
     norm = res["seconds"] * res["matmul_gflops"] / REF_MATMUL_GFLOPS
     out = {"normalised_s": norm, "ref_s": ref["seconds"], "ref_gflops": ref.get("gflops"),
@@ -917,7 +921,7 @@ def main(argv=None):
             finally:
                 os.unlink(path)
         res["case_wall_s"] = time.perf_counter() - t
-        res["verdict"] = verdict(res) if "error" not in res else {}
+        res["verdict"] = verdict(res, opts.variant) if "error" not in res else {}
         results.append(res)
         r = res
         print(f"[bench] {name}: " + (f"{r['seconds']:.3f} s, matmul {r['matmul_gflops']:.0f} GF/s, "
