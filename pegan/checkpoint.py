@@ -26,7 +26,7 @@ from typing import Any, Dict, Iterable, Optional
 import jax
 import numpy as np
 
-__all__ = ["CheckpointError", "save", "restore", "read_config", "read_info", "steps",
+__all__ = ["CheckpointError", "CheckpointWriter", "save", "restore", "read_config", "read_info", "steps",
            "latest_step", "is_checkpoint_dir", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "pegan-checkpoint"
@@ -37,11 +37,12 @@ class CheckpointError(ValueError):
     """A missing, corrupt or mismatching pegan checkpoint directory."""
 
 
-def _manager(directory: Path, read_only: bool = False, max_to_keep: Optional[int] = None):
+def _manager(directory: Path, read_only: bool = False, max_to_keep: Optional[int] = None,
+             asynchronous: bool = False):
     import orbax.checkpoint as ocp
 
     opts = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not read_only,
-                                        enable_async_checkpointing=False)
+                                        enable_async_checkpointing=asynchronous)
     return ocp.CheckpointManager(str((directory / "checkpoints").resolve()), options=opts)
 
 
@@ -94,37 +95,87 @@ def _to_numpy(tree):
     return jax.tree.map(lambda x: np.asarray(x), tree)
 
 
-def save(directory, step: int, items: Dict[str, Any], config=None, info: Optional[dict] = None,
-         max_to_keep: Optional[int] = None) -> Path:
-    """Save ``items`` (name -> pytree of arrays) as step ``step``.
-
-    The first save writes config.json and pegan.json; later saves check that the config is the
-    same experiment and never overwrite an existing step.
-    """
-    import orbax.checkpoint as ocp
-
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    if is_checkpoint_dir(d):
-        old = read_info(d)
-        if info and old.get("experiment") != info.get("experiment"):
-            raise CheckpointError(f"{d} holds a checkpoint of experiment {old.get('experiment')!r}, "
-                                  f"not {info.get('experiment')!r}; use another directory")
-    else:
-        if config is None or info is None:
-            raise CheckpointError("the first save into a directory needs the config and info")
+def _prepare_dir(d: Path, config, info: Optional[dict]) -> None:
+    """Write config.json / pegan.json into a new directory (process 0, then every process waits
+    for it), and check that an existing one holds the same experiment (every process)."""
+    if not is_checkpoint_dir(d) and (config is None or info is None):
+        raise CheckpointError("the first save into a directory needs the config and info")
+    if jax.process_index() == 0 and not is_checkpoint_dir(d):
+        d.mkdir(parents=True, exist_ok=True)
         cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         (d / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
         meta = {"format": FORMAT, "format_version": FORMAT_VERSION, **info}
         (d / "pegan.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("pegan-checkpoint-meta")
+    old = read_info(d)
+    if info and old.get("experiment") != info.get("experiment"):
+        raise CheckpointError(f"{d} holds a checkpoint of experiment {old.get('experiment')!r}, "
+                              f"not {info.get('experiment')!r}; use another directory")
+
+
+def _save_args(items: Dict[str, Any]):
+    import orbax.checkpoint as ocp
+
+    return ocp.args.Composite(**{k: ocp.args.StandardSave(_to_numpy(v)) for k, v in items.items()})
+
+
+def save(directory, step: int, items: Dict[str, Any], config=None, info: Optional[dict] = None,
+         max_to_keep: Optional[int] = None) -> Path:
+    """Save ``items`` (name -> pytree of arrays) as step ``step`` and wait until it is written.
+
+    The first save writes config.json and pegan.json; later saves check that the config is the
+    same experiment and never overwrite an existing step.
+    """
+    d = Path(directory)
+    _prepare_dir(d, config, info)
     if step in steps(d):
         raise CheckpointError(f"{d} already has step {step}; refusing to overwrite it")
     mngr = _manager(d, max_to_keep=max_to_keep)
-    args = ocp.args.Composite(**{k: ocp.args.StandardSave(_to_numpy(v)) for k, v in items.items()})
-    mngr.save(int(step), args=args, force=True)
+    mngr.save(int(step), args=_save_args(items), force=True)
     mngr.wait_until_finished()
     mngr.close()
     return d
+
+
+class CheckpointWriter:
+    """Asynchronous saves of a training run: one orbax CheckpointManager kept open, keeping the
+    last ``max_to_keep`` steps. ``save`` returns once the items are NumPy copies on the host
+    (so the caller may go on and donate its device buffers); orbax writes them in the
+    background into a temporary directory that it renames when complete, so a crash during a
+    save leaves the earlier steps usable. The next ``save``, ``wait`` and ``close`` wait for the
+    write in flight. Every process of a multi-host run must make the same calls."""
+
+    def __init__(self, directory, config, info: dict, max_to_keep: Optional[int] = None):
+        self.directory = Path(directory)
+        _prepare_dir(self.directory, config, info)
+        self._mngr = _manager(self.directory, max_to_keep=max_to_keep, asynchronous=True)
+
+    def save(self, step: int, items: Dict[str, Any]) -> bool:
+        """Start saving ``step`` (False if that step is already there)."""
+        self._mngr.wait_until_finished()
+        if int(step) in steps(self.directory):
+            return False
+        self._mngr.save(int(step), args=_save_args(items), force=True)
+        return True
+
+    def wait(self) -> None:
+        self._mngr.wait_until_finished()
+
+    def close(self) -> None:
+        if self._mngr is not None:
+            self._mngr.wait_until_finished()
+            self._mngr.close()
+            self._mngr = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
 
 
 def restore(directory, items: Iterable[str] = ("generator_ema",), step: Optional[int] = None,

@@ -148,9 +148,28 @@ def _train(args) -> int:
     if not workdir:
         raise UserError("pass --workdir DIR (the run's checkpoint directory)")
     cfg = _apply_overrides(load_experiment(name, args.variant), args.set)
+    if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
+        _init_distributed(args)
     if cfg.family == "singan":
         return _train_singan(args, cfg, workdir)
     return _train_stylegan2(args, cfg, workdir)
+
+
+def _init_distributed(args) -> None:
+    """jax.distributed.initialize() before anything touches a device (on CPU: gloo collectives)."""
+    import jax
+
+    kw = {k: v for k, v in (("coordinator_address", args.coordinator), ("num_processes", args.num_processes),
+                            ("process_id", args.process_id)) if v is not None}
+    if jax.config.jax_platforms in ("cpu",) or os.environ.get("JAX_PLATFORMS") == "cpu":
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(**kw)
+    except (ValueError, RuntimeError) as e:
+        raise UserError(f"jax.distributed.initialize failed ({e}); on a TPU pod or under SLURM run the same command "
+                        "on every host; elsewhere pass --coordinator HOST:PORT --num-processes N --process-id I") from e
+    print(f"process {jax.process_index()} of {jax.process_count()}: {jax.local_device_count()} local devices, "
+          f"{jax.device_count()} in all")
 
 
 def _train_singan(args, cfg, workdir) -> int:
@@ -198,8 +217,19 @@ def _train_stylegan2(args, cfg, workdir) -> int:
                                    real_stats=real if real.endswith((".npz", ".pkl")) else None,
                                    inception=args.inception, vgg16=args.vgg16, batch=args.eval_batch,
                                    protocol=Protocol(fid_method="eigh"), log=lambda m: tqdm.write(m))
-    trainer = Trainer(cfg, data, workdir, seed=args.seed)
-    bar = tqdm(total=args.steps, initial=int(trainer.state.step), unit="step", dynamic_ncols=True)
+    import jax
+
+    from pegan.train.writers import create_writers
+
+    lead = jax.process_index() == 0
+    writer = create_writers(workdir, tensorboard=not args.no_tensorboard, log=tqdm.write)
+    trainer = Trainer(cfg, data, workdir, seed=args.seed, writer=writer, log=tqdm.write)
+    n = trainer.mesh.devices.size
+    if lead:
+        print(f"{cfg.name}: {n} device(s) ({jax.devices()[0].platform}), statistics {trainer.statistics}, "
+              f"batch per scale {[(s, trainer.schedule_batch(s)) for s in cfg.scales]}")
+    bar = tqdm(total=args.steps, initial=int(trainer.state.step), unit="step", dynamic_ncols=True,
+               disable=not lead)
     t0 = time.time()
     kimg = [0.0]
 
@@ -210,9 +240,12 @@ def _train_stylegan2(args, cfg, workdir) -> int:
                         R1=f"{m['r1_penalty']:.2e}", PL=f"{m['pl_penalty']:.2e}")
 
     trainer.run(args.steps, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
-                progress=progress, evaluator=evaluator, eval_every=args.eval_every)
+                progress=progress, evaluator=evaluator, eval_every=args.eval_every, log_every=args.log_every)
     bar.close()
     path = trainer.write_samples()
+    writer.close()
+    if not lead:
+        return 0
     secs = time.time() - t0
     comp = ", ".join(f"scale {s} batch {b}: {c:.0f} s" for (s, b), c in trainer.compile_seconds.items())
     print(f"step {int(trainer.state.step)} in {workdir} ({secs:.0f} s, {secs / max(kimg[0], 1e-9):.0f} s/kimg; "
@@ -375,6 +408,15 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--eval-batch", type=int, default=16, help="StyleGAN2: images per evaluation step")
     t.add_argument("--inception", help="FID weights pt_inception-2015-12-05-6726825d.pth (or $PEGAN_INCEPTION_WEIGHTS)")
     t.add_argument("--vgg16", help="P&R weights vgg16-397923af.pth (or $PEGAN_VGG16_WEIGHTS)")
+    t.add_argument("--log-every", type=int, default=None, help="StyleGAN2: steps between metric writes "
+                   "(TensorBoard under WORKDIR/tensorboard and the console; default: the config's train.log_every)")
+    t.add_argument("--no-tensorboard", action="store_true", help="StyleGAN2: do not write TensorBoard event files")
+    t.add_argument("--distributed", action="store_true", help="multi-host: call jax.distributed.initialize() "
+                   "first (TPU pods and SLURM are detected; elsewhere give --coordinator, --num-processes and "
+                   "--process-id, or JAX's JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID)")
+    t.add_argument("--coordinator", help="multi-host: HOST:PORT of process 0")
+    t.add_argument("--num-processes", type=int, help="multi-host: number of processes")
+    t.add_argument("--process-id", type=int, help="multi-host: this process's index")
     t.add_argument("--image", help="SinGAN: the training image")
     t.add_argument("--max-size", type=int, default=None, help="SinGAN: override the image's long side")
     t.add_argument("--iters", type=int, default=None, help="SinGAN: iterations per stage (default: the config's)")

@@ -1,4 +1,4 @@
-"""Data-parallel MS-PIE steps over a device mesh (axis ``data``).
+"""Data-parallel MS-PIE steps over a device mesh (axis ``data``), on one or many hosts.
 
 ``statistics='per_device'`` (default, the reference): each device runs the iteration on its
 own shard with ``shard_map``: minibatch-stddev groups and the path-length running mean are per
@@ -6,6 +6,12 @@ device (``pl_mean`` is stored per device, sharded along ``data``), and the gradi
 across devices before Adam, as DDP does. Parameters and optimiser states stay replicated.
 ``statistics='global'``: the same iteration as one program over the global batch sharded along
 ``data`` (XLA inserts the collectives), i.e. the 1-device step of the whole batch.
+
+The state is created on the mesh (``init_state``: one jitted program with the output shardings,
+no host copy), moved to the host for checkpoints and samples with ``to_host`` (a collective for
+leaves that are sharded across hosts) and put back with ``put_state``. The mesh spans every
+device of every process (``jax.devices()``), so the same code runs on one CPU, a GPU node and a
+TPU pod after ``jax.distributed.initialize()``.
 """
 
 from __future__ import annotations
@@ -13,17 +19,27 @@ from __future__ import annotations
 import numpy as np
 
 import jax
+import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from pegan.models.stylegan2 import image_size
 from pegan.train import stylegan2 as tr
 
-__all__ = ["make_mesh", "make_sharded_step", "replicate_state"]
+__all__ = ["make_mesh", "make_sharded_step", "init_state", "put_state", "replicate_state", "to_host",
+           "state_shardings", "STATISTICS"]
+
+STATISTICS = ("per_device", "global")
 
 
 def make_mesh(devices=None) -> Mesh:
+    """A 1-D ``data`` mesh over ``devices`` (default: all devices of all processes)."""
     devices = jax.devices() if devices is None else devices
     return Mesh(np.asarray(devices), ("data",))
+
+
+def _check(statistics: str):
+    if statistics not in STATISTICS:
+        raise ValueError(f"statistics must be 'per_device' or 'global', got {statistics!r}")
 
 
 def _state_specs(state, per_device_pl: bool):
@@ -31,29 +47,91 @@ def _state_specs(state, per_device_pl: bool):
     return specs.replace(pl_mean=P("data")) if per_device_pl else specs
 
 
+def state_shardings(state, mesh: Mesh, statistics: str = "per_device"):
+    """NamedShardings of a train state (``state`` may be abstract): everything replicated but the
+    per-device path-length means."""
+    _check(statistics)
+    return jax.tree.map(lambda s: NamedSharding(mesh, s), _state_specs(state, statistics == "per_device"))
+
+
+def _with_pl_shape(state, mesh: Mesh, statistics: str):
+    n = mesh.devices.size
+    pl = jnp.reshape(state.pl_mean, (-1,))
+    if statistics == "per_device":
+        pl = jnp.broadcast_to(pl[:1], (n,)) if pl.shape[0] != n else pl
+    else:
+        pl = jnp.mean(pl)
+    return state.replace(pl_mean=pl)
+
+
+def init_state(G, D, tcfg, seed: int, mesh: Mesh, statistics: str = "per_device"):
+    """The initial train state of ``tr.init_state(G, D, tcfg, PRNGKey(seed))``, created sharded:
+    one program whose outputs land on the mesh (every process runs it; nothing is copied)."""
+    def init():
+        return _with_pl_shape(tr.init_state(G, D, tcfg, jax.random.PRNGKey(seed)), mesh, statistics)
+
+    shardings = state_shardings(jax.eval_shape(init), mesh, statistics)
+    return jax.jit(init, out_shardings=shardings)()
+
+
+def to_host(tree):
+    """NumPy copies of a pytree of (possibly multi-host) arrays. Replicated leaves are read from
+    a local shard; leaves sharded across processes are all-gathered, a collective that every
+    process must reach in the same order."""
+    from jax.experimental import multihost_utils
+
+    def one(x):
+        if isinstance(x, jax.Array) and not x.is_fully_addressable:
+            if x.sharding.is_fully_replicated:
+                return np.asarray(x.addressable_data(0))
+            return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+        return np.asarray(x)
+
+    return jax.tree.map(one, tree)
+
+
+def put_state(host_state, mesh: Mesh, statistics: str = "per_device"):
+    """Place a host (NumPy) train state on the mesh; every process passes the same values. A
+    path-length mean saved with another device count is spread (per_device) or averaged (global)."""
+    state = jax.tree.map(np.asarray, host_state)
+    pl = state.pl_mean.reshape(-1)
+    n = mesh.devices.size
+    if statistics == "per_device" and pl.shape[0] != n:
+        pl = np.full((n,), pl.mean(), pl.dtype)
+    elif statistics == "global":
+        pl = np.asarray(pl.mean(), pl.dtype)
+    state = state.replace(pl_mean=pl)
+    shardings = state_shardings(state, mesh, statistics)
+    # from host memory: the result never aliases the input's buffers, which a donating step
+    # would otherwise delete
+    return jax.tree.map(lambda x, s: jax.make_array_from_callback(x.shape, s, lambda idx: x[idx]),
+                        state, shardings)
+
+
 def replicate_state(state, mesh: Mesh, statistics: str = "per_device"):
     """Place a 1-device state on the mesh (per-device path-length means start equal)."""
-    n = mesh.devices.size
-    if statistics == "per_device":
-        state = state.replace(pl_mean=jax.numpy.broadcast_to(state.pl_mean.reshape(-1)[:1], (n,)))
-    specs = _state_specs(state, statistics == "per_device")
-    # through host memory: the sharded copy never aliases the input's buffers, which the
-    # (donating) step would otherwise delete
-    return jax.tree.map(lambda x, s: jax.device_put(np.asarray(x), NamedSharding(mesh, s)), state, specs)
+    return put_state(to_host(state), mesh, statistics)
 
 
-def make_sharded_step(mesh: Mesh, G, D, tcfg, scale, per_device_batch: int, statistics: str = "per_device"):
+def make_sharded_step(mesh: Mesh, G, D, tcfg, scale, per_device_batch: int, statistics: str = "per_device",
+                      state=None):
     """jit(step)(state, real_global) -> (state, metrics); ``real_global`` [n * b, H, W, 3] at the
-    stored size, sharded along ``data``; the state is donated."""
+    stored size, sharded along ``data``; the state is donated and comes back with the shardings
+    of ``state_shardings`` (so the next call does not recompile). ``state``: the train state (or
+    its abstract form) that fixes those shardings (default: the form ``init_state`` makes)."""
+    _check(statistics)
+    if state is None:
+        state = jax.eval_shape(lambda: _with_pl_shape(tr.init_state(G, D, tcfg, jax.random.PRNGKey(0)), mesh,
+                                                      statistics))
+    state_sh = state_shardings(state, mesh, statistics)
     size = image_size(G.out_size, scale)
     b = per_device_batch
-    pl_b = max(1, b // tcfg.pl_batch_shrink)
     n = mesh.devices.size
     if statistics == "per_device":
         def local(state, real):
             i = jax.lax.axis_index("data")
             key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), i)
-            rnd = tr.draw_randomness(key, G, scale, b, pl_b, tcfg.mix_prob)
+            rnd = tr.step_randomness(key, G, tcfg, scale, b)
             st = state.replace(pl_mean=state.pl_mean[0])
             new, metrics, _ = tr.train_step(st, tr.resize_reals(real, size), rnd, G=G, D=D, tcfg=tcfg,
                                             scale=scale, grad_reduce=lambda g: jax.lax.pmean(g, "data"))
@@ -66,14 +144,13 @@ def make_sharded_step(mesh: Mesh, G, D, tcfg, scale, per_device_batch: int, stat
             fn = jax.shard_map(local, mesh=mesh, in_specs=(specs, P("data")), out_specs=(specs, P()),
                                check_vma=False)
             return fn(state, real)
-    elif statistics == "global":
+    else:
         def step(state, real):
             key = jax.random.fold_in(state.key, state.step)
-            rnd = tr.draw_randomness(key, G, scale, n * b, max(1, n * b // tcfg.pl_batch_shrink), tcfg.mix_prob)
+            rnd = tr.step_randomness(key, G, tcfg, scale, n * b)
             real = jax.lax.with_sharding_constraint(real, NamedSharding(mesh, P("data")))
             new, metrics, _ = tr.train_step(state, tr.resize_reals(real, size), rnd, G=G, D=D, tcfg=tcfg,
                                             scale=scale)
             return new, {k: v for k, v in metrics.items() if k != "path_lengths"}
-    else:
-        raise ValueError(f"statistics must be 'per_device' or 'global', got {statistics!r}")
-    return jax.jit(step, donate_argnums=(0,))
+    return jax.jit(step, donate_argnums=(0,), in_shardings=(state_sh, NamedSharding(mesh, P("data"))),
+                   out_shardings=(state_sh, NamedSharding(mesh, P())))

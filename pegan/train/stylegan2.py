@@ -25,10 +25,10 @@ import numpy as np
 import optax
 
 from pegan import ops
-from pegan.models.stylegan2 import Discriminator, Generator, scale_pair
+from pegan.models.stylegan2 import Discriminator, Generator, image_size, scale_pair
 from pegan.nn.layers import random_noise
 
-__all__ = ["TrainState", "Randomness", "draw_randomness", "make_optimizers", "init_state",
+__all__ = ["TrainState", "Randomness", "draw_randomness", "step_randomness", "pl_scale_of", "r1_penalty", "regularisation_mode", "make_optimizers", "init_state",
            "d_loss_fn", "g_loss_fn", "train_step", "resize_reals", "ema_update", "d_phase", "g_phase"]
 
 
@@ -78,7 +78,15 @@ def init_state(G: Generator, D: Discriminator, tcfg, key, g_vars=None, d_vars=No
                       pl_mean=jnp.zeros((), jnp.float32), key=key)
 
 
-def draw_randomness(key, G: Generator, scale, batch: int, pl_batch: int, mix_prob: float) -> Randomness:
+def pl_scale_of(tcfg, scale):
+    """The chosen scale of the path-length term: ``train.pl_scale`` (0, the reference, REFERENCE
+    §1.3) or ``'current'`` (the scale of the step)."""
+    at = tcfg.get("pl_scale", 0)
+    return scale if at == "current" else at
+
+
+def draw_randomness(key, G: Generator, scale, batch: int, pl_batch: int, mix_prob: float,
+                    pl_scale=0) -> Randomness:
     L = G.num_latents
     ks = jax.random.split(key, 10)
 
@@ -91,12 +99,19 @@ def draw_randomness(key, G: Generator, scale, batch: int, pl_batch: int, mix_pro
         mix = jax.random.uniform(a) < mix_prob
         return jnp.where(mix, jax.random.randint(b, (), 1, L), L)   # L = no mixing
 
-    shapes, shapes0 = G.noise_shapes(scale), G.noise_shapes(0)
-    h, w = G.out_size, G.out_size
+    shapes, shapes0 = G.noise_shapes(scale), G.noise_shapes(pl_scale)
+    h, w = image_size(G.out_size, pl_scale)
     return Randomness(zpair(ks[0], batch), index(ks[1]), random_noise(ks[2], shapes, batch),
                       zpair(ks[3], batch), index(ks[4]), random_noise(ks[5], shapes, batch),
                       zpair(ks[6], pl_batch), index(ks[7]), random_noise(ks[8], shapes0, pl_batch),
                       jax.random.normal(ks[9], (pl_batch, h, w, 3)))
+
+
+def step_randomness(key, G: Generator, tcfg, scale, batch: int) -> Randomness:
+    """The randomness of one iteration of ``batch`` images as the config sets it (path length on
+    ``batch // pl_batch_shrink`` samples at ``pl_scale_of(tcfg, scale)``)."""
+    return draw_randomness(key, G, scale, batch, max(1, batch // tcfg.pl_batch_shrink), tcfg.mix_prob,
+                           pl_scale_of(tcfg, scale))
 
 
 def resize_reals(x, size: Tuple[int, int]):
@@ -120,41 +135,54 @@ def d_loss_fn(d_params, D, real, fake, do_r1, r1_weight: float):
     loss_fake = jnp.mean(jax.nn.softplus(pf))
     loss_real = jnp.mean(jax.nn.softplus(-pr))
 
-    def r1(p):
-        g = jax.grad(lambda x: jnp.sum(disc(p, x)))(real)
-        return jnp.mean(jnp.sum(jnp.square(g), axis=(1, 2, 3)))
+    def no_r1(p):
+        return jnp.zeros((), real.dtype)
 
-    r1_val = jax.lax.cond(do_r1, r1, lambda p: jnp.zeros((), real.dtype), d_params)
+    r1 = lambda p: r1_penalty(p, D, real)   # noqa: E731
+    if isinstance(do_r1, bool):             # known when tracing: no cond
+        r1_val = (r1 if do_r1 else no_r1)(d_params)
+    else:
+        r1_val = jax.lax.cond(do_r1, r1, no_r1, d_params)
     loss = loss_fake + loss_real + r1_weight * r1_val
     return loss, {"d_loss": loss, "loss_disc_fake": loss_fake, "loss_disc_real": loss_real,
                   "r1_penalty": r1_val, "disc_pred_fake": pf, "disc_pred_real": pr}
 
 
 def g_loss_fn(g_params, G, buffers, d_params, D, rnd: Randomness, scale, pl_mean, do_pl, pl_weight: float,
-              pl_decay: float):
-    fake = _gen(G, g_params, buffers, rnd.z_g, rnd.idx_g, rnd.noise_g, scale)
-    pf = D.apply({"params": d_params}, fake)
-    adv = jnp.mean(jax.nn.softplus(-pf))
+              pl_decay: float, pl_scale=0, pl_detach_mean: bool = False, adversarial: bool = True):
+    """``adversarial=False``: the path-length term alone (NVIDIA's separate regularisation step)."""
+    if adversarial:
+        fake = _gen(G, g_params, buffers, rnd.z_g, rnd.idx_g, rnd.noise_g, scale)
+        pf = D.apply({"params": d_params}, fake)
+        adv = jnp.mean(jax.nn.softplus(-pf))
+    else:
+        fake = pf = None
+        adv = jnp.zeros((), jnp.float32)
 
     def pl(p):
         v = {"params": p, "buffers": buffers}
-        _, latent = _gen(G, p, buffers, rnd.z_pl, rnd.idx_pl, rnd.noise_pl, 0, return_latents=True)
+        _, latent = _gen(G, p, buffers, rnd.z_pl, rnd.idx_pl, rnd.noise_pl, pl_scale, return_latents=True)
         n, h, w, _ = rnd.pl_randn.shape
         y = rnd.pl_randn / math.sqrt(h * w)
 
         def proj(lat):
-            img = G.apply(v, lat, 0, noise=list(rnd.noise_pl), input_is_latent=True)
+            img = G.apply(v, lat, pl_scale, noise=list(rnd.noise_pl), input_is_latent=True)
             return jnp.sum(img * y)
 
         g = jax.grad(proj)(latent)
         lengths = jnp.sqrt(jnp.mean(jnp.sum(jnp.square(g), axis=2), axis=1))
         new_mean = pl_mean + pl_decay * (jnp.mean(lengths) - pl_mean)   # not detached (reference)
+        if pl_detach_mean:                                                 # NVIDIA's form
+            new_mean = jax.lax.stop_gradient(new_mean)
         return jnp.mean(jnp.square(lengths - new_mean)), (lengths, new_mean)
 
     def no_pl(p):
-        return jnp.zeros((), fake.dtype), (jnp.zeros(rnd.pl_randn.shape[:1], fake.dtype), pl_mean)
+        return jnp.zeros((), adv.dtype), (jnp.zeros(rnd.pl_randn.shape[:1], adv.dtype), pl_mean)
 
-    pen, (lengths, new_mean) = jax.lax.cond(do_pl, pl, no_pl, g_params)
+    if isinstance(do_pl, bool):             # known when tracing: no cond
+        pen, (lengths, new_mean) = (pl if do_pl else no_pl)(g_params)
+    else:
+        pen, (lengths, new_mean) = jax.lax.cond(do_pl, pl, no_pl, g_params)
     loss = adv + pl_weight * pen
     return loss, {"g_loss": loss, "loss_disc_fake_g": adv, "pl_penalty": pen, "path_lengths": lengths,
                   "pl_mean": jax.lax.stop_gradient(new_mean), "fake_imgs": fake, "disc_pred_fake_g": pf}
@@ -165,40 +193,96 @@ def ema_update(ema, params, momentum: float):
     return jax.tree.map(lambda e, p: p + (e - p) * momentum, ema, params)
 
 
-def d_phase(state: TrainState, real, rnd: Randomness, *, G, D, tcfg, scale):
+def r1_penalty(d_params, D, real):
+    """R1: mean over the batch of the summed squared gradient of D's logits w.r.t. the reals."""
+    g = jax.grad(lambda x: jnp.sum(D.apply({"params": d_params}, x)))(real)
+    return jnp.mean(jnp.sum(jnp.square(g), axis=(1, 2, 3)))
+
+
+def regularisation_mode(tcfg) -> str:
+    """``train.regularisation``: 'joint' (the reference: the lazy R1 / path-length terms are added
+    to the loss of the same Adam step) or 'separate' (NVIDIA's stylegan2-ada: a second Adam step
+    on the regulariser alone, at the parameters the main step produced)."""
+    mode = tcfg.get("regularisation", "joint")
+    if mode not in ("joint", "separate"):
+        raise ValueError(f"train.regularisation must be 'joint' or 'separate', got {mode!r}")
+    return mode
+
+
+def d_phase(state: TrainState, real, rnd: Randomness, *, G, D, tcfg, scale, do_r1=None):
     """Discriminator loss terms and gradients of one iteration (before any reduction)."""
-    do_r1 = state.step % tcfg.r1_interval == 0
+    if do_r1 is None:
+        do_r1 = state.step % tcfg.r1_interval == 0
     fake = jax.lax.stop_gradient(_gen(G, state.g_params, state.g_buffers, rnd.z_d, rnd.idx_d, rnd.noise_d, scale))
     (dl, terms), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
         state.d_params, D, real, fake, do_r1, tcfg.r1_weight)
     return grads, terms
 
 
-def g_phase(state: TrainState, d_params, rnd: Randomness, *, G, D, tcfg, scale):
+def g_phase(state: TrainState, d_params, rnd: Randomness, *, G, D, tcfg, scale, do_pl=None, adversarial=True,
+            g_params=None):
     """Generator loss terms and gradients against the updated discriminator ``d_params``."""
-    do_pl = state.step % tcfg.pl_interval == 0
+    if do_pl is None:
+        do_pl = state.step % tcfg.pl_interval == 0
     (gl, terms), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
-        state.g_params, G, state.g_buffers, d_params, D, rnd, scale, state.pl_mean, do_pl,
-        tcfg.pl_weight, tcfg.pl_decay)
+        state.g_params if g_params is None else g_params, G, state.g_buffers, d_params, D, rnd, scale,
+        state.pl_mean, do_pl, tcfg.pl_weight, tcfg.pl_decay, pl_scale_of(tcfg, scale),
+        bool(tcfg.get("pl_detach_mean", False)), adversarial)
     return grads, terms
+
+
+def _adam(opt, grads, opt_state, params):
+    upd, opt_state = opt.update(grads, opt_state, params)
+    return optax.apply_updates(params, upd), opt_state
 
 
 def train_step(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Discriminator, tcfg,
                scale, grad_reduce=None):
-    """One reference iteration at chosen ``scale`` (static) on ``real`` (already at its size).
+    """One iteration at chosen ``scale`` (static) on ``real`` (already at its size).
 
     ``grad_reduce`` (e.g. ``lambda g: lax.pmean(g, 'data')``) averages gradients across data
-    shards before each Adam step, as DDP does. Returns (new state, metrics, aux)."""
+    shards before each Adam step, as DDP does. Switches (``tcfg``): ``regularisation``
+    ('joint' | 'separate', see ``regularisation_mode``), ``pl_scale`` (0 | 'current'),
+    ``pl_detach_mean``. Returns (new state, metrics, aux)."""
     reduce = grad_reduce or (lambda g: g)
     opt_g, opt_d = make_optimizers(tcfg)
-    d_grads, d_terms = d_phase(state, real, rnd, G=G, D=D, tcfg=tcfg, scale=scale)
+    separate = regularisation_mode(tcfg) == "separate"
+    do_r1 = state.step % tcfg.r1_interval == 0
+    do_pl = state.step % tcfg.pl_interval == 0
+    zero = jnp.zeros((), jnp.float32)
+
+    d_grads, d_terms = d_phase(state, real, rnd, G=G, D=D, tcfg=tcfg, scale=scale,
+                               do_r1=False if separate else do_r1)
     d_grads = reduce(d_grads)
-    upd, opt_d_state = opt_d.update(d_grads, state.opt_d, state.d_params)
-    d_params = optax.apply_updates(state.d_params, upd)
-    g_grads, g_terms = g_phase(state, d_params, rnd, G=G, D=D, tcfg=tcfg, scale=scale)
+    d_params, opt_d_state = _adam(opt_d, d_grads, state.opt_d, state.d_params)
+    if separate:        # NVIDIA's Dreg phase: R1 alone, its own Adam step
+        def d_reg(args):
+            p, o = args
+            r1, g = jax.value_and_grad(r1_penalty)(p, D, real)
+            p, o = _adam(opt_d, reduce(jax.tree.map(lambda x: tcfg.r1_weight * x, g)), o, p)
+            return p, o, r1
+
+        d_params, opt_d_state, r1 = jax.lax.cond(do_r1, d_reg, lambda a: (*a, zero), (d_params, opt_d_state))
+        d_terms = dict(d_terms, r1_penalty=r1, d_loss=d_terms["d_loss"] + tcfg.r1_weight * r1)
+
+    g_grads, g_terms = g_phase(state, d_params, rnd, G=G, D=D, tcfg=tcfg, scale=scale,
+                               do_pl=False if separate else do_pl)
     g_grads = reduce(g_grads)
-    upd, opt_g_state = opt_g.update(g_grads, state.opt_g, state.g_params)
-    g_params = optax.apply_updates(state.g_params, upd)
+    g_params, opt_g_state = _adam(opt_g, g_grads, state.opt_g, state.g_params)
+    if separate:        # NVIDIA's Greg phase: the path-length term alone, its own Adam step
+        def g_reg(args):
+            p, o = args
+            grads, t = g_phase(state, d_params, rnd, G=G, D=D, tcfg=tcfg, scale=scale, do_pl=True,
+                               adversarial=False, g_params=p)
+            p, o = _adam(opt_g, reduce(grads), o, p)
+            return p, o, t["pl_penalty"], t["path_lengths"], t["pl_mean"]
+
+        def g_noreg(args):
+            return (*args, zero, jnp.zeros(rnd.pl_randn.shape[:1], jnp.float32), state.pl_mean)
+
+        g_params, opt_g_state, pen, lengths, pl_mean = jax.lax.cond(do_pl, g_reg, g_noreg, (g_params, opt_g_state))
+        g_terms = dict(g_terms, pl_penalty=pen, path_lengths=lengths, pl_mean=pl_mean,
+                       g_loss=g_terms["g_loss"] + tcfg.pl_weight * pen)
     ema = ema_update(state.ema_params, g_params, tcfg.ema_momentum)
     new = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params, ema_params=ema,
                         opt_g=opt_g_state, opt_d=opt_d_state, pl_mean=g_terms["pl_mean"])

@@ -27,9 +27,11 @@ import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import NamedSharding, PartitionSpec as P
 
 from pegan import checkpoint as ckpt
 from pegan.models.stylegan2 import build_discriminator, build_generator, compute_mean_latent, image_size
+from pegan.train import sharded
 from pegan.train import stylegan2 as tr
 
 __all__ = ["ImageFolder", "choose_scale", "batch_for_scale", "Trainer"]
@@ -40,8 +42,12 @@ IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 class ImageFolder:
     """All images of a folder, resized (Lanczos) to ``size`` x ``size``, as float32 in [-1, 1]."""
 
-    def __init__(self, folder, size: int, on_error: str = "raise"):
+    def __init__(self, folder, size: int, on_error: str = "raise", process_index: Optional[int] = None,
+                 process_count: Optional[int] = None):
         from PIL import Image, UnidentifiedImageError
+
+        self.process_index = jax.process_index() if process_index is None else int(process_index)
+        self.process_count = jax.process_count() if process_count is None else int(process_count)
 
         folder = Path(folder)
         if not folder.is_dir():
@@ -69,16 +75,25 @@ class ImageFolder:
     def __len__(self):
         return len(self.images)
 
+    def rows(self, batch: int):
+        """This host's rows [lo, hi) of a global batch of ``batch`` images."""
+        if batch % self.process_count:
+            raise ValueError(f"the global batch {batch} is not divisible by the {self.process_count} hosts")
+        per = batch // self.process_count
+        return self.process_index * per, (self.process_index + 1) * per
+
     def batch(self, seed: int, step: int, batch: int, offset: int) -> np.ndarray:
-        """The images of a step: positions ``offset .. offset + batch`` of the epoch stream."""
+        """This host's rows of the images of a step: positions ``offset .. offset + batch`` of the
+        epoch stream (permutation by (seed, epoch)), flips by (seed, step)."""
         n = len(self.images)
+        lo, hi = self.rows(batch)
         out = []
-        for pos in range(offset, offset + batch):
+        for pos in range(offset + lo, offset + hi):
             epoch, i = divmod(pos, n)
             perm = np.random.default_rng([seed, 1, epoch]).permutation(n)
             out.append(self.images[perm[i]])
         x = np.stack(out)
-        flip = np.random.default_rng([seed, 2, step]).random(batch) < 0.5
+        flip = (np.random.default_rng([seed, 2, step]).random(batch) < 0.5)[lo:hi]
         x[flip] = x[flip, :, ::-1]
         return x
 
@@ -100,15 +115,26 @@ def batch_for_scale(tcfg, scale: int) -> int:
 
 
 class Trainer:
-    def __init__(self, cfg, data: ImageFolder, workdir, seed: int = 0, log: Callable[[str], None] = print):
+    """The MS-PIE / StyleGAN2 training loop over a device mesh (default: every device of every
+    process). ``train.batch`` (or ``train.batch_per_scale``) is the global batch of a step,
+    split evenly over the devices; ``train.statistics`` ('per_device', the reference, or
+    'global') picks the sharded step (``pegan.train.sharded``)."""
+
+    def __init__(self, cfg, data: ImageFolder, workdir, seed: int = 0, log: Callable[[str], None] = print,
+                 mesh=None, statistics: Optional[str] = None, writer=None):
         self.cfg, self.data, self.workdir, self.seed, self.log = cfg, data, Path(workdir), seed, log
         self.G, self.D = build_generator(cfg), build_discriminator(cfg)
         self.tcfg = cfg.train
+        self.mesh = mesh if mesh is not None else sharded.make_mesh()
+        self.statistics = statistics or self.tcfg.get("statistics", "per_device")
+        self.writer = writer
         self.offset = 0
         self.compile_seconds: Dict[tuple, float] = {}
         self._fns: Dict[tuple, Callable] = {}
-        self.state = tr.init_state(self.G, self.D, self.tcfg, jax.random.PRNGKey(seed))
+        self._real_sharding = NamedSharding(self.mesh, P("data"))
+        self.state = sharded.init_state(self.G, self.D, self.tcfg, seed, self.mesh, self.statistics)
         self._stop = False
+        self._ckpt: Optional[ckpt.CheckpointWriter] = None
         if ckpt.is_checkpoint_dir(self.workdir) and ckpt.steps(self.workdir):
             self._restore()
 
@@ -116,22 +142,19 @@ class Trainer:
     def _step_fn(self, scale: int, batch: int):
         key = (scale, batch)
         if key not in self._fns:
-            G, D, tcfg = self.G, self.D, self.tcfg
-            size = image_size(G.out_size, scale)
-            pl_batch = max(1, batch // tcfg.pl_batch_shrink)
-
-            def step(state, real):
-                k = jax.random.fold_in(state.key, state.step)
-                rnd = tr.draw_randomness(k, G, scale, batch, pl_batch, tcfg.mix_prob)
-                real = tr.resize_reals(real, size)
-                new, metrics, _ = tr.train_step(state, real, rnd, G=G, D=D, tcfg=tcfg, scale=scale)
-                return new, metrics
-
-            self._fns[key] = jax.jit(step, donate_argnums=(0,))
+            n = self.mesh.devices.size
+            if batch % n:
+                raise ValueError(f"the batch of chosen scale {scale} is {batch} images, not a multiple of the "
+                                 f"{n} devices; set train.batch (and train.batch_per_scale) to multiples of {n}")
+            self._fns[key] = sharded.make_sharded_step(self.mesh, self.G, self.D, self.tcfg, scale, batch // n,
+                                                       self.statistics, state=self.state)
         return self._fns[key]
 
     def compilations(self) -> int:
         return sum(f._cache_size() for f in self._fns.values())
+
+    def schedule_batch(self, scale: int) -> int:
+        return batch_for_scale(self.tcfg, scale)
 
     def schedule(self, step: int):
         t = self.tcfg
@@ -141,16 +164,37 @@ class Trainer:
         scale = choose_scale(self.seed, step, list(self.cfg.scales), probs)
         return scale, batch_for_scale(t, scale)
 
+    def global_batch(self, step: int, batch: int):
+        """The real images of ``step`` as one array sharded over the mesh (each host reads its rows)."""
+        local = self.data.batch(self.seed, step, batch, self.offset)
+        shape = (batch,) + tuple(local.shape[1:])
+        return jax.make_array_from_process_local_data(self._real_sharding, local, shape)
+
+    def _any_stop(self) -> bool:
+        """A signal seen by any process stops every process at the same step."""
+        if jax.process_count() == 1:
+            return self._stop
+        from jax.experimental import multihost_utils
+
+        return bool(np.max(multihost_utils.process_allgather(np.int32(self._stop))))
+
     def run(self, num_steps: int, checkpoint_every: Optional[int] = None, sample_every: Optional[int] = None,
-            progress=None, evaluator=None, eval_every: Optional[int] = None) -> List[dict]:
-        """Train until the state's step reaches ``num_steps``."""
-        history = []
+            progress=None, evaluator=None, eval_every: Optional[int] = None,
+            log_every: Optional[int] = None) -> List[dict]:
+        """Train until the state's step reaches ``num_steps``. With a ``writer`` (clu MetricWriter
+        interface), the mean of the step metrics is written every ``log_every`` steps (default
+        ``train.log_every``), with kimg, sec/kimg and the compile seconds of new shapes; the sample
+        grids are written as images too."""
+        history: List[dict] = []
+        log_every = log_every or int(self.tcfg.get("log_every", 100))
+        window: List[dict] = []
+        t_window, kimg_window = time.time(), 0.0
         old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
         try:
-            while int(self.state.step) < num_steps and not self._stop:
+            while int(self.state.step) < num_steps and not self._any_stop():
                 step = int(self.state.step)
                 scale, batch = self.schedule(step)
-                real = jnp.asarray(self.data.batch(self.seed, step, batch, self.offset))
+                real = self.global_batch(step, batch)
                 self._hint_next(step, batch, num_steps)
                 fn = self._step_fn(scale, batch)
                 before = fn._cache_size()
@@ -158,17 +202,26 @@ class Trainer:
                 self.state, metrics = fn(self.state, real)
                 if fn._cache_size() != before:
                     jax.block_until_ready(metrics["d_loss"])
-                    self.compile_seconds[(scale, batch)] = time.time() - t0
+                    secs = time.time() - t0
+                    self.compile_seconds[(scale, batch)] = secs
+                    self._write_scalars(step, {f"compile_seconds/scale_{scale}_batch_{batch}": secs})
+                    t_window = time.time()       # sec/kimg without the compilation
+                    kimg_window = 0.0
                 self.offset += batch
-                m = {k: float(np.mean(v)) for k, v in metrics.items()}
+                m = {k: float(np.mean(v)) for k, v in sharded.to_host(metrics).items()}
                 if not np.isfinite(m["d_loss"]) or not np.isfinite(m["g_loss"]):
                     raise FloatingPointError(f"non-finite loss at step {step} (D {m['d_loss']}, G {m['g_loss']}); "
                                              f"the last checkpoint in {self.workdir} is kept")
                 m.update(step=step, scale=scale, batch=batch)
                 history.append(m)
+                window.append(m)
+                kimg_window += batch / 1000
                 if progress is not None:
                     progress(m)
                 done = int(self.state.step)
+                if self.writer is not None and (done % log_every == 0 or done == num_steps):
+                    self._log_window(done, window, time.time() - t_window, kimg_window)
+                    window, t_window, kimg_window = [], time.time(), 0.0
                 if checkpoint_every and done % checkpoint_every == 0:
                     self.save()
                 if sample_every and done % sample_every == 0:
@@ -181,7 +234,28 @@ class Trainer:
         if self._stop:
             self.log(f"stopping at step {int(self.state.step)}: saving")
         self.save()
+        self.close()
         return history
+
+    def _write_scalars(self, step: int, values: dict):
+        if self.writer is not None:
+            self.writer.write_scalars(step, values)
+
+    def _log_window(self, step: int, window: List[dict], seconds: float, kimg: float):
+        keys = ("d_loss", "g_loss", "loss_disc_fake", "loss_disc_real", "r1_penalty", "loss_disc_fake_g",
+                "pl_penalty", "pl_mean")
+        vals = {f"loss/{k}": float(np.mean([w[k] for w in window])) for k in keys if k in window[0]}
+        r1 = [w["r1_penalty"] for w in window if w["step"] % self.tcfg.r1_interval == 0]
+        pl = [w["pl_penalty"] for w in window if w["step"] % self.tcfg.pl_interval == 0]
+        if r1:
+            vals["loss/r1_penalty"] = float(np.mean(r1))        # mean over the steps that ran it
+        if pl:
+            vals["loss/pl_penalty"] = float(np.mean(pl))
+        vals["progress/kimg"] = self.offset / 1000
+        if kimg > 0:
+            vals["speed/sec_per_kimg"] = seconds / kimg
+        self.writer.write_scalars(step, vals)
+        self.writer.flush()
 
     def _hint_next(self, step: int, batch: int, num_steps: int, ahead: int = 2):
         """Name the next steps' batches to a loader that prefetches (``pegan.data.PreparedImages``)."""
@@ -198,35 +272,67 @@ class Trainer:
         self._stop = True
 
     # -- checkpoints ---------------------------------------------------------------------
-    def _generator_item(self, params):
-        buffers = dict(self.state.g_buffers)
+    def _generator_item(self, params, buffers):
+        buffers = dict(buffers)
         v = {"params": params, "buffers": buffers}
-        buffers["mean_latent"] = compute_mean_latent(self.G, v, jax.random.PRNGKey(0), 4096)
+        buffers["mean_latent"] = np.asarray(compute_mean_latent(self.G, v, jax.random.PRNGKey(0), 4096))
         return {"params": params, "buffers": buffers}
 
+    def host_state(self):
+        """The train state as NumPy arrays (every process must call it: it may gather)."""
+        return sharded.to_host(self.state)
+
     def save(self):
+        """Save the current step (asynchronously; ``close`` or the next save waits for it)."""
         step = int(self.state.step)
         if step in ckpt.steps(self.workdir):
             return
-        info = {"family": "stylegan2", "experiment": self.cfg.name, "variant": self.cfg.get("variant", "full"),
-                "color_order": "RGB", "source": {"trained_by": "pegan", "seed": self.seed}}
-        items = {"generator_ema": self._generator_item(self.state.ema_params),
-                 "generator": self._generator_item(self.state.g_params),
-                 "discriminator": {"params": self.state.d_params},
-                 "train_state": {"state": flax.serialization.to_state_dict(self.state),
-                                 "data_offset": np.asarray(self.offset)}}
-        ckpt.save(self.workdir, step, items, self.cfg, info,
-                  max_to_keep=self.tcfg.get("keep_checkpoints", None))
+        host = self.host_state()
+        if self._ckpt is None:
+            info = {"family": "stylegan2", "experiment": self.cfg.name, "variant": self.cfg.get("variant", "full"),
+                    "color_order": "RGB", "source": {"trained_by": "pegan", "seed": self.seed}}
+            self._ckpt = ckpt.CheckpointWriter(self.workdir, self.cfg, info,
+                                               max_to_keep=self.tcfg.get("keep_checkpoints", None))
+        items = {"generator_ema": self._generator_item(host.ema_params, host.g_buffers),
+                 "generator": self._generator_item(host.g_params, host.g_buffers),
+                 "discriminator": {"params": host.d_params},
+                 # the path-length means (one per device with per-device statistics) in an item of
+                 # their own: their shape follows the device count, the rest of the state does not
+                 "train_state": {"state": flax.serialization.to_state_dict(self._fixed_shape(host)),
+                                 "data_offset": np.asarray(self.offset)},
+                 "train_pl_means": {"pl_mean": np.asarray(host.pl_mean).reshape(-1)}}
+        self._ckpt.save(step, items)
+
+    def close(self):
+        """Wait for the checkpoint being written and release the writer."""
+        if self._ckpt is not None:
+            self._ckpt.close()
+            self._ckpt = None
+        if self.writer is not None:
+            self.writer.flush()
+
+    @staticmethod
+    def _fixed_shape(host):
+        return host.replace(pl_mean=np.asarray(np.mean(host.pl_mean), np.float32))
 
     def _restore(self):
         old = ckpt.read_config(self.workdir)
         if old.name != self.cfg.name:
             raise ckpt.CheckpointError(f"{self.workdir} holds a run of {old.name}, not {self.cfg.name}")
-        abstract = {"state": flax.serialization.to_state_dict(self.state), "data_offset": np.asarray(0)}
-        got = ckpt.restore(self.workdir, ["train_state"], None,
-                           {"train_state": jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype),
-                                                        abstract)})["train_state"]
-        self.state = flax.serialization.from_state_dict(self.state, jax.tree.map(jnp.asarray, got["state"]))
+        host = self._fixed_shape(self.host_state())
+        abstract = {"state": flax.serialization.to_state_dict(host), "data_offset": np.asarray(0)}
+        spec = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), abstract)
+        got = ckpt.restore(self.workdir, ["train_state"], None, {"train_state": spec})["train_state"]
+        restored = flax.serialization.from_state_dict(host, got["state"])
+        pl = np.asarray(restored.pl_mean).reshape(-1)
+        step = ckpt.latest_step(self.workdir)
+        if (self.workdir / "checkpoints" / str(step) / "train_pl_means").is_dir():
+            pl = np.asarray(ckpt.restore(self.workdir, ["train_pl_means"], step)["train_pl_means"]["pl_mean"])
+        n = self.mesh.devices.size
+        if self.statistics == "per_device" and pl.size != n:
+            self.log(f"note: the run was saved with {pl.size} per-device path-length means and resumes on {n} "
+                     f"devices: they restart from their average {float(pl.mean()):.4f}")
+        self.state = sharded.put_state(restored.replace(pl_mean=pl), self.mesh, self.statistics)
         self.offset = int(got["data_offset"])
         self.log(f"resumed {self.workdir} at step {int(self.state.step)}")
 
@@ -236,7 +342,7 @@ class Trainer:
         ``workdir/metrics.jsonl`` and logged."""
         import json
 
-        v = {"params": self.state.ema_params, "buffers": self.state.g_buffers}
+        v = sharded.to_host({"params": self.state.ema_params, "buffers": self.state.g_buffers})
         step = int(self.state.step)
         out = {"step": step, "kimg": round(self.offset / 1000, 3)}
         for s in scales or [max(self.cfg.scales)]:
@@ -252,15 +358,23 @@ class Trainer:
         return out
 
     def write_samples(self, num: int = 4, path=None):
+        """A grid of EMA samples at every scale (fixed latents and noise) as
+        ``workdir/samples_<step>.png`` (process 0), also written to the metric writer."""
         from pegan.imageio import image_grid, labelled_row, save_png, stack_rows, to_uint8
 
-        v = {"params": self.state.ema_params, "buffers": self.state.g_buffers}
+        v = sharded.to_host({"params": self.state.ema_params, "buffers": self.state.g_buffers})
         z = jax.random.normal(jax.random.PRNGKey(1234), (num, self.G.style_channels))
-        rows = []
+        rows, grids = [], {}
         for s in self.cfg.scales:
             img = self.G.apply(v, z, s, rng=jax.random.PRNGKey(5678))
             h, w = img.shape[1:3]
-            rows.append(labelled_row([image_grid(to_uint8(np.asarray(img)), ncol=num)],
-                                     [f"EMA generator, chosen scale {s}: {h}x{w}"]))
-        path = path or self.workdir / f"samples_{int(self.state.step):07d}.png"
+            grid = image_grid(to_uint8(np.asarray(img)), ncol=num)
+            grids[f"samples/scale_{s}_{h}x{w}"] = grid
+            rows.append(labelled_row([grid], [f"EMA generator, chosen scale {s}: {h}x{w}"]))
+        step = int(self.state.step)
+        if self.writer is not None:
+            self.writer.write_images(step, grids)
+        path = path or self.workdir / f"samples_{step:07d}.png"
+        if jax.process_index() != 0:
+            return Path(path)
         return save_png(path, stack_rows(rows))
