@@ -244,8 +244,8 @@ def stylegan2_config(name: str, variant: Optional[str] = None) -> ml_collections
         pl_weight=2.0 * 4, pl_interval=4, pl_batch_shrink=2, pl_decay=0.01,
         mix_prob=0.9, ema_momentum=0.5 ** (32 / (10 * 1000)), ema_start=0,
         scale_sampling="uniform",   # the reference's draw (pitfall: its probabilities are ignored)
-        pl_scale=0,                 # path length always at chosen scale 0 (REFERENCE §1.3); 'current':
-        #                             at the scale of the step
+        pl_scale=0,                 # path length always at chosen scale 0 (REFERENCE §1.3)
+        pl_at_current_scale=False,  # True: path length at the scale of the step
         pl_detach_mean=False,       # the reference lets the gradient flow through the new running mean
         regularisation="joint",     # 'joint': R1 / PL in the loss of the same Adam step (the reference);
         #                             'separate': a second Adam step on the regulariser (NVIDIA)

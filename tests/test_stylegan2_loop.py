@@ -44,6 +44,8 @@ def test_scale_schedule_is_a_function_of_seed_and_step():
 
 
 def test_exact_resume_and_one_compilation_per_shape(folder, tmp_path):
+    """2 steps, save, resume (through a prepared dataset, past an interrupted save), 2 steps ==
+    4 straight steps bit for bit."""
     cfg = stylegan2_config(NAME, "tiny")
     cfg.scales = [0, 2]
     cfg.train.batch_per_scale = {"2": 2}
@@ -53,12 +55,23 @@ def test_exact_resume_and_one_compilation_per_shape(folder, tmp_path):
     shapes = {(m["scale"], m["batch"]) for m in hist}
     assert straight.compilations() == len(shapes)    # no compilation after warm-up
     assert all((s, 2 if s == 2 else 4) == (s, b) for s, b in shapes)
-    half = Trainer(cfg, data, tmp_path / "b", log=lambda m: None)
-    half.run(2)
-    assert ckpt.steps(tmp_path / "b") == [2]
-    resumed = Trainer(cfg, data, tmp_path / "b", log=lambda m: None)
-    assert int(resumed.state.step) == 2
-    resumed.run(4)
+    # the other half reads a `pegan prepare` dataset of the same images: same batches
+    from pegan.data import PreparedImages, prepare
+
+    prepare(folder, tmp_path / "ds", 64)
+    with PreparedImages(tmp_path / "ds") as prepared:
+        half = Trainer(cfg, prepared, tmp_path / "b", log=lambda m: None)
+        half.run(2)
+        assert ckpt.steps(tmp_path / "b") == [2]
+        # a save killed mid-way leaves orbax's temporary directory behind: step 2 stays usable
+        junk = tmp_path / "b" / "checkpoints" / "3.orbax-checkpoint-tmp-1234567"
+        (junk / "train_state").mkdir(parents=True)
+        (junk / "train_state" / "partial").write_bytes(b"\0" * 100)
+        assert ckpt.steps(tmp_path / "b") == [2]
+        resumed = Trainer(cfg, prepared, tmp_path / "b", log=lambda m: None)
+        assert int(resumed.state.step) == 2
+        resumed.run(4)
+    assert ckpt.steps(tmp_path / "b") == [2, 4]
     for x, y in zip(jax.tree.leaves(straight.state), jax.tree.leaves(resumed.state)):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     g = pg.load(tmp_path / "a")                      # the sampler reads a training checkpoint

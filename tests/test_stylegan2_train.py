@@ -129,3 +129,48 @@ def test_lazy_regularisers_follow_the_step_counter(setup):
     assert float(m1["r1_penalty"]) == 0 and float(m1["pl_penalty"]) == 0
     assert float(m1["pl_mean"]) == float(m0["pl_mean"])       # unchanged without the PL pass
     assert fn._cache_size() == 1
+
+
+def test_separate_regularisation_and_path_length_at_the_current_scale(setup):
+    """``train.regularisation='separate'`` (NVIDIA): the main D / G Adam steps, then a second Adam
+    step on 80 x R1 alone (at the D the main step produced) and on 8 x path length alone (at that
+    G), composed here from an R1 written out in the test and the loss pieces; with
+    ``pl_at_current_scale`` the path length runs on images of the step's scale."""
+    import ml_collections
+    import optax
+
+    d, G, D, cfg, st, _ = setup
+    tcfg = ml_collections.ConfigDict(cfg.train.to_dict())
+    tcfg.regularisation, tcfg.pl_at_current_scale = "separate", True
+    scale, b = 2, 4
+    rnd = tr.step_randomness(jax.random.PRNGKey(5), G.model, tcfg, scale, b)
+    assert rnd.pl_randn.shape == (2, 48, 48, 3) and rnd.noise_pl[-1].shape[1:3] == (48, 48)
+    real = jax.random.uniform(jax.random.PRNGKey(6), (b, 48, 48, 3), minval=-1, maxval=1)
+    kw = dict(G=G.model, D=D.model, tcfg=tcfg, scale=scale)
+    new, metrics, _ = jax.jit(lambda st, r, rnd: tr.train_step(st, r, rnd, **kw))(st, real, rnd)
+
+    opt_g, opt_d = tr.make_optimizers(tcfg)
+
+    def adam(opt, grads, o, p):
+        u, o = opt.update(grads, o, p)
+        return optax.apply_updates(p, u), o
+
+    def r1(p):                      # written out: mean over the batch of sum (dD/dx)^2
+        g = jax.grad(lambda x: jnp.sum(D.model.apply({"params": p}, x)))(real)
+        return tcfg.r1_weight * jnp.mean(jnp.sum(g * g, axis=(1, 2, 3)))
+
+    d_main = jax.jit(lambda st, r, rnd: tr.d_phase(st, r, rnd, do_r1=False, **kw)[0])(st, real, rnd)
+    d1, od = adam(opt_d, d_main, st.opt_d, st.d_params)
+    d2, od = adam(opt_d, jax.jit(jax.grad(r1))(d1), od, d1)
+    g_main = jax.jit(lambda st, dp, rnd: tr.g_phase(st, dp, rnd, do_pl=False, **kw)[0])(st, d2, rnd)
+    g1, og = adam(opt_g, g_main, st.opt_g, st.g_params)
+    g_pl, terms = jax.jit(lambda st, dp, rnd, p: tr.g_phase(st, dp, rnd, do_pl=True, adversarial=False,
+                                                            g_params=p, **kw))(st, d2, rnd, g1)
+    g2, og = adam(opt_g, g_pl, og, g1)
+    for mine, ref in ((new.d_params, d2), (new.g_params, g2)):
+        for x, y in zip(jax.tree.leaves(mine), jax.tree.leaves(ref)):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-5, atol=1e-6)
+    assert int(new.opt_d[0].count) == 2 and int(new.opt_g[0].count) == 2      # two Adam steps each
+    np.testing.assert_allclose(float(metrics["r1_penalty"]) * tcfg.r1_weight, float(r1(d1)), rtol=1e-5)
+    np.testing.assert_allclose(float(metrics["pl_penalty"]), float(terms["pl_penalty"]), rtol=1e-5)
+    assert float(metrics["pl_penalty"]) > 0

@@ -80,9 +80,8 @@ def init_state(G: Generator, D: Discriminator, tcfg, key, g_vars=None, d_vars=No
 
 def pl_scale_of(tcfg, scale):
     """The chosen scale of the path-length term: ``train.pl_scale`` (0, the reference, REFERENCE
-    §1.3) or ``'current'`` (the scale of the step)."""
-    at = tcfg.get("pl_scale", 0)
-    return scale if at == "current" else at
+    §1.3), or the scale of the step with ``train.pl_at_current_scale``."""
+    return scale if tcfg.get("pl_at_current_scale", False) else tcfg.get("pl_scale", 0)
 
 
 def draw_randomness(key, G: Generator, scale, batch: int, pl_batch: int, mix_prob: float,
@@ -242,8 +241,8 @@ def train_step(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Dis
 
     ``grad_reduce`` (e.g. ``lambda g: lax.pmean(g, 'data')``) averages gradients across data
     shards before each Adam step, as DDP does. Switches (``tcfg``): ``regularisation``
-    ('joint' | 'separate', see ``regularisation_mode``), ``pl_scale`` (0 | 'current'),
-    ``pl_detach_mean``. Returns (new state, metrics, aux)."""
+    ('joint' | 'separate', see ``regularisation_mode``), ``pl_scale`` / ``pl_at_current_scale``
+    (see ``pl_scale_of``), ``pl_detach_mean``. Returns (new state, metrics, aux)."""
     reduce = grad_reduce or (lambda g: g)
     opt_g, opt_d = make_optimizers(tcfg)
     separate = regularisation_mode(tcfg) == "separate"
