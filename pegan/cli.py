@@ -247,7 +247,9 @@ def _train_stylegan2(args, cfg, workdir) -> int:
     if not lead:
         return 0
     secs = time.time() - t0
-    comp = ", ".join(f"scale {s} batch {b}: {c:.0f} s" for (s, b), c in trainer.compile_seconds.items())
+    from pegan.train.stylegan2_loop import _shape_name
+
+    comp = ", ".join(f"{_shape_name(*k)}: {c:.0f} s" for k, c in trainer.compile_seconds.items())
     print(f"step {int(trainer.state.step)} in {workdir} ({secs:.0f} s, {secs / max(kimg[0], 1e-9):.0f} s/kimg; "
           f"compile {comp}); samples at every scale: {path}")
     return 0

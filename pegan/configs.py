@@ -249,6 +249,7 @@ def stylegan2_config(name: str, variant: Optional[str] = None) -> ml_collections
         pl_detach_mean=False,       # the reference lets the gradient flow through the new running mean
         regularisation="joint",     # 'joint': R1 / PL in the loss of the same Adam step (the reference);
         #                             'separate': a second Adam step on the regulariser (NVIDIA)
+        lazy_branches="auto",       # R1 / PL: 'cond' one program, 'static' one per kind of step, 'auto': static on CPU
         statistics="per_device",    # minibatch-stddev groups and PL mean per device (the reference), or 'global'
         data=dict(name="ffhq", stored_size=data_size if not tiny else out_size * 2, hflip=True),
         checkpoint_every=10_000, keep_checkpoints=40, log_every=100,

@@ -18,10 +18,11 @@ Case names (scale = MS-PIE chosen scale: 0 -> 256 px, 2 -> 384 px, 4 -> 512 px):
 * ``dfwd:<scale>:<batch>``: MS-PIE discriminator forward
 * ``dstep:<r1|nor1>:<scale>:<batch>``: fakes generated, D on reals and fakes, backward, Adam
 * ``gstep:<pl|nopl>:<scale>:<batch>``: G forward, D, backward, Adam (path length at scale 0)
-* ``iter:<scales>:<batch>``: the training loop's own jitted step (``Trainer._step_fn``, donation,
-  lazy R1 / PL behind ``lax.cond``), one compilation per scale, timed per kind of iteration
-  (none / PL / R1+PL) and amortised as the reference schedules them (R1 every 16, PL every 4);
-  counts compilations after warm-up; ``<scales>`` like ``0-2-4``
+* ``iter:<scales>:<batch>``: the training loop's own jitted step (``Trainer._step_fn``, donation;
+  the lazy R1 / PL terms fixed per program on CPU, behind ``lax.cond`` elsewhere, see
+  ``train.lazy_branches``), timed per kind of iteration (none / PL / R1+PL) and amortised as
+  the reference schedules them (R1 every 16, PL every 4); compile seconds per scale (all its
+  programs) and compilations after warm-up; ``<scales>`` like ``0-2-4``
 * ``singan_iter``: PE-SinGAN (CSG) iteration at the last stage of a 187 x 250 pyramid (3 D + 3 G)
 * ``singan_sample``: PE-SinGAN full-pyramid sample, 187 x 250
 
@@ -561,18 +562,22 @@ def case_iter(name, opts, res, clog):
     reps = {"none": opts.reps, "pl": max(1, opts.reps // 2), "r1+pl": max(1, opts.reps // 2)}
     per_scale = {}
 
-    def run(fn, step):
+    def run(s, step):
+        # the loop's program for this step: one per scale with the lazy terms behind lax.cond, or
+        # one per scale and kind of step (train.lazy_branches, 'static' by default on CPU)
+        fn = trainer._step_fn(s, batch, trainer.step_kind(step))
         trainer.state = trainer.state.replace(step=jnp.asarray(step, jnp.int32))
         t = time.perf_counter()
         trainer.state, m = fn(trainer.state, reals[s])
         block(m)
         return time.perf_counter() - t
 
-    # warm-up round: one compilation per scale
+    # warm-up round: every program of every scale compiled once
     for s in scales:
-        fn = trainer._step_fn(s, batch)
         s0 = clog.seconds
-        first = run(fn, 1)
+        first = run(s, 1)
+        for step in sorted({kinds[k] for k in kinds} - {1}):
+            run(s, step)
         per_scale[s] = {"compile_s": clog.seconds - s0, "first_call_s": first, "size": list(image_size(G.out_size, s))}
         # FLOPs of each kind: trace with the step fixed (the conds then take one branch)
         for kind, step in kinds.items():
@@ -587,11 +592,10 @@ def case_iter(name, opts, res, clog):
     c1 = clog.compiles
     # timed rounds: every scale, every kind, after warm-up
     for s in scales:
-        fn = trainer._step_fn(s, batch)
         for kind, step in kinds.items():
             if kind != "none" and s != scales[0] and not opts.all_kinds:
                 continue
-            ts = [run(fn, step) for _ in range(reps[kind] if s == scales[0] else 1)]
+            ts = [run(s, step) for _ in range(reps[kind] if s == scales[0] else 1)]
             per_scale[s][f"times_{kind}"] = ts
             per_scale[s][f"seconds_{kind}"] = statistics.median(ts)
     res["compilations_after_warmup"] = clog.compiles - c1 + (trainer.compilations() - res["compilations_warmup"])

@@ -114,11 +114,12 @@ def replicate_state(state, mesh: Mesh, statistics: str = "per_device"):
 
 
 def make_sharded_step(mesh: Mesh, G, D, tcfg, scale, per_device_batch: int, statistics: str = "per_device",
-                      state=None):
+                      state=None, lazy=None):
     """jit(step)(state, real_global) -> (state, metrics); ``real_global`` [n * b, H, W, 3] at the
     stored size, sharded along ``data``; the state is donated and comes back with the shardings
     of ``state_shardings`` (so the next call does not recompile). ``state``: the train state (or
-    its abstract form) that fixes those shardings (default: the form ``init_state`` makes)."""
+    its abstract form) that fixes those shardings (default: the form ``init_state`` makes).
+    ``lazy``: (R1 due, path length due) fixed in the program (``tr.train_step``), or None."""
     _check(statistics)
     if state is None:
         state = jax.eval_shape(lambda: _with_pl_shape(tr.init_state(G, D, tcfg, jax.random.PRNGKey(0)), mesh,
@@ -134,7 +135,8 @@ def make_sharded_step(mesh: Mesh, G, D, tcfg, scale, per_device_batch: int, stat
             rnd = tr.step_randomness(key, G, tcfg, scale, b)
             st = state.replace(pl_mean=state.pl_mean[0])
             new, metrics, _ = tr.train_step(st, tr.resize_reals(real, size), rnd, G=G, D=D, tcfg=tcfg,
-                                            scale=scale, grad_reduce=lambda g: jax.lax.pmean(g, "data"))
+                                            scale=scale, grad_reduce=lambda g: jax.lax.pmean(g, "data"),
+                                            lazy=lazy)
             new = new.replace(pl_mean=new.pl_mean.reshape(1))
             scalars = {k: jax.lax.pmean(v, "data") for k, v in metrics.items() if k != "path_lengths"}
             return new, scalars
@@ -150,7 +152,7 @@ def make_sharded_step(mesh: Mesh, G, D, tcfg, scale, per_device_batch: int, stat
             rnd = tr.step_randomness(key, G, tcfg, scale, n * b)
             real = jax.lax.with_sharding_constraint(real, NamedSharding(mesh, P("data")))
             new, metrics, _ = tr.train_step(state, tr.resize_reals(real, size), rnd, G=G, D=D, tcfg=tcfg,
-                                            scale=scale)
+                                            scale=scale, lazy=lazy)
             return new, {k: v for k, v in metrics.items() if k != "path_lengths"}
     return jax.jit(step, donate_argnums=(0,), in_shardings=(state_sh, NamedSharding(mesh, P("data"))),
                    out_shardings=(state_sh, NamedSharding(mesh, P())))

@@ -28,7 +28,8 @@ from pegan import ops
 from pegan.models.stylegan2 import Discriminator, Generator, image_size, scale_pair
 from pegan.nn.layers import random_noise
 
-__all__ = ["TrainState", "Randomness", "draw_randomness", "step_randomness", "pl_scale_of", "r1_penalty", "regularisation_mode", "make_optimizers", "init_state",
+__all__ = ["TrainState", "Randomness", "draw_randomness", "step_randomness", "pl_scale_of", "r1_penalty", "regularisation_mode",
+           "static_lazy_terms", "lazy_kind", "make_optimizers", "init_state",
            "d_loss_fn", "g_loss_fn", "train_step", "resize_reals", "ema_update", "d_phase", "g_phase"]
 
 
@@ -235,20 +236,47 @@ def _adam(opt, grads, opt_state, params):
     return optax.apply_updates(params, upd), opt_state
 
 
+def static_lazy_terms(tcfg) -> bool:
+    """``train.lazy_branches``: 'cond' (one program per shape; R1 / path length behind
+    ``lax.cond`` on the step counter), 'static' (one program per shape and kind of step, the
+    lazy terms fixed when tracing) or 'auto' (default: 'static' on the CPU backend, where XLA runs
+    the branches of a conditional several times slower than the same code outside it (a 256 px
+    config-f iteration with path length: 163 s inside vs 27 s outside, docs/PERF_NOTES.md),
+    'cond' elsewhere)."""
+    mode = tcfg.get("lazy_branches", "auto")
+    if mode not in ("auto", "cond", "static"):
+        raise ValueError(f"train.lazy_branches must be 'auto', 'cond' or 'static', got {mode!r}")
+    return mode == "static" or (mode == "auto" and jax.default_backend() == "cpu")
+
+
+def lazy_kind(tcfg, step: int) -> Tuple[bool, bool]:
+    """(R1 due, path length due) at ``step``, as the reference schedules them."""
+    return step % tcfg.r1_interval == 0, step % tcfg.pl_interval == 0
+
+
 def train_step(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Discriminator, tcfg,
-               scale, grad_reduce=None):
+               scale, grad_reduce=None, lazy: Optional[Tuple[bool, bool]] = None):
     """One iteration at chosen ``scale`` (static) on ``real`` (already at its size).
 
     ``grad_reduce`` (e.g. ``lambda g: lax.pmean(g, 'data')``) averages gradients across data
     shards before each Adam step, as DDP does. Switches (``tcfg``): ``regularisation``
     ('joint' | 'separate', see ``regularisation_mode``), ``pl_scale`` / ``pl_at_current_scale``
-    (see ``pl_scale_of``), ``pl_detach_mean``. Returns (new state, metrics, aux)."""
+    (see ``pl_scale_of``), ``pl_detach_mean``. ``lazy``: (R1 due, path length due) fixed when
+    tracing (see ``static_lazy_terms``); None decides them from ``state.step`` with ``lax.cond``.
+    Returns (new state, metrics, aux)."""
     reduce = grad_reduce or (lambda g: g)
     opt_g, opt_d = make_optimizers(tcfg)
     separate = regularisation_mode(tcfg) == "separate"
-    do_r1 = state.step % tcfg.r1_interval == 0
-    do_pl = state.step % tcfg.pl_interval == 0
+    if lazy is None:
+        do_r1, do_pl = state.step % tcfg.r1_interval == 0, state.step % tcfg.pl_interval == 0
+    else:
+        do_r1, do_pl = bool(lazy[0]), bool(lazy[1])
     zero = jnp.zeros((), jnp.float32)
+
+    def maybe(pred, yes, no, args):     # a traced predicate: lax.cond; a Python bool: one branch
+        if isinstance(pred, bool):
+            return (yes if pred else no)(args)
+        return jax.lax.cond(pred, yes, no, args)
 
     d_grads, d_terms = d_phase(state, real, rnd, G=G, D=D, tcfg=tcfg, scale=scale,
                                do_r1=False if separate else do_r1)
@@ -261,7 +289,7 @@ def train_step(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Dis
             p, o = _adam(opt_d, reduce(jax.tree.map(lambda x: tcfg.r1_weight * x, g)), o, p)
             return p, o, r1
 
-        d_params, opt_d_state, r1 = jax.lax.cond(do_r1, d_reg, lambda a: (*a, zero), (d_params, opt_d_state))
+        d_params, opt_d_state, r1 = maybe(do_r1, d_reg, lambda a: (*a, zero), (d_params, opt_d_state))
         d_terms = dict(d_terms, r1_penalty=r1, d_loss=d_terms["d_loss"] + tcfg.r1_weight * r1)
 
     g_grads, g_terms = g_phase(state, d_params, rnd, G=G, D=D, tcfg=tcfg, scale=scale,
@@ -279,7 +307,7 @@ def train_step(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Dis
         def g_noreg(args):
             return (*args, zero, jnp.zeros(rnd.pl_randn.shape[:1], jnp.float32), state.pl_mean)
 
-        g_params, opt_g_state, pen, lengths, pl_mean = jax.lax.cond(do_pl, g_reg, g_noreg, (g_params, opt_g_state))
+        g_params, opt_g_state, pen, lengths, pl_mean = maybe(do_pl, g_reg, g_noreg, (g_params, opt_g_state))
         g_terms = dict(g_terms, pl_penalty=pen, path_lengths=lengths, pl_mean=pl_mean,
                        g_loss=g_terms["g_loss"] + tcfg.pl_weight * pen)
     ema = ema_update(state.ema_params, g_params, tcfg.ema_momentum)

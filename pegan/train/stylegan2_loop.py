@@ -114,6 +114,15 @@ def batch_for_scale(tcfg, scale: int) -> int:
     return int(tcfg.batch)
 
 
+def _shape_name(scale: int, batch: int, kind) -> str:
+    """'scale_2_batch_4', plus the lazy terms of the program ('_r1_pl', '_pl', '_plain') when
+    they are fixed per program."""
+    name = f"scale_{scale}_batch_{batch}"
+    if kind is not None:
+        name += "".join(f"_{t}" for t, on in zip(("r1", "pl"), kind) if on) or "_plain"
+    return name
+
+
 class Trainer:
     """The MS-PIE / StyleGAN2 training loop over a device mesh (default: every device of every
     process). ``train.batch`` (or ``train.batch_per_scale``) is the global batch of a step,
@@ -132,6 +141,7 @@ class Trainer:
         self.compile_seconds: Dict[tuple, float] = {}
         self._fns: Dict[tuple, Callable] = {}
         self._real_sharding = NamedSharding(self.mesh, P("data"))
+        self._static_lazy = tr.static_lazy_terms(self.tcfg)
         self.state = sharded.init_state(self.G, self.D, self.tcfg, seed, self.mesh, self.statistics)
         self._stop = False
         self._ckpt: Optional[ckpt.CheckpointWriter] = None
@@ -139,15 +149,20 @@ class Trainer:
             self._restore()
 
     # -- steps ---------------------------------------------------------------------------
-    def _step_fn(self, scale: int, batch: int):
-        key = (scale, batch)
+    def step_kind(self, step: int):
+        """The lazy terms due at ``step`` when they are fixed per program (``tr.static_lazy_terms``),
+        else None (one program decides them with ``lax.cond``)."""
+        return tr.lazy_kind(self.tcfg, step) if self._static_lazy else None
+
+    def _step_fn(self, scale: int, batch: int, kind=None):
+        key = (scale, batch, kind)
         if key not in self._fns:
             n = self.mesh.devices.size
             if batch % n:
                 raise ValueError(f"the batch of chosen scale {scale} is {batch} images, not a multiple of the "
                                  f"{n} devices; set train.batch (and train.batch_per_scale) to multiples of {n}")
             self._fns[key] = sharded.make_sharded_step(self.mesh, self.G, self.D, self.tcfg, scale, batch // n,
-                                                       self.statistics, state=self.state)
+                                                       self.statistics, state=self.state, lazy=kind)
         return self._fns[key]
 
     def compilations(self) -> int:
@@ -196,15 +211,16 @@ class Trainer:
                 scale, batch = self.schedule(step)
                 real = self.global_batch(step, batch)
                 self._hint_next(step, batch, num_steps)
-                fn = self._step_fn(scale, batch)
+                kind = self.step_kind(step)
+                fn = self._step_fn(scale, batch, kind)
                 before = fn._cache_size()
                 t0 = time.time()
                 self.state, metrics = fn(self.state, real)
                 if fn._cache_size() != before:
                     jax.block_until_ready(metrics["d_loss"])
                     secs = time.time() - t0
-                    self.compile_seconds[(scale, batch)] = secs
-                    self._write_scalars(step, {f"compile_seconds/scale_{scale}_batch_{batch}": secs})
+                    self.compile_seconds[(scale, batch, kind)] = secs
+                    self._write_scalars(step, {f"compile_seconds/{_shape_name(scale, batch, kind)}": secs})
                     t_window = time.time()       # sec/kimg without the compilation
                     kimg_window = 0.0
                 self.offset += batch
