@@ -103,3 +103,31 @@ def test_cli_trains_a_tiny_mspie_and_writes_samples_at_three_scales(folder, tmp_
 def pytest_root():
     import pathlib
     return pathlib.Path(__file__).resolve().parents[1]
+
+
+def test_sigterm_saves_and_exits_cleanly(folder, tmp_path):
+    """SIGTERM in the middle of `pegan train`: the step reached is saved, the exit status is 0,
+    and a second run resumes from it."""
+    import signal
+
+    args = [sys.executable, "-m", "pegan.cli", "train", f"experiments/{NAME}.py", "--variant", "tiny",
+            "--data", str(folder), "--steps", "100000", "--workdir", str(tmp_path / "w"), "--set", "train.batch=2",
+            "--set", "scales=[0]", "--log-every", "1", "--checkpoint-every", "100000", "--sample-every", "100000"]
+    p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(pytest_root()))
+    try:
+        for line in p.stdout:                        # the console writer's line after step 2
+            if line.startswith("[2]"):
+                break
+        p.send_signal(signal.SIGTERM)
+        out, err = p.communicate(timeout=300)
+    finally:
+        p.kill()
+    assert p.returncode == 0, err[-3000:]
+    assert "stopping at step" in out + err
+    saved = ckpt.steps(tmp_path / "w")
+    assert len(saved) == 1 and 2 <= saved[0] < 100000
+    r = subprocess.run(args[:args.index("--steps") + 1] + [str(saved[0] + 1)] + args[args.index("--steps") + 2:],
+                       capture_output=True, text=True, cwd=str(pytest_root()))
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"resumed {tmp_path / 'w'} at step {saved[0]}" in r.stdout + r.stderr
+    assert ckpt.steps(tmp_path / "w")[-1] == saved[0] + 1
