@@ -39,7 +39,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-__all__ = ["IMAGE_EXTS", "INFO_FILE", "list_images", "load_image", "prepare", "find_prepared",
+__all__ = ["IMAGE_EXTS", "INFO_FILE", "host_rows", "list_images", "load_image", "prepare", "find_prepared",
            "PreparedImages", "open_data"]
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
@@ -51,6 +51,15 @@ _HINT = "run `pegan prepare FOLDER --out DIR --size N` to (re)create it"
 
 
 # -- reading source images ---------------------------------------------------------------------
+def host_rows(batch: int, process_index: int, process_count: int):
+    """The rows [lo, hi) of a global batch of ``batch`` images that host ``process_index`` of
+    ``process_count`` reads (every loader splits batches this way)."""
+    if batch % process_count:
+        raise ValueError(f"the global batch {batch} is not divisible by the {process_count} hosts")
+    per = batch // process_count
+    return process_index * per, (process_index + 1) * per
+
+
 def list_images(folder) -> List[Path]:
     """Image files under ``folder`` (recursively), sorted, as ``ImageFolder`` lists them."""
     folder = Path(folder)
@@ -329,10 +338,7 @@ class PreparedImages:
 
     def rows(self, batch: int):
         """This host's rows [lo, hi) of a global batch of ``batch`` images."""
-        if batch % self.process_count:
-            raise ValueError(f"the global batch {batch} is not divisible by the {self.process_count} hosts")
-        per = batch // self.process_count
-        return self.process_index * per, (self.process_index + 1) * per
+        return host_rows(batch, self.process_index, self.process_count)
 
     def indices(self, seed: int, batch: int, offset: int) -> List[int]:
         """The record numbers of this host's rows of the batch at stream positions offset.."""

@@ -126,6 +126,14 @@ def _gen(G, params, buffers, z, idx, noise, scale, return_latents=False):
                    inject_index=idx, return_latents=return_latents)
 
 
+def _when(pred, yes, no, operand):
+    """``yes(operand)`` if ``pred`` else ``no(operand)``: a Python bool (known when tracing) runs
+    one branch, a traced predicate goes through ``lax.cond``."""
+    if isinstance(pred, bool):
+        return (yes if pred else no)(operand)
+    return jax.lax.cond(pred, yes, no, operand)
+
+
 def d_loss_fn(d_params, D, real, fake, do_r1, r1_weight: float):
     def disc(p, x):
         return D.apply({"params": p}, x)
@@ -138,11 +146,7 @@ def d_loss_fn(d_params, D, real, fake, do_r1, r1_weight: float):
     def no_r1(p):
         return jnp.zeros((), real.dtype)
 
-    r1 = lambda p: r1_penalty(p, D, real)   # noqa: E731
-    if isinstance(do_r1, bool):             # known when tracing: no cond
-        r1_val = (r1 if do_r1 else no_r1)(d_params)
-    else:
-        r1_val = jax.lax.cond(do_r1, r1, no_r1, d_params)
+    r1_val = _when(do_r1, lambda p: r1_penalty(p, D, real), no_r1, d_params)
     loss = loss_fake + loss_real + r1_weight * r1_val
     return loss, {"d_loss": loss, "loss_disc_fake": loss_fake, "loss_disc_real": loss_real,
                   "r1_penalty": r1_val, "disc_pred_fake": pf, "disc_pred_real": pr}
@@ -179,10 +183,7 @@ def g_loss_fn(g_params, G, buffers, d_params, D, rnd: Randomness, scale, pl_mean
     def no_pl(p):
         return jnp.zeros((), adv.dtype), (jnp.zeros(rnd.pl_randn.shape[:1], adv.dtype), pl_mean)
 
-    if isinstance(do_pl, bool):             # known when tracing: no cond
-        pen, (lengths, new_mean) = (pl if do_pl else no_pl)(g_params)
-    else:
-        pen, (lengths, new_mean) = jax.lax.cond(do_pl, pl, no_pl, g_params)
+    pen, (lengths, new_mean) = _when(do_pl, pl, no_pl, g_params)
     loss = adv + pl_weight * pen
     return loss, {"g_loss": loss, "loss_disc_fake_g": adv, "pl_penalty": pen, "path_lengths": lengths,
                   "pl_mean": jax.lax.stop_gradient(new_mean), "fake_imgs": fake, "disc_pred_fake_g": pf}
@@ -212,7 +213,7 @@ def regularisation_mode(tcfg) -> str:
 def d_phase(state: TrainState, real, rnd: Randomness, *, G, D, tcfg, scale, do_r1=None):
     """Discriminator loss terms and gradients of one iteration (before any reduction)."""
     if do_r1 is None:
-        do_r1 = state.step % tcfg.r1_interval == 0
+        do_r1 = lazy_kind(tcfg, state.step)[0]
     fake = jax.lax.stop_gradient(_gen(G, state.g_params, state.g_buffers, rnd.z_d, rnd.idx_d, rnd.noise_d, scale))
     (dl, terms), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
         state.d_params, D, real, fake, do_r1, tcfg.r1_weight)
@@ -223,7 +224,7 @@ def g_phase(state: TrainState, d_params, rnd: Randomness, *, G, D, tcfg, scale, 
             g_params=None):
     """Generator loss terms and gradients against the updated discriminator ``d_params``."""
     if do_pl is None:
-        do_pl = state.step % tcfg.pl_interval == 0
+        do_pl = lazy_kind(tcfg, state.step)[1]
     (gl, terms), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
         state.g_params if g_params is None else g_params, G, state.g_buffers, d_params, D, rnd, scale,
         state.pl_mean, do_pl, tcfg.pl_weight, tcfg.pl_decay, pl_scale_of(tcfg, scale),
@@ -249,8 +250,9 @@ def static_lazy_terms(tcfg) -> bool:
     return mode == "static" or (mode == "auto" and jax.default_backend() == "cpu")
 
 
-def lazy_kind(tcfg, step: int) -> Tuple[bool, bool]:
-    """(R1 due, path length due) at ``step``, as the reference schedules them."""
+def lazy_kind(tcfg, step) -> Tuple[Any, Any]:
+    """(R1 due, path length due) at ``step``, as the reference schedules them: Python bools for
+    a Python int, traced booleans for a traced step counter."""
     return step % tcfg.r1_interval == 0, step % tcfg.pl_interval == 0
 
 
@@ -267,16 +269,8 @@ def train_step(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Dis
     reduce = grad_reduce or (lambda g: g)
     opt_g, opt_d = make_optimizers(tcfg)
     separate = regularisation_mode(tcfg) == "separate"
-    if lazy is None:
-        do_r1, do_pl = state.step % tcfg.r1_interval == 0, state.step % tcfg.pl_interval == 0
-    else:
-        do_r1, do_pl = bool(lazy[0]), bool(lazy[1])
+    do_r1, do_pl = lazy_kind(tcfg, state.step) if lazy is None else (bool(lazy[0]), bool(lazy[1]))
     zero = jnp.zeros((), jnp.float32)
-
-    def maybe(pred, yes, no, args):     # a traced predicate: lax.cond; a Python bool: one branch
-        if isinstance(pred, bool):
-            return (yes if pred else no)(args)
-        return jax.lax.cond(pred, yes, no, args)
 
     d_grads, d_terms = d_phase(state, real, rnd, G=G, D=D, tcfg=tcfg, scale=scale,
                                do_r1=False if separate else do_r1)
@@ -289,7 +283,7 @@ def train_step(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Dis
             p, o = _adam(opt_d, reduce(jax.tree.map(lambda x: tcfg.r1_weight * x, g)), o, p)
             return p, o, r1
 
-        d_params, opt_d_state, r1 = maybe(do_r1, d_reg, lambda a: (*a, zero), (d_params, opt_d_state))
+        d_params, opt_d_state, r1 = _when(do_r1, d_reg, lambda a: (*a, zero), (d_params, opt_d_state))
         d_terms = dict(d_terms, r1_penalty=r1, d_loss=d_terms["d_loss"] + tcfg.r1_weight * r1)
 
     g_grads, g_terms = g_phase(state, d_params, rnd, G=G, D=D, tcfg=tcfg, scale=scale,
@@ -307,7 +301,7 @@ def train_step(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Dis
         def g_noreg(args):
             return (*args, zero, jnp.zeros(rnd.pl_randn.shape[:1], jnp.float32), state.pl_mean)
 
-        g_params, opt_g_state, pen, lengths, pl_mean = maybe(do_pl, g_reg, g_noreg, (g_params, opt_g_state))
+        g_params, opt_g_state, pen, lengths, pl_mean = _when(do_pl, g_reg, g_noreg, (g_params, opt_g_state))
         g_terms = dict(g_terms, pl_penalty=pen, path_lengths=lengths, pl_mean=pl_mean,
                        g_loss=g_terms["g_loss"] + tcfg.pl_weight * pen)
     ema = ema_update(state.ema_params, g_params, tcfg.ema_momentum)

@@ -77,21 +77,22 @@ class ImageFolder:
 
     def rows(self, batch: int):
         """This host's rows [lo, hi) of a global batch of ``batch`` images."""
-        if batch % self.process_count:
-            raise ValueError(f"the global batch {batch} is not divisible by the {self.process_count} hosts")
-        per = batch // self.process_count
-        return self.process_index * per, (self.process_index + 1) * per
+        from pegan.data import host_rows
+
+        return host_rows(batch, self.process_index, self.process_count)
 
     def batch(self, seed: int, step: int, batch: int, offset: int) -> np.ndarray:
         """This host's rows of the images of a step: positions ``offset .. offset + batch`` of the
         epoch stream (permutation by (seed, epoch)), flips by (seed, step)."""
         n = len(self.images)
         lo, hi = self.rows(batch)
+        perms = {}                               # one permutation per epoch the batch touches
         out = []
         for pos in range(offset + lo, offset + hi):
             epoch, i = divmod(pos, n)
-            perm = np.random.default_rng([seed, 1, epoch]).permutation(n)
-            out.append(self.images[perm[i]])
+            if epoch not in perms:
+                perms[epoch] = np.random.default_rng([seed, 1, epoch]).permutation(n)
+            out.append(self.images[perms[epoch][i]])
         x = np.stack(out)
         flip = (np.random.default_rng([seed, 2, step]).random(batch) < 0.5)[lo:hi]
         x[flip] = x[flip, :, ::-1]
