@@ -339,12 +339,13 @@ class Trainer:
         host = self._fixed_shape(self.host_state())
         abstract = {"state": flax.serialization.to_state_dict(host), "data_offset": np.asarray(0)}
         spec = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), abstract)
-        got = ckpt.restore(self.workdir, ["train_state"], None, {"train_state": spec})["train_state"]
-        restored = flax.serialization.from_state_dict(host, got["state"])
-        pl = np.asarray(restored.pl_mean).reshape(-1)
         step = ckpt.latest_step(self.workdir)
-        if (self.workdir / "checkpoints" / str(step) / "train_pl_means").is_dir():
-            pl = np.asarray(ckpt.restore(self.workdir, ["train_pl_means"], step)["train_pl_means"]["pl_mean"])
+        per_device = (self.workdir / "checkpoints" / str(step) / "train_pl_means").is_dir()
+        items = ckpt.restore(self.workdir, ["train_state"] + ["train_pl_means"] * per_device, step,
+                             {"train_state": spec})
+        got = items["train_state"]
+        restored = flax.serialization.from_state_dict(host, got["state"])
+        pl = np.asarray(items["train_pl_means"]["pl_mean"] if per_device else restored.pl_mean).reshape(-1)
         n = self.mesh.devices.size
         if self.statistics == "per_device" and pl.size != n:
             self.log(f"note: the run was saved with {pl.size} per-device path-length means and resumes on {n} "
