@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from pegan.errors import InputError
 from pegan import checkpoint as ckpt
 from pegan.configs import scale_for_size
 from pegan.convert import mmgen
@@ -71,7 +72,7 @@ def _basename(path) -> Optional[str]:
 
 def _which(which: str) -> str:
     if which not in WHICH:
-        raise ValueError(f"which must be one of {sorted(set(WHICH))}, got {which!r}")
+        raise InputError(f"which must be one of {sorted(set(WHICH))}, got {which!r}")
     return WHICH[which]
 
 
@@ -161,7 +162,7 @@ def load(path, which: str = "ema", experiment: Optional[str] = None, variant: Op
         model = build_discriminator(cfg) if item == "discriminator" else build_generator(cfg)
         return Loaded(model, jax.tree.map(jnp.asarray, items[item]), cfg, info)
     if keep_bgr:
-        raise ValueError("keep_bgr applies when converting a .pth; a pegan checkpoint keeps the "
+        raise InputError("keep_bgr applies when converting a .pth; a pegan checkpoint keeps the "
                          "colour order it was written with (see its pegan.json)")
     info = ckpt.read_info(p)
     cfg = ckpt.read_config(p)
@@ -261,7 +262,7 @@ def singan_sizes(loaded: Loaded, size: Optional[Tuple[int, int]] = None, width_f
     out = [(int(h * fy + 0.5), int(w * fx + 0.5)) for h, w in native]
     pad = 0 if loaded.config.generator.padding else 10   # valid convs: each block needs > 10 px
     if min(min(s) for s in out) <= pad:
-        raise ValueError(f"output size too small: stage 0 would be {out[0]}")
+        raise InputError(f"output size too small: stage 0 would be {out[0]}")
     return out
 
 
@@ -282,10 +283,10 @@ def singan_sample(loaded: Loaded, num: int = 4, seed: int = 0, mode: str = "rand
     last = st["curr_stage"]
     nw = [float(x) for x in st["noise_weights"][: last + 1]]
     if not 0 <= start_stage <= last:
-        raise ValueError(f"start_stage must be in 0..{last}")
+        raise InputError(f"start_stage must be in 0..{last}")
     if mode == "recon":
         if size is not None or width_factor != 1.0 or height_factor != 1.0:
-            raise ValueError("reconstruction uses the stored noises: native size only")
+            raise InputError("reconstruction uses the stored noises: native size only")
         noises = [st["fixed_noises"][t] for t in range(last + 1)]
         num = 1 if start_image is None else num
         sizes = st["sizes"][: last + 1]
@@ -296,7 +297,7 @@ def singan_sample(loaded: Loaded, num: int = 4, seed: int = 0, mode: str = "rand
         shapes = [(h + pad, w + pad, c) for (h, w), c in zip(sizes, native_c)]
         noises = sm.draw_noises(jax.random.PRNGKey(seed), shapes, num)
     else:
-        raise ValueError(f"mode must be 'rand' or 'recon', got {mode!r}")
+        raise InputError(f"mode must be 'rand' or 'recon', got {mode!r}")
     x0 = None
     if start_image is not None:
         img = np.asarray(start_image)
@@ -306,7 +307,7 @@ def singan_sample(loaded: Loaded, num: int = 4, seed: int = 0, mode: str = "rand
             img = img[None]
         x0 = jnp.asarray(img, jnp.float32)
         if x0.shape[-1] != 3:
-            raise ValueError("start_image must have 3 channels")
+            raise InputError("start_image must have 3 channels")
         from pegan import ops
         x0 = ops.resize_bicubic(x0, sizes[start_stage], align_corners=True)
         x0 = jnp.broadcast_to(x0, (num,) + x0.shape[1:])
@@ -340,9 +341,9 @@ def sample(loaded: Loaded, num: int, chosen_scale=0, truncation: float = 1.0, se
     """
     model = loaded.model
     if not isinstance(model, Generator):
-        raise ValueError("sample needs a generator (load with which='ema' or 'orig')")
+        raise InputError("sample needs a generator (load with which='ema' or 'orig')")
     if num < 1 or batch < 1:
-        raise ValueError("num and batch must be positive")
+        raise InputError("num and batch must be positive")
     scale = resolve_scale(model, chosen_scale, size)
     kz, kn = jax.random.split(jax.random.PRNGKey(seed))
     z = jax.random.normal(kz, (num, model.style_channels))
@@ -352,7 +353,7 @@ def sample(loaded: Loaded, num: int, chosen_scale=0, truncation: float = 1.0, se
     elif noise == "const":
         noises = None
     else:
-        raise ValueError(f"noise must be 'random' or 'const', got {noise!r}")
+        raise InputError(f"noise must be 'random' or 'const', got {noise!r}")
 
     @jax.jit
     def run(variables, z, nz):

@@ -26,6 +26,8 @@ from typing import Any, Dict, Iterable, Optional
 import jax
 import numpy as np
 
+from pegan.errors import PeganError
+
 __all__ = ["CheckpointError", "CheckpointWriter", "save", "restore", "read_config", "read_info", "steps",
            "latest_step", "is_checkpoint_dir", "FORMAT", "FORMAT_VERSION"]
 
@@ -33,7 +35,7 @@ FORMAT = "pegan-checkpoint"
 FORMAT_VERSION = 1
 
 
-class CheckpointError(ValueError):
+class CheckpointError(PeganError, ValueError):
     """A missing, corrupt or mismatching pegan checkpoint directory."""
 
 

@@ -1,7 +1,9 @@
 """Command line: ``pegan demo | convert | sample | train | prepare | evaluate | experiments``.
 
 Errors caused by the input (missing or damaged files, unknown experiments, checkpoints that do
-not fit) print one message and exit with status 2; PEGAN_DEBUG=1 shows the traceback.
+not fit, out-of-range arguments) are ``pegan.errors.PeganError``: they print one line and exit
+with status 2 (PEGAN_DEBUG=1 shows the traceback). Any other exception is a bug and keeps its
+traceback.
 
 Each subcommand imports what it needs when it runs, so ``pegan --help`` stays fast.
 """
@@ -15,14 +17,11 @@ import time
 from typing import List, Optional
 
 
-class UserError(Exception):
-    """An error caused by the user's input: printed without a traceback, exit status 2."""
+from pegan.errors import PeganError
 
 
-# library exceptions that describe bad input (files, names, sizes), reported without traceback
-_USER_ERRORS = {"CheckpointReadError", "UnsafePickleError", "ConversionError", "CheckpointError",
-                "ExperimentError", "FileNotFoundError", "ValueError", "IsADirectoryError",
-                "PermissionError", "FloatingPointError", "FileExistsError", "WeightFileError", "FIDError"}
+class UserError(PeganError):
+    """A command-line mistake: printed without a traceback, exit status 2."""
 
 
 def _demo(args) -> int:
@@ -471,11 +470,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except UserError as e:
-        print(f"pegan {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except Exception as e:  # the known error types of the library are user errors too
-        if type(e).__name__ not in _USER_ERRORS or os.environ.get("PEGAN_DEBUG"):
+    except PeganError as e:
+        if os.environ.get("PEGAN_DEBUG"):
             raise
         print(f"pegan {args.command}: error: {e}", file=sys.stderr)
         return 2

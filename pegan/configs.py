@@ -30,6 +30,8 @@ from typing import Dict, List, Optional, Tuple
 
 import ml_collections
 
+from pegan.errors import PeganError
+
 __all__ = ["RELEASED", "SINGAN_RELEASED", "singan_config", "stylegan2_config", "builtin_config",
            "module_kwargs", "load_experiment", "experiment_names",
            "experiments_dir", "recognise_filename", "ExperimentError", "TINY_CHANNELS"]
@@ -40,7 +42,7 @@ SPE = {"type": "SPE", "embedding_dim": 256, "padding_idx": 0, "init_size": 256, 
 CSG = {"type": "CSG"}
 
 
-class ExperimentError(ValueError):
+class ExperimentError(PeganError, ValueError):
     """Unknown experiment or a config that does not fit."""
 
 

@@ -39,6 +39,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from pegan.errors import DataError, ExistingPathError, InputError, MissingFileError
+
 __all__ = ["IMAGE_EXTS", "INFO_FILE", "host_rows", "list_images", "load_image", "prepare", "find_prepared",
            "PreparedImages", "open_data"]
 
@@ -55,7 +57,7 @@ def host_rows(batch: int, process_index: int, process_count: int):
     """The rows [lo, hi) of a global batch of ``batch`` images that host ``process_index`` of
     ``process_count`` reads (every loader splits batches this way)."""
     if batch % process_count:
-        raise ValueError(f"the global batch {batch} is not divisible by the {process_count} hosts")
+        raise InputError(f"the global batch {batch} is not divisible by the {process_count} hosts")
     per = batch // process_count
     return process_index * per, (process_index + 1) * per
 
@@ -64,10 +66,10 @@ def list_images(folder) -> List[Path]:
     """Image files under ``folder`` (recursively), sorted, as ``ImageFolder`` lists them."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"image folder {folder} does not exist")
+        raise MissingFileError(f"image folder {folder} does not exist")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
     if not files:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTS)}) under {folder}")
+        raise MissingFileError(f"no images ({', '.join(IMAGE_EXTS)}) under {folder}")
     return files
 
 
@@ -144,7 +146,7 @@ def _read_ordered(files, size, workers, on_error, skipped, counts, progress):
                 if on_error != "skip":
                     for f in futs.values():
                         f.cancel()
-                    raise ValueError(f"cannot read image {p}: {reason}; remove it, or pass --skip-bad "
+                    raise DataError(f"cannot read image {p}: {reason}; remove it, or pass --skip-bad "
                                      f"(on_error='skip') to skip and count unreadable images")
                 skipped.append({"file": str(p.relative_to(root)), "reason": reason})
                 continue
@@ -165,22 +167,22 @@ def prepare(folder, out_dir, size: int, on_error: str = "raise", encoding: str =
     ``overwrite`` and it holds an earlier ``pegan prepare`` output. The dataset is written in a
     temporary folder beside ``out_dir`` and moved in place only when complete."""
     if on_error not in ("raise", "skip"):
-        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if encoding not in ("raw", "png"):
-        raise ValueError(f"encoding must be 'raw' or 'png', got {encoding!r}")
+        raise InputError(f"encoding must be 'raw' or 'png', got {encoding!r}")
     if int(size) < 1:
-        raise ValueError(f"size must be a positive number of pixels, got {size}")
+        raise InputError(f"size must be a positive number of pixels, got {size}")
     size = int(size)
     folder, out_dir = Path(folder).resolve(), Path(out_dir).resolve()
     files = list_images(folder)
     if out_dir.exists():
         if not out_dir.is_dir():
-            raise FileExistsError(f"--out {out_dir} is a file")
+            raise ExistingPathError(f"--out {out_dir} is a file")
         if any(out_dir.iterdir()):
             if not overwrite:
-                raise FileExistsError(f"--out {out_dir} is not empty; choose a new folder or pass --overwrite")
+                raise ExistingPathError(f"--out {out_dir} is not empty; choose a new folder or pass --overwrite")
             if not (out_dir / INFO_FILE).exists():
-                raise FileExistsError(f"--out {out_dir} is not a `pegan prepare` output: not replacing it")
+                raise ExistingPathError(f"--out {out_dir} is not a `pegan prepare` output: not replacing it")
     workers = workers or min(8, os.cpu_count() or 1)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.incomplete-", dir=out_dir.parent))
@@ -215,7 +217,7 @@ def prepare(folder, out_dir, size: int, on_error: str = "raise", encoding: str =
             n += len(chunk)
         writer.close_all()
         if n == 0:
-            raise ValueError(f"no readable image under {folder} ({len(skipped)} skipped)")
+            raise DataError(f"no readable image under {folder} ({len(skipped)} skipped)")
         info = {"format": "pegan-prepared-images", "format_version": 1, "source": str(folder),
                 "size": size, "encoding": encoding,
                 "resize": "center crop to a square, then Pillow Image.LANCZOS to size x size, RGB",
@@ -252,16 +254,16 @@ def find_prepared(path) -> Optional[Path]:
             info = json.loads((path / INFO_FILE).read_text())
             vdir = path / info["tfds_dir"]
         except (ValueError, KeyError, TypeError) as e:
-            raise ValueError(f"prepared dataset {path} is damaged ({INFO_FILE}: {e}); {_HINT}") from None
+            raise DataError(f"prepared dataset {path} is damaged ({INFO_FILE}: {e}); {_HINT}") from None
         if not (vdir / "dataset_info.json").exists():
-            raise FileNotFoundError(f"prepared dataset {path} is incomplete: {vdir}/dataset_info.json is "
+            raise MissingFileError(f"prepared dataset {path} is incomplete: {vdir}/dataset_info.json is "
                                     f"missing; {_HINT}")
         return vdir
     found = sorted(path.glob("*/*/dataset_info.json"))
     if len(found) == 1:
         return found[0].parent
     if len(found) > 1:
-        raise ValueError(f"{path} holds {len(found)} tfds datasets ({', '.join(str(f.parent) for f in found)}): "
+        raise DataError(f"{path} holds {len(found)} tfds datasets ({', '.join(str(f.parent) for f in found)}): "
                          f"pass one of them")
     return None
 
@@ -279,7 +281,7 @@ class PreparedImages:
 
         vdir = find_prepared(path)
         if vdir is None:
-            raise FileNotFoundError(f"{path} is not a prepared dataset (no dataset_info.json); {_HINT}")
+            raise MissingFileError(f"{path} is not a prepared dataset (no dataset_info.json); {_HINT}")
         self.path = vdir
         top = vdir.parent.parent
         self.prepare_info = json.loads((top / INFO_FILE).read_text()) if (top / INFO_FILE).exists() else {}
@@ -290,11 +292,11 @@ class PreparedImages:
             self._source = builder.as_data_source(split="train")
             self._n = len(self._source)
         except Exception as e:
-            raise ValueError(f"cannot open prepared dataset {vdir}: {type(e).__name__}: {e}; {_HINT}") from None
+            raise DataError(f"cannot open prepared dataset {vdir}: {type(e).__name__}: {e}; {_HINT}") from None
         if len(shape) != 3 or shape[2] != 3 or shape[0] != shape[1] or dtype != np.uint8:
-            raise ValueError(f"prepared dataset {vdir}: 'image' is {dtype} {shape}, not uint8 [N, N, 3]; {_HINT}")
+            raise DataError(f"prepared dataset {vdir}: 'image' is {dtype} {shape}, not uint8 [N, N, 3]; {_HINT}")
         if self._n == 0:
-            raise ValueError(f"prepared dataset {vdir} holds no images; {_HINT}")
+            raise DataError(f"prepared dataset {vdir} holds no images; {_HINT}")
         self.size = shape[0]
         self.skipped: List[str] = []       # files skipped by ``pegan prepare`` are in prepare_info
         if process_index is None or process_count is None:
@@ -303,7 +305,7 @@ class PreparedImages:
             process_index = jax.process_index() if process_index is None else process_index
             process_count = jax.process_count() if process_count is None else process_count
         if not 0 <= process_index < process_count:
-            raise ValueError(f"process_index {process_index} is not in [0, {process_count})")
+            raise InputError(f"process_index {process_index} is not in [0, {process_count})")
         self.process_index, self.process_count = int(process_index), int(process_count)
         self._depth = max(0, int(prefetch))
         workers = min(8, os.cpu_count() or 1) if workers is None else int(workers)
@@ -357,10 +359,10 @@ class PreparedImages:
         try:
             x = self._source[i]["image"]
         except Exception as e:
-            raise ValueError(f"prepared dataset {self.path}: cannot read record {i}: {type(e).__name__}: {e}; "
+            raise DataError(f"prepared dataset {self.path}: cannot read record {i}: {type(e).__name__}: {e}; "
                              f"{_HINT}") from None
         if x.shape != (self.size, self.size, 3):
-            raise ValueError(f"prepared dataset {self.path}: record {i} has shape {x.shape}; {_HINT}")
+            raise DataError(f"prepared dataset {self.path}: record {i} has shape {x.shape}; {_HINT}")
         return x
 
     def _assemble(self, seed: int, step: int, batch: int, offset: int) -> np.ndarray:
@@ -438,17 +440,17 @@ def open_data(path, size: int, on_error: str = "raise", **loader_kw):
     the folder's images into memory at ``size`` px."""
     p = Path(path)
     if not p.exists():
-        raise FileNotFoundError(f"--data {path} does not exist")
+        raise MissingFileError(f"--data {path} does not exist")
     vdir = find_prepared(p) if p.is_dir() else None
     if vdir is not None:
         data = PreparedImages(vdir, **loader_kw)
         if data.size < size:
             data.close()
-            raise ValueError(f"prepared dataset {path} is {data.size} px but the largest trained scale is {size} px; "
+            raise DataError(f"prepared dataset {path} is {data.size} px but the largest trained scale is {size} px; "
                              f"prepare it again with `pegan prepare FOLDER --out DIR --size {size}`")
         return data
     if p.is_dir() and (p / INFO_FILE).exists():
-        raise FileNotFoundError(f"{path} is a damaged prepared dataset; {_HINT}")
+        raise MissingFileError(f"{path} is a damaged prepared dataset; {_HINT}")
     from pegan.train.stylegan2_loop import ImageFolder
 
     return ImageFolder(p, size, on_error=on_error)

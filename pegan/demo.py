@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pegan.errors import MissingFileError
+
 DEFAULT_IMAGE = "skimage:rocket"
 
 
@@ -34,7 +36,7 @@ def load_demo_image(spec: str, max_size: int) -> np.ndarray:
 
         name = spec.split(":", 1)[1]
         if not hasattr(skimage.data, name):
-            raise FileNotFoundError(f"scikit-image has no bundled image {name!r}")
+            raise MissingFileError(f"scikit-image has no bundled image {name!r}")
         arr = np.asarray(getattr(skimage.data, name)())
     else:
         arr = read_image(spec)

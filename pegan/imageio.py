@@ -7,6 +7,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from pegan.errors import DataError, MissingFileError
+
 __all__ = ["to_uint8", "image_grid", "save_png", "labelled_row", "stack_rows", "read_image"]
 
 
@@ -71,9 +73,9 @@ def read_image(path) -> np.ndarray:
 
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"image {path} does not exist")
+        raise MissingFileError(f"image {path} does not exist")
     try:
         with Image.open(path) as im:
             return np.asarray(im.convert("RGB"))
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ValueError(f"cannot read image {path}: {e} (is it a complete PNG/JPEG file?)") from None
+        raise DataError(f"cannot read image {path}: {e} (is it a complete PNG/JPEG file?)") from None

@@ -19,13 +19,15 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import jax
 import numpy as np
 
+from pegan.errors import PeganError
+
 __all__ = ["ConversionError", "split_prefixes", "convert_stylegan2_generator",
            "convert_stylegan2_discriminator", "check_against", "flatten", "unflatten",
            "GENERATOR_RULES", "DISCRIMINATOR_RULES", "generator_facts", "discriminator_facts",
            "config_facts", "identify_experiment", "choose_experiment", "IGNORED_OTHER_KEYS"]
 
 
-class ConversionError(ValueError):
+class ConversionError(PeganError, ValueError):
     """Keys or shapes of a checkpoint do not fit the model."""
 
 

@@ -25,6 +25,8 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 
+from pegan.errors import PeganError
+
 __all__ = ["CheckpointReadError", "UnsafePickleError", "Placeholder", "load_pth", "load_pickle",
            "loads_pickle", "state_dict_of", "flatten_arrays", "save_pth"]
 
@@ -32,7 +34,7 @@ LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 LEGACY_PROTOCOL = 1001
 
 
-class CheckpointReadError(ValueError):
+class CheckpointReadError(PeganError, ValueError):
     """A file that is not a readable checkpoint (missing, truncated, corrupt or foreign)."""
 
     def __init__(self, path, reason: str, fix: str = ""):

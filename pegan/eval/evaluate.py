@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from pegan.errors import InputError, MissingFileError
 from pegan.eval import metrics as M
 
 __all__ = ["Protocol", "parse_metrics", "Evaluator", "RealImages", "load_real_stats", "save_real_stats",
@@ -58,9 +59,9 @@ class Protocol:
 
     def __post_init__(self):
         if self.pr_real_order not in ("bgr", "rgb"):
-            raise ValueError(f"pr_real_order must be 'bgr' (the reference) or 'rgb', got {self.pr_real_order!r}")
+            raise InputError(f"pr_real_order must be 'bgr' (the reference) or 'rgb', got {self.pr_real_order!r}")
         if self.fid_method not in ("sqrtm", "eigh"):
-            raise ValueError(f"fid_method must be 'sqrtm' (the reference) or 'eigh', got {self.fid_method!r}")
+            raise InputError(f"fid_method must be 'sqrtm' (the reference) or 'eigh', got {self.fid_method!r}")
 
     def describe(self) -> Dict[str, str]:
         return {
@@ -86,13 +87,13 @@ def parse_metrics(spec) -> List[Tuple[str, str, int]]:
         item = item.strip()
         m = re.fullmatch(r"(fid|pr)(\d+)(k?)", item.lower())
         if not m:
-            raise ValueError(f"unknown metric {item!r}: use fid<N> or pr<N>, e.g. fid50k, pr10k, fid1000")
+            raise InputError(f"unknown metric {item!r}: use fid<N> or pr<N>, e.g. fid50k, pr10k, fid1000")
         n = int(m.group(2)) * (1000 if m.group(3) else 1)
         if n < 4:
-            raise ValueError(f"{item}: needs at least 4 samples")
+            raise InputError(f"{item}: needs at least 4 samples")
         out.append((item.lower(), m.group(1), n))
     if not out:
-        raise ValueError("no metric given")
+        raise InputError("no metric given")
     return out
 
 
@@ -117,7 +118,7 @@ class RealImages:
 
         self.path = Path(path)
         if not self.path.exists():
-            raise FileNotFoundError(f"real data {self.path} does not exist: pass a dataset made by "
+            raise MissingFileError(f"real data {self.path} does not exist: pass a dataset made by "
                                     "`pegan prepare`, an image folder, or a statistics file (.npz / .pkl)")
         self._prepared = data.find_prepared(self.path)
         if self._prepared is not None:
@@ -147,19 +148,19 @@ class RealImages:
             with Image.open(p) as im:
                 return np.asarray(im.convert("RGB"))
         except (UnidentifiedImageError, OSError, SyntaxError) as e:
-            raise ValueError(f"cannot read real image {p}: {e}; remove it or prepare the folder with "
+            raise InputError(f"cannot read real image {p}: {e}; remove it or prepare the folder with "
                              "`pegan prepare --skip-bad`") from None
 
     def batches(self, num: int, batch: int, indices: Optional[Sequence[int]] = None) -> Iterator[np.ndarray]:
         if num > self.count:
-            raise ValueError(f"{self.path} holds {self.count} images, {num} are needed")
+            raise InputError(f"{self.path} holds {self.count} images, {num} are needed")
         idx = list(range(num)) if indices is None else list(indices)
         with ThreadPoolExecutor(max(1, min(8, os.cpu_count() or 1))) as pool:
             for i in range(0, len(idx), batch):
                 imgs = list(pool.map(self.read, idx[i:i + batch]))
                 shapes = {im.shape for im in imgs}
                 if len(shapes) > 1:
-                    raise ValueError(f"real images of different sizes {sorted(shapes)} in {self.path}: "
+                    raise InputError(f"real images of different sizes {sorted(shapes)} in {self.path}: "
                                      "make one size with `pegan prepare FOLDER --out DIR --size N`")
                 yield np.stack(imgs)
 
@@ -179,7 +180,7 @@ def load_real_stats(path) -> Tuple[np.ndarray, np.ndarray, int, dict]:
     """(mu, sigma, num, meta) from a pegan ``.npz`` or an mmgen ``inception_stat.py`` pickle."""
     p = Path(path)
     if not p.is_file():
-        raise FileNotFoundError(f"statistics file {p} does not exist")
+        raise MissingFileError(f"statistics file {p} does not exist")
     try:
         if p.suffix == ".npz":
             with np.load(p) as f:
@@ -188,11 +189,11 @@ def load_real_stats(path) -> Tuple[np.ndarray, np.ndarray, int, dict]:
 
         d = load_pickle(p)
         if not isinstance(d, dict) or "mean" not in d or "cov" not in d:
-            raise ValueError("no 'mean' and 'cov' entries")
+            raise InputError("no 'mean' and 'cov' entries")
         return (np.asarray(d["mean"]), np.asarray(d["cov"], np.float64), int(d.get("size", -1)),
                 {"source": f"mmgen statistics {d.get('name', p.name)}"})
     except (KeyError, ValueError, OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{p} is not a statistics file (pegan .npz with mu/sigma/num/meta, or mmgen "
+        raise InputError(f"{p} is not a statistics file (pegan .npz with mu/sigma/num/meta, or mmgen "
                          f".pkl with mean/cov): {e}") from None
 
 
@@ -226,12 +227,12 @@ class Evaluator:
         self.nets = nets
         for _, kind, _ in self.metrics:
             if NETWORK_OF[kind] not in nets:
-                raise ValueError(f"metric {kind} needs the {NETWORK_OF[kind]} network")
+                raise InputError(f"metric {kind} needs the {NETWORK_OF[kind]} network")
         self.num_fakes = max(n for _, _, n in self.metrics)
         self.real = RealImages(real) if real is not None else None
         self.real_stats = real_stats
         if self.real is None and (real_stats is None or any(k == "pr" for _, k, _ in self.metrics)):
-            raise ValueError("precision/recall needs real images (--real DATASET); FID needs real images "
+            raise InputError("precision/recall needs real images (--real DATASET); FID needs real images "
                              "or a statistics file (--real-stats FILE)")
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.weight_ids = weight_ids or {}
@@ -430,7 +431,7 @@ def make_evaluator(metrics="fid50k,pr10k", real=None, real_stats=None, inception
 
     kinds = {k for _, k, _ in parse_metrics(metrics)}
     if real is None and (real_stats is None or "pr" in kinds):
-        raise ValueError("precision/recall needs real images (--real DATASET); FID needs real images "
+        raise InputError("precision/recall needs real images (--real DATASET); FID needs real images "
                          "or a statistics file (--real-stats FILE)")
     nets, ids = {}, {}
     if "fid" in kinds:
@@ -453,7 +454,7 @@ def evaluate_checkpoint(path, metrics="fid50k,pr10k", chosen_scale=None, size=No
 
     loaded = api.load(path, which="ema", experiment=experiment, step=step)
     if not isinstance(loaded.model, Generator):
-        raise ValueError(f"{path} is not a StyleGAN2 / MS-PIE generator: FID and P&R evaluate those "
+        raise InputError(f"{path} is not a StyleGAN2 / MS-PIE generator: FID and P&R evaluate those "
                          "(SinGAN models are single-image models)")
     scale = api.resolve_scale(loaded.model, chosen_scale, size)
     ev = make_evaluator(metrics, real=real, real_stats=real_stats, inception=inception, vgg16=vgg16,

@@ -32,11 +32,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from pegan.errors import PeganError
+
 __all__ = ["feature_stats", "fid_from_stats", "fid_from_features", "pr_radii", "pr_inside",
            "precision_recall", "FIDError"]
 
 
-class FIDError(ValueError):
+class FIDError(PeganError, ValueError):
     """The covariance product has no usable real square root."""
 
 

@@ -20,11 +20,13 @@ from typing import Dict, Optional
 import jax
 import numpy as np
 
+from pegan.errors import PeganError
+
 __all__ = ["WeightFileError", "INCEPTION", "VGG16", "weight_path", "load_inception", "load_vgg16",
            "check_tree", "check_module"]
 
 
-class WeightFileError(ValueError):
+class WeightFileError(PeganError, ValueError):
     """A metric network's weight file is missing or does not fit the network."""
 
     def __init__(self, source, reason: str):

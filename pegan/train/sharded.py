@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from pegan.errors import InputError
 from pegan.models.stylegan2 import image_size
 from pegan.train import stylegan2 as tr
 
@@ -39,7 +40,7 @@ def make_mesh(devices=None) -> Mesh:
 
 def _check(statistics: str):
     if statistics not in STATISTICS:
-        raise ValueError(f"statistics must be 'per_device' or 'global', got {statistics!r}")
+        raise InputError(f"statistics must be 'per_device' or 'global', got {statistics!r}")
 
 
 def _state_specs(state, per_device_pl: bool):

@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from pegan.errors import DataError, InputError, NonFiniteError
 from pegan import ops
 from pegan.models import singan as sm
 
@@ -49,7 +50,7 @@ def pyramid_sizes(h: int, w: int, min_size: int, max_size: int, scale_factor: fl
     q = math.ceil(math.log(min(max_size, max(h, w)) / max(h, w)) / math.log(r))
     stop = n - q
     if stop < 1:
-        raise ValueError(f"image {h}x{w} is too small for min_size {min_size}")
+        raise DataError(f"image {h}x{w} is too small for min_size {min_size}")
     hm, wm = _rescale_size(h, w, min(max_size / max(h, w), 1.0))
     factor = (min_size / min(hm, wm)) ** (1.0 / stop)
     return stop, [_rescale_size(h, w, factor ** (stop - i)) for i in range(stop + 1)]
@@ -182,7 +183,7 @@ class SinGANTrainer:
         self.reals = [jnp.asarray(r) for r in reals]
         self.sizes = [tuple(r.shape[1:3]) for r in reals]
         if len(self.sizes) != cfg.generator.num_scales + 1:
-            raise ValueError(f"the pyramid has {len(self.sizes)} levels, the config "
+            raise InputError(f"the pyramid has {len(self.sizes)} levels, the config "
                              f"{cfg.generator.num_scales + 1} stages")
         k_n, k_g, k_d = jax.random.split(key, 3)
         shapes = sm.noise_shapes(cfg, self.sizes)
@@ -288,7 +289,7 @@ class SinGANTrainer:
         cfg = self.cfg
         t = self.state["next_stage"]
         if t > cfg.generator.num_scales:
-            raise ValueError("all stages are trained")
+            raise InputError("all stages are trained")
         iters = cfg.train.iters_per_scale if iters is None else iters
         last = cfg.generator.num_scales
         saved = dict(self.state)
@@ -302,7 +303,7 @@ class SinGANTrainer:
         fixed = self.state["fixed_noises"][: t + 1]
         amp_when = 0 if cfg.noise.amplitude == "first_iteration" else iters - 1
         if cfg.noise.amplitude not in ("first_iteration", "last_iteration"):
-            raise ValueError(f"noise.amplitude must be 'first_iteration' or 'last_iteration', "
+            raise InputError(f"noise.amplitude must be 'first_iteration' or 'last_iteration', "
                              f"got {cfg.noise.amplitude!r}")
         t0 = time.time()
         compile_s = 0.0
@@ -324,13 +325,13 @@ class SinGANTrainer:
                 compile_s = time.time() - tic
                 if check_finite and not (np.isfinite(float(dl)) and np.isfinite(float(gl))):
                     self.state = saved
-                    raise FloatingPointError(f"stage {t}: non-finite loss at iteration 0 (D {float(dl)}, G {float(gl)})")
+                    raise NonFiniteError(f"stage {t}: non-finite loss at iteration 0 (D {float(dl)}, G {float(gl)})")
             if progress is not None:
                 progress(it + 1, iters)
         dl, gl, mse = float(dl), float(gl), float(mse)
         if check_finite and not all(np.isfinite([dl, gl, mse])):
             self.state = saved
-            raise FloatingPointError(f"stage {t}: non-finite loss (D {dl}, G {gl}, MSE {mse}); the stage "
+            raise NonFiniteError(f"stage {t}: non-finite loss (D {dl}, G {gl}, MSE {mse}); the stage "
                                      "was not kept: lower the learning rate or check the image")
         self.state = dict(self.state, generator=gvars, discriminator=dvars, next_stage=t + 1)
         if t < last:

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from pegan.errors import InputError
 from pegan import ops
 from pegan.models.stylegan2 import Discriminator, Generator, image_size, scale_pair
 from pegan.nn.layers import random_noise
@@ -206,7 +207,7 @@ def regularisation_mode(tcfg) -> str:
     on the regulariser alone, at the parameters the main step produced)."""
     mode = tcfg.get("regularisation", "joint")
     if mode not in ("joint", "separate"):
-        raise ValueError(f"train.regularisation must be 'joint' or 'separate', got {mode!r}")
+        raise InputError(f"train.regularisation must be 'joint' or 'separate', got {mode!r}")
     return mode
 
 
@@ -246,7 +247,7 @@ def static_lazy_terms(tcfg) -> bool:
     'cond' elsewhere)."""
     mode = tcfg.get("lazy_branches", "auto")
     if mode not in ("auto", "cond", "static"):
-        raise ValueError(f"train.lazy_branches must be 'auto', 'cond' or 'static', got {mode!r}")
+        raise InputError(f"train.lazy_branches must be 'auto', 'cond' or 'static', got {mode!r}")
     return mode == "static" or (mode == "auto" and jax.default_backend() == "cpu")
 
 

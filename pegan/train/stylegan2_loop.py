@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from pegan.errors import DataError, MissingFileError, NonFiniteError
 from pegan import checkpoint as ckpt
 from pegan.models.stylegan2 import build_discriminator, build_generator, compute_mean_latent, image_size
 from pegan.train import sharded
@@ -51,10 +52,10 @@ class ImageFolder:
 
         folder = Path(folder)
         if not folder.is_dir():
-            raise FileNotFoundError(f"data folder {folder} does not exist")
+            raise MissingFileError(f"data folder {folder} does not exist")
         files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
         if not files:
-            raise FileNotFoundError(f"no images ({', '.join(IMAGE_EXTS)}) under {folder}")
+            raise MissingFileError(f"no images ({', '.join(IMAGE_EXTS)}) under {folder}")
         imgs, self.skipped = [], []
         for p in files:
             try:
@@ -65,10 +66,10 @@ class ImageFolder:
                     imgs.append(np.asarray(im))
             except (UnidentifiedImageError, OSError, SyntaxError) as e:
                 if on_error != "skip":
-                    raise ValueError(f"cannot read image {p}: {e}; remove it or pass on_error='skip'") from None
+                    raise DataError(f"cannot read image {p}: {e}; remove it or pass on_error='skip'") from None
                 self.skipped.append(str(p))
         if not imgs:
-            raise ValueError(f"no readable image under {folder}")
+            raise DataError(f"no readable image under {folder}")
         self.images = (np.stack(imgs).astype(np.float32) / 127.5 - 1.0)
         self.size = size
 
@@ -160,7 +161,7 @@ class Trainer:
         if key not in self._fns:
             n = self.mesh.devices.size
             if batch % n:
-                raise ValueError(f"the batch of chosen scale {scale} is {batch} images, not a multiple of the "
+                raise DataError(f"the batch of chosen scale {scale} is {batch} images, not a multiple of the "
                                  f"{n} devices; set train.batch (and train.batch_per_scale) to multiples of {n}")
             self._fns[key] = sharded.make_sharded_step(self.mesh, self.G, self.D, self.tcfg, scale, batch // n,
                                                        self.statistics, state=self.state, lazy=kind)
@@ -227,7 +228,7 @@ class Trainer:
                 self.offset += batch
                 m = {k: float(np.mean(v)) for k, v in sharded.to_host(metrics).items()}
                 if not np.isfinite(m["d_loss"]) or not np.isfinite(m["g_loss"]):
-                    raise FloatingPointError(f"non-finite loss at step {step} (D {m['d_loss']}, G {m['g_loss']}); "
+                    raise NonFiniteError(f"non-finite loss at step {step} (D {m['d_loss']}, G {m['g_loss']}); "
                                              f"the last checkpoint in {self.workdir} is kept")
                 m.update(step=step, scale=scale, batch=batch)
                 history.append(m)

@@ -1,0 +1,36 @@
+"""pegan's own errors: one base class for every mistake a user can fix.
+
+The command line prints a ``PeganError`` as one line and exits with status 2; every other
+exception is a bug and keeps its traceback. The subclasses also derive from the built-in
+type that describes them (``ValueError``, ``FileNotFoundError`` ...), so library callers who
+catch those keep working. Nothing else is imported here: any floor may use it.
+"""
+
+from __future__ import annotations
+
+__all__ = ["PeganError", "InputError", "DataError", "MissingFileError", "ExistingPathError",
+           "NonFiniteError"]
+
+
+class PeganError(Exception):
+    """An error caused by the user's input or files, with a message that names the fix."""
+
+
+class InputError(PeganError, ValueError):
+    """An argument or config value out of range or of the wrong type."""
+
+
+class DataError(PeganError, ValueError):
+    """An unreadable or unsuitable file (image, dataset, statistics)."""
+
+
+class MissingFileError(PeganError, FileNotFoundError):
+    """A path the user named does not exist."""
+
+
+class ExistingPathError(PeganError, FileExistsError):
+    """A path that pegan would have to overwrite, or that is a file where a folder is needed."""
+
+
+class NonFiniteError(PeganError, FloatingPointError):
+    """A loss or parameter became NaN / inf; the last checkpoint is kept."""
