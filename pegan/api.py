@@ -25,7 +25,7 @@ import numpy as np
 
 from pegan.errors import InputError
 from pegan import checkpoint as ckpt
-from pegan.configs import scale_for_size
+from pegan.configs import release_url, scale_for_size
 from pegan.convert import mmgen
 from pegan.convert.mmgen import ConversionError
 from pegan.convert.torchpickle import load_pth, state_dict_of
@@ -55,7 +55,7 @@ class Loaded:
 
 def _read_reference(path):
     """(state dict, meta) of a reference ``.pth``."""
-    obj = load_pth(path)
+    obj = load_pth(path, url=release_url(os.path.basename(str(path))))
     return state_dict_of(obj), (obj.get("meta", {}) if isinstance(obj, dict) else {})
 
 
@@ -351,6 +351,9 @@ def sample(loaded: Loaded, num: int, chosen_scale=0, truncation: float = 1.0, se
         from pegan.nn.layers import random_noise
         noises = random_noise(kn, model.noise_shapes(scale), num)
     elif noise == "const":
+        if tuple(scale) != (0, 0):
+            raise InputError(f"the stored (const) noise exists only at chosen_scale 0, not {tuple(scale)}; "
+                             "use --noise random")
         noises = None
     else:
         raise InputError(f"noise must be 'random' or 'const', got {noise!r}")

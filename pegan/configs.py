@@ -34,7 +34,7 @@ from pegan.errors import PeganError
 
 __all__ = ["RELEASED", "SINGAN_RELEASED", "singan_config", "stylegan2_config", "builtin_config",
            "module_kwargs", "load_experiment", "experiment_names",
-           "experiments_dir", "recognise_filename", "ExperimentError", "TINY_CHANNELS"]
+           "experiments_dir", "recognise_filename", "release_url", "ExperimentError", "TINY_CHANNELS"]
 
 URL = "https://download.openmmlab.com/mmediting/pe_in_gans/"
 TINY_CHANNELS = [[4, 16], [8, 16], [16, 12], [32, 8]]
@@ -192,7 +192,7 @@ def singan_config(name: str, variant: Optional[str] = None) -> ml_collections.Co
     return ml_collections.ConfigDict(cfg)
 
 
-_FILE_STAMP = re.compile(r"_\d{8}_\d{6}-[0-9a-f]{8}$")
+_FILE_STAMP = re.compile(r"_\d{8}_\d{6}(-[0-9a-f]{8})?$")   # date stamp, then the SHA-256 digits
 
 
 def _stem(filename: str) -> str:
@@ -307,6 +307,16 @@ def recognise_filename(filename: str) -> Optional[str]:
     for name, e in SINGAN_RELEASED.items():
         if stem in (name, _stem(e["file"]), e.get("mmgen_config", name)):
             return name
+    return None
+
+
+def release_url(filename: str) -> Optional[str]:
+    """The download URL of a released checkpoint recognised by its file name, else None."""
+    name = recognise_filename(filename)
+    if name in RELEASED:
+        return URL + RELEASED[name]["file"]
+    if name in SINGAN_RELEASED:
+        return URL + SINGAN_RELEASED[name]["file"] + ".pth"
     return None
 
 

@@ -85,7 +85,8 @@ def test_weight_errors(tmp_path, fixtures, monkeypatch):
     with pytest.raises(WeightFileError, match="not an Inception"):
         load_inception(str(fixtures / "vgg16_random_compact.pth"))
     # a state dict with a layer missing and one mis-shaped
-    from pegan.convert.torchpickle import load_pth, save_pth, state_dict_of
+    from pegan.convert.torchpickle import load_pth, state_dict_of
+    from torch_writer import save_pth
     sd = state_dict_of(load_pth(fixtures / "vgg16_random_compact.pth"))
     del sd["features.0.bias"]
     sd["classifier.3.weight"] = np.zeros((10, 4096), np.float32)

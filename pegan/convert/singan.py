@@ -21,6 +21,8 @@ __all__ = ["GENERATOR_RULES", "DISCRIMINATOR_RULES", "convert_singan_generator",
            "convert_singan_discriminator", "noise_state_from_pkl", "singan_facts", "config_facts",
            "identify_singan"]
 
+MAX_STAGES = 64          # a released PE-SinGAN has 9-11 stages
+MAX_NOISE_SIDE = 8192    # px of one fixed noise map (with its padding)
 _LAYER = r"blocks\.(\d+)\.(head|body\.block[123]|tail)"
 
 
@@ -86,12 +88,28 @@ def noise_state_from_pkl(pkl: dict) -> dict:
     missing = [k for k in ("fixed_noises", "noise_weights", "curr_stage") if k not in pkl]
     if missing:
         raise ConversionError(f"the SinGAN .pkl lacks {', '.join(missing)} (has {sorted(pkl)})")
-    noises = [np.asarray(n, np.float32) for n in pkl["fixed_noises"]]
-    if any(n.ndim != 4 or n.shape[0] != 1 for n in noises):
-        raise ConversionError("fixed_noises must be [1, C, H, W] arrays, got "
-                              f"{[tuple(n.shape) for n in noises]}")
-    weights = np.asarray([float(w) for w in pkl["noise_weights"]], np.float32)
-    stage = int(pkl["curr_stage"])
+    noises, weights, stage = pkl["fixed_noises"], pkl["noise_weights"], pkl["curr_stage"]
+    # types and sizes first: a hostile file must not make us expand shared or nested structures
+    if not isinstance(stage, (int, np.integer)) or isinstance(stage, bool) or not 0 <= stage < MAX_STAGES:
+        raise ConversionError(f"the SinGAN .pkl's curr_stage must be an int in [0, {MAX_STAGES}), got {stage!r:.80}")
+    stage = int(stage)
+    if not isinstance(noises, (list, tuple)) or len(noises) != stage + 1:
+        raise ConversionError(f"the SinGAN .pkl's fixed_noises must be a list of {stage + 1} arrays "
+                              f"(curr_stage {stage}), got {type(noises).__name__} of "
+                              f"{len(noises) if isinstance(noises, (list, tuple)) else '?'}")
+    if not isinstance(weights, (list, tuple, np.ndarray)) or not stage + 1 <= len(weights) <= MAX_STAGES:
+        raise ConversionError(f"the SinGAN .pkl's noise_weights must be a list of {stage + 1} numbers")
+    for i, n in enumerate(noises):
+        if not isinstance(n, np.ndarray) or n.ndim != 4 or n.shape[0] != 1 or n.dtype.kind not in "fiu":
+            raise ConversionError(f"fixed_noises[{i}] must be a [1, C, H, W] numeric array, got "
+                                  f"{type(n).__name__} {getattr(n, 'shape', '')}")
+        if n.shape[1] > 64 or max(n.shape[2:]) > MAX_NOISE_SIDE:
+            raise ConversionError(f"fixed_noises[{i}] has shape {n.shape}: more than 64 channels or a side "
+                                  f"over {MAX_NOISE_SIDE} px (a damaged or hostile .pkl)")
+    if not all(isinstance(w, (int, float, np.number)) and not isinstance(w, bool) for w in weights):
+        raise ConversionError("the SinGAN .pkl's noise_weights must hold numbers")
+    noises = [np.asarray(n, np.float32) for n in noises]
+    weights = np.asarray([float(w) for w in weights], np.float32)
     if len(noises) != stage + 1 or len(weights) < stage + 1:
         raise ConversionError(f"the .pkl holds {len(noises)} noises and {len(weights)} noise weights "
                               f"for curr_stage {stage}: expected {stage + 1} of each")
