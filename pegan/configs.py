@@ -30,7 +30,9 @@ from typing import Dict, List, Optional, Tuple
 
 import ml_collections
 
+from pegan.compute import DEFAULTS as COMPUTE_DEFAULTS
 from pegan.errors import PeganError
+from pegan.models._config import module_kwargs
 
 __all__ = ["RELEASED", "SINGAN_RELEASED", "singan_config", "stylegan2_config", "builtin_config",
            "module_kwargs", "load_experiment", "experiment_names",
@@ -185,6 +187,7 @@ def singan_config(name: str, variant: Optional[str] = None) -> ml_collections.Co
         train=dict(iters_per_scale=20 if tiny else iters, d_steps=3, g_steps=3, lr_g=5e-4, lr_d=5e-4,
                    betas=[0.5, 0.999], lr_milestones=[16 if tiny else 1600], lr_gamma=0.1,
                    gp_weight=0.1, rec_weight=10.0, batch=1),
+        compute=dict(COMPUTE_DEFAULTS),
         release=dict(url=URL + e["file"] + ".pth", pkl_url=URL + e["file"] + ".pkl", file=e["file"] + ".pth",
                      stem=e["file"][: -len("_20210406_180014-96f51555")], mmgen_config=e.get("mmgen_config", name),
                      color_order="BGR", note=e.get("note", "")),
@@ -251,7 +254,6 @@ def stylegan2_config(name: str, variant: Optional[str] = None) -> ml_collections
         pl_detach_mean=False,       # the reference lets the gradient flow through the new running mean
         regularisation="joint",     # 'joint': R1 / PL in the loss of the same Adam step (the reference);
         #                             'separate': a second Adam step on the regulariser (NVIDIA)
-        lazy_branches="auto",       # R1 / PL: 'cond' one program, 'static' one per kind of step, 'auto': static on CPU
         statistics="per_device",    # minibatch-stddev groups and PL mean per device (the reference), or 'global'
         data=dict(name="ffhq", stored_size=data_size if not tiny else out_size * 2, hflip=True),
         checkpoint_every=10_000, keep_checkpoints=40, log_every=100,
@@ -262,7 +264,7 @@ def stylegan2_config(name: str, variant: Optional[str] = None) -> ml_collections
     scales = list(e["scales"])
     cfg = dict(name=name, family="stylegan2", variant=variant, paper=e["paper"], generator=g,
                discriminator=d, scales=scales, eval_scale=max(scales), train=train,
-               release=release)
+               compute=dict(COMPUTE_DEFAULTS), release=release)
     return ml_collections.ConfigDict(cfg)
 
 
@@ -286,15 +288,6 @@ def experiment_names(family: Optional[str] = None) -> List[str]:
 def builtin_config(name: str, variant: Optional[str] = None) -> ml_collections.ConfigDict:
     """The registry's config of a released experiment (no experiments/ file involved)."""
     return (stylegan2_config if name in RELEASED else singan_config)(name, variant)
-
-
-def module_kwargs(section) -> dict:
-    """A config section (ConfigDict or dict) as keyword arguments of a Flax module: nested
-    ConfigDicts become dicts and lists become tuples, so module attributes stay hashable."""
-    def plain(v):
-        v = v.to_dict() if hasattr(v, "to_dict") else v
-        return tuple(plain(x) for x in v) if isinstance(v, list) else v
-    return {k: plain(v) for k, v in section.items()}
 
 
 def recognise_filename(filename: str) -> Optional[str]:

@@ -20,7 +20,7 @@ Case names (scale = MS-PIE chosen scale: 0 -> 256 px, 2 -> 384 px, 4 -> 512 px):
 * ``gstep:<pl|nopl>:<scale>:<batch>``: G forward, D, backward, Adam (path length at scale 0)
 * ``iter:<scales>:<batch>``: the training loop's own jitted step (``Trainer._step_fn``, donation;
   the lazy R1 / PL terms fixed per program on CPU, behind ``lax.cond`` elsewhere, see
-  ``train.lazy_branches``), timed per kind of iteration (none / PL / R1+PL) and amortised as
+  ``compute.lazy_branches``), timed per kind of iteration (none / PL / R1+PL) and amortised as
   the reference schedules them (R1 every 16, PL every 4); compile seconds per scale (all its
   programs) and compilations after warm-up; ``<scales>`` like ``0-2-4``
 * ``singan_iter``: PE-SinGAN (CSG) iteration at the last stage of a 187 x 250 pyramid (3 D + 3 G)
@@ -293,40 +293,23 @@ def _dtype(name):
     return None if name in (None, "float32") else jnp.dtype(name)
 
 
-def _overrides(opts):
-    g, d = {}, {}
-    if opts.impl:
-        g["modconv_impl"] = opts.impl
-    if opts.dtype != "float32":
-        g["dtype"] = opts.dtype
-        d["dtype"] = opts.dtype
-    return g, d
-
-
-def _patch_upfirdn(form):
-    """--upfirdn: 'slices' (the default: pad + sums of strided slices, one axis at a time),
-    'conv' (depthwise convolutions, one per axis), 'ref' (the literal four steps)."""
-    if form in (None, "slices"):
-        return
-    from pegan import ops
-    from pegan.ops import modconv, upfirdn
-
-    fn = {"conv": upfirdn.upfirdn2d_conv, "ref": upfirdn.upfirdn2d_ref}[form]
-    ops.upfirdn2d = fn
-    modconv.upfirdn2d = fn
-    upfirdn.upfirdn2d = fn
+def _set_compute(cfg, opts):
+    """--impl / --conv / --upfirdn / --dtype into the config's compute section (the models read
+    their forms from it; 'auto' where an option is not given). --upfirdn: 'slices' (the default:
+    pad + sums of strided slices, one axis at a time), 'conv' (depthwise convolutions, one per
+    axis), 'ref' (the literal four steps)."""
+    for field, value in (("modconv_impl", opts.impl), ("conv_impl", opts.conv), ("upfirdn_impl", opts.upfirdn),
+                         ("dtype", getattr(opts, "dtype", None))):
+        if value:
+            cfg.compute[field] = value
+    return cfg
 
 
 def stylegan_models(model, opts):
     from pegan.configs import load_experiment
     from pegan.models.stylegan2 import build_discriminator, build_generator
 
-    cfg = load_experiment(MODELS[model], getattr(opts, "variant", None))
-    g, d = _overrides(opts)
-    for k, v in g.items():
-        cfg.generator[k] = v
-    for k, v in d.items():
-        cfg.discriminator[k] = v
+    cfg = _set_compute(load_experiment(MODELS[model], getattr(opts, "variant", None)), opts)
     return cfg, build_generator(cfg), build_discriminator(cfg)
 
 
@@ -564,7 +547,7 @@ def case_iter(name, opts, res, clog):
 
     def run(s, step):
         # the loop's program for this step: one per scale with the lazy terms behind lax.cond, or
-        # one per scale and kind of step (train.lazy_branches, 'static' by default on CPU)
+        # one per scale and kind of step (compute.lazy_branches, 'static' by default on CPU)
         fn = trainer._step_fn(s, batch, trainer.step_kind(step))
         trainer.state = trainer.state.replace(step=jnp.asarray(step, jnp.int32))
         t = time.perf_counter()
@@ -612,14 +595,14 @@ def case_iter(name, opts, res, clog):
     res["compile_s_max"] = max(r["compile_s"] for r in per_scale.values())
 
 
-def _singan_setup():
+def _singan_setup(opts):
     import jax
     import numpy as np
 
     from pegan.configs import load_experiment
     from pegan.train import singan as st
 
-    cfg = load_experiment(SINGAN)
+    cfg = _set_compute(load_experiment(SINGAN), argparse.Namespace(**{**vars(opts), "dtype": None}))
     h, w = SINGAN_SIZE
     yy, xx = np.mgrid[0:h, 0:w]
     img = np.stack([(np.sin(xx / 9.0) + 1) * 120, (np.cos(yy / 7.0) + 1) * 120,
@@ -636,7 +619,7 @@ def case_singan_iter(name, opts, res, clog):
     import jax
     import jax.numpy as jnp
 
-    cfg, trainer, t = _singan_setup()
+    cfg, trainer, t = _singan_setup(opts)
     opt_d, opt_g, d_step, g_step, _ = trainer._make_steps(t)
     gvars, dvars = trainer.state["generator"], trainer.state["discriminator"]
     blk = f"blocks_{t}"
@@ -679,7 +662,7 @@ def case_singan_sample(name, opts, res, clog):
 
     from pegan.models import singan as sm
 
-    cfg, trainer, t = _singan_setup()
+    cfg, trainer, t = _singan_setup(opts)
     G = trainer.G
     gvars = trainer.state["generator"]
     nw = jnp.asarray(trainer.state["noise_weights"], jnp.float32)
@@ -745,14 +728,13 @@ def run_case(name, opts):
     """Run one case in this process; returns its result dict."""
     import jax
 
-    from pegan.ops import conv as pconv
+    from pegan import compute
 
-    _patch_upfirdn(opts.upfirdn)
-    if opts.conv:
-        pconv.set_conv_impl(opts.conv)
     clog = CompileLog()
-    res = {"case": name, "impl": opts.impl or "scale", "dtype": opts.dtype, "upfirdn": opts.upfirdn or "slices",
-           "conv": pconv.conv_impl(),
+    forms = compute.resolve({"conv_impl": opts.conv or "auto", "upfirdn_impl": opts.upfirdn or "auto",
+                             "modconv_impl": opts.impl or "auto"})
+    res = {"case": name, "impl": forms["modconv_impl"], "dtype": opts.dtype, "upfirdn": forms["upfirdn_impl"],
+           "conv": forms["conv_impl"],
            "device": str(jax.devices()[0].device_kind), "platform": jax.devices()[0].platform,
            "num_devices": jax.device_count()}
     mm = [] if name == "matmul" else matmul_gflops(opts.mm_reps)

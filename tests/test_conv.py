@@ -15,14 +15,8 @@ def rand(shape, seed=0):
 
 
 def both(fn):
-    out = {}
-    for impl in ("xla", "taps"):
-        C.set_conv_impl(impl)
-        try:
-            out[impl] = jax.jit(fn)()
-        finally:
-            C.set_conv_impl("auto")
-    return out["xla"], out["taps"]
+    """``fn(impl)`` in both forms (the form is an argument: each traces its own program)."""
+    return jax.jit(lambda: fn("xla"))(), jax.jit(lambda: fn("taps"))()
 
 
 def close(a, b, tol=2e-4):
@@ -43,9 +37,9 @@ def test_conv_forms_agree_to_second_order(h, w, k, s, p):
     x, wt = rand((2, h, w, 3)), rand((k, k, 3, 4), 1) * 0.3
     r = rand(jax.eval_shape(lambda: C.conv2d(x, wt, p, s)).shape, 2)
 
-    def fn():
-        y = C.conv2d(x, wt, p, s)
-        loss = lambda a, b: jnp.sum(jnp.tanh(C.conv2d(a, b, p, s)) * r)
+    def fn(impl):
+        y = C.conv2d(x, wt, p, s, impl=impl)
+        loss = lambda a, b: jnp.sum(jnp.tanh(C.conv2d(a, b, p, s, impl=impl)) * r)
         gx, gw = jax.grad(loss, (0, 1))(x, wt)
         # R1-like: gradient wrt the weights of the squared input gradient
         r1 = jax.grad(lambda b: jnp.sum(jnp.square(jax.grad(loss)(x, b))))(wt)
@@ -59,15 +53,21 @@ def test_conv_forms_agree_to_second_order(h, w, k, s, p):
 def test_conv_transpose_forms_agree(h, w, k):
     x, wt = rand((2, h, w, 3)), rand((k, k, 3, 5), 1)
 
-    def fn():
-        y = C.conv_transpose2d(x, wt, 2)
-        g = jax.grad(lambda a, b: jnp.sum(jnp.sin(C.conv_transpose2d(a, b, 2))), (0, 1))(x, wt)
+    def fn(impl):
+        y = C.conv_transpose2d(x, wt, 2, impl=impl)
+        g = jax.grad(lambda a, b: jnp.sum(jnp.sin(C.conv_transpose2d(a, b, 2, impl=impl))), (0, 1))(x, wt)
         return y, g
 
     close(*both(fn))
 
 
-def test_taps_is_the_cpu_default():
-    assert C.conv_impl() == ("taps" if jax.default_backend() == "cpu" else "xla")
-    with pytest.raises(ValueError):
-        C.set_conv_impl("fast")
+def test_the_form_is_an_argument_and_auto_resolves_per_backend():
+    from pegan import compute
+
+    assert compute.resolve({}, "cpu")["conv_impl"] == "taps"
+    assert compute.resolve({}, "gpu")["conv_impl"] == "xla" == compute.resolve({}, "tpu")["conv_impl"]
+    assert compute.resolve({"conv_impl": "xla"}, "cpu")["conv_impl"] == "xla"
+    with pytest.raises(ValueError, match="unknown conv impl"):
+        C.conv2d(rand((1, 4, 4, 1)), rand((3, 3, 1, 1)), impl="fast")
+    with pytest.raises(ValueError, match="compute.conv_impl"):
+        compute.resolve({"conv_impl": "fast"}, "cpu")

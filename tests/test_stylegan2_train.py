@@ -129,7 +129,7 @@ def test_lazy_regularisers_follow_the_step_counter(setup):
     assert float(m1["r1_penalty"]) == 0 and float(m1["pl_penalty"]) == 0
     assert float(m1["pl_mean"]) == float(m0["pl_mean"])       # unchanged without the PL pass
     assert fn._cache_size() == 1
-    # the same iteration with the lazy terms fixed when tracing (train.lazy_branches='static')
+    # the same iteration with the lazy terms fixed when tracing (compute.lazy_branches='static')
     static = jax.jit(lambda st, real, rnd: tr.train_step(st, real, rnd, G=G.model, D=D.model, tcfg=cfg.train,
                                                           scale=0, lazy=tr.lazy_kind(cfg.train, 0))[:2])
     t1, n0 = static(st, real, rnd)

@@ -22,6 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from pegan import encodings, ops
+from pegan.compute import forms_for
+from pegan.models._config import module_kwargs
+from pegan.ops.forms import Forms
 
 __all__ = ["stage_widths", "BatchNorm", "GeneratorBlock", "DiscriminatorBlock", "SinGANGenerator",
            "SinGANDiscriminator", "draw_noises", "PAD_HEAD", "build_generator", "build_discriminator",
@@ -77,11 +80,12 @@ class ConvLayer(nn.Module):
     use_bias: bool = False
     norm: bool = True
     act: bool = True
+    forms: Forms = Forms()
 
     @nn.compact
     def __call__(self, x, train: bool):
         k = self.param("kernel", nn.initializers.normal(0.02), (3, 3, x.shape[-1], self.features))
-        y = ops.conv2d(x, k.astype(x.dtype), padding=self.padding)
+        y = ops.conv2d(x, k.astype(x.dtype), padding=self.padding, impl=self.forms.conv)
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,)).astype(x.dtype)
         if self.norm:
@@ -97,14 +101,16 @@ class GeneratorBlock(nn.Module):
     base_channels: int = 32
     min_feat_channels: int = 32
     padding: int = 0
+    forms: Forms = Forms()
 
     @nn.compact
     def __call__(self, x, prev, train: bool = False):
         w = stage_widths(self.stage, self.base_channels, self.min_feat_channels)
-        y = ConvLayer(w[0][1], self.padding, name="head")(x, train)
+        f = self.forms
+        y = ConvLayer(w[0][1], self.padding, forms=f, name="head")(x, train)
         for i in range(1, 4):
-            y = ConvLayer(w[i][1], self.padding, name=f"block{i}")(y, train)
-        y = ConvLayer(3, self.padding, use_bias=True, norm=False, act=False, name="tail")(y, train)
+            y = ConvLayer(w[i][1], self.padding, forms=f, name=f"block{i}")(y, train)
+        y = ConvLayer(3, self.padding, use_bias=True, norm=False, act=False, forms=f, name="tail")(y, train)
         return jnp.tanh(y) + prev
 
 
@@ -114,15 +120,16 @@ class DiscriminatorBlock(nn.Module):
     base_channels: int = 32
     min_feat_channels: int = 32
     use_bn: bool = True
+    forms: Forms = Forms()
 
     @nn.compact
     def __call__(self, x, train: bool = False):
         w = stage_widths(self.stage, self.base_channels, self.min_feat_channels)
-        bias = not self.use_bn
-        y = ConvLayer(w[0][1], 0, use_bias=bias, norm=self.use_bn, name="head")(x, train)
+        bias, f = not self.use_bn, self.forms
+        y = ConvLayer(w[0][1], 0, use_bias=bias, norm=self.use_bn, forms=f, name="head")(x, train)
         for i in range(1, 4):
-            y = ConvLayer(w[i][1], 0, use_bias=bias, norm=self.use_bn, name=f"block{i}")(y, train)
-        return ConvLayer(1, 0, use_bias=True, norm=False, act=False, name="tail")(y, train)
+            y = ConvLayer(w[i][1], 0, use_bias=bias, norm=self.use_bn, forms=f, name=f"block{i}")(y, train)
+        return ConvLayer(1, 0, use_bias=True, norm=False, act=False, forms=f, name="tail")(y, train)
 
 
 def draw_noises(key, shapes: Sequence[Tuple[int, ...]], num: int = 1, dtype=jnp.float32):
@@ -141,9 +148,10 @@ class SinGANGenerator(nn.Module):
     noise_with_pad: bool = False              # the noises already carry the 2 * 5 px
     positional_encoding: Any = None           # None | {'type': 'CSG'} | {'type': 'SPE', ...}
     first_stage_in_channels: Optional[int] = None
+    forms: Forms = Forms()                    # forms of the ops (pegan.ops.forms; pegan.compute)
 
     def setup(self):
-        self.blocks = [GeneratorBlock(t, self.base_channels, self.min_feat_channels, self.padding)
+        self.blocks = [GeneratorBlock(t, self.base_channels, self.min_feat_channels, self.padding, self.forms)
                        for t in range(self.num_scales + 1)]
         cfg = self.positional_encoding
         self.pos_enc = encodings.encoding_from_config(dict(cfg) if cfg is not None else None)
@@ -208,18 +216,16 @@ class SinGANGenerator(nn.Module):
                 g = ops.resize_bicubic(g, self.image_size(noises[t + 1].shape[1:3]), align_corners=True)
         return (g, outs) if return_stages else g
 
-    def run_stage(self, t: int, x, prev, train: bool = False):
-        return self.blocks[t](x, prev, train)
-
 
 class SinGANDiscriminator(nn.Module):
     num_scales: int = 10
     base_channels: int = 32
     min_feat_channels: int = 32
     use_bn: bool = True
+    forms: Forms = Forms()
 
     def setup(self):
-        self.blocks = [DiscriminatorBlock(t, self.base_channels, self.min_feat_channels, self.use_bn)
+        self.blocks = [DiscriminatorBlock(t, self.base_channels, self.min_feat_channels, self.use_bn, self.forms)
                        for t in range(self.num_scales + 1)]
 
     def __call__(self, x, curr_scale: int, train: bool = False):
@@ -232,16 +238,13 @@ class SinGANDiscriminator(nn.Module):
 
 
 
-def build_generator(cfg) -> SinGANGenerator:
-    from pegan.configs import module_kwargs
+def build_generator(cfg, forms: Optional[Forms] = None) -> SinGANGenerator:
+    """``forms``: the ops' forms (default: ``cfg.compute`` resolved for this backend)."""
+    return SinGANGenerator(**module_kwargs(cfg.generator), forms=forms or forms_for(cfg))
 
-    return SinGANGenerator(**module_kwargs(cfg.generator))
 
-
-def build_discriminator(cfg) -> SinGANDiscriminator:
-    from pegan.configs import module_kwargs
-
-    return SinGANDiscriminator(**module_kwargs(cfg.discriminator))
+def build_discriminator(cfg, forms: Optional[Forms] = None) -> SinGANDiscriminator:
+    return SinGANDiscriminator(**module_kwargs(cfg.discriminator), forms=forms or forms_for(cfg))
 
 
 def noise_shapes(cfg, sizes: Sequence[Tuple[int, int]]) -> List[Tuple[int, int, int]]:

@@ -31,6 +31,9 @@ import numpy as np
 
 from pegan import encodings, ops
 from pegan.nn.layers import EqualConv, EqualDense, StyleConv, ToRGB, random_noise
+from pegan.compute import forms_of, module_dtype, resolve as resolve_compute
+from pegan.models._config import module_kwargs
+from pegan.ops.forms import Forms
 
 __all__ = ["channel_table", "Generator", "Discriminator", "scale_pair", "compute_mean_latent",
            "image_size", "build_generator", "build_discriminator", "abstract_variables"]
@@ -75,7 +78,7 @@ class Generator(nn.Module):
     deconv2conv: bool = False                 # False: transposed conv + blur (baselines)
     up_after_conv: bool = False               # deconv2conv: conv then x2 (c-g) or x2 then conv (h-k)
     interp_pad: Optional[int] = None          # extra pixels of the bilinear resize before a conv
-    modconv_impl: str = "scale"               # modulated conv form, see ops.modconv
+    forms: Forms = Forms()                    # forms of the ops (pegan.ops.forms; pegan.compute)
     dtype: Any = None                         # compute dtype of the synthesis network (e.g.
     # 'bfloat16' for mixed precision: parameters, mapping network and the returned image and
     # latents stay float32); None computes in the dtype of z
@@ -123,8 +126,8 @@ class Generator(nn.Module):
             self.constant_input = self.param("constant_input", nn.initializers.normal(1.0),
                                              (1, size, size, ch[4]))
         pad = 0 if self.no_pad else 1
-        self.conv1 = StyleConv(ch[4], 3, padding=pad, impl=self.modconv_impl)
-        self.to_rgb1 = ToRGB(impl=self.modconv_impl)
+        self.conv1 = StyleConv(ch[4], 3, padding=pad, forms=self.forms)
+        self.to_rgb1 = ToRGB(forms=self.forms)
         if self.deconv2conv:
             up = "after" if self.up_after_conv else "before"
         else:
@@ -133,9 +136,9 @@ class Generator(nn.Module):
         for i in range(3, self.log_size + 1):
             c_out = ch[2 ** i]
             convs.append(StyleConv(c_out, 3, up=up, padding=pad, interp_pad=self.interp_pad,
-                                   impl=self.modconv_impl))
-            convs.append(StyleConv(c_out, 3, padding=pad, impl=self.modconv_impl))
-            to_rgbs.append(ToRGB(impl=self.modconv_impl))
+                                   forms=self.forms))
+            convs.append(StyleConv(c_out, 3, padding=pad, forms=self.forms))
+            to_rgbs.append(ToRGB(forms=self.forms))
         self.convs, self.to_rgbs = convs, to_rgbs
         shapes = self.noise_shapes(0)
         self.injected_noise = [
@@ -254,14 +257,16 @@ class Generator(nn.Module):
 
 class _ResBlock(nn.Module):
     features: int
+    forms: Forms = Forms()
 
     @nn.compact
     def __call__(self, x):
         cin = x.shape[-1]
-        y = EqualConv(cin, 3, padding=1, name="conv1")(x)
-        y = EqualConv(self.features, 3, stride=2, padding=0, blur_pad=((2, 2), (2, 2)), name="conv2")(y)
+        f = self.forms
+        y = EqualConv(cin, 3, padding=1, forms=f, name="conv1")(x)
+        y = EqualConv(self.features, 3, stride=2, padding=0, blur_pad=((2, 2), (2, 2)), forms=f, name="conv2")(y)
         s = EqualConv(self.features, 1, stride=2, padding=0, use_bias=False, activation=False,
-                      blur_pad=((1, 1), (1, 1)), name="skip")(x)
+                      blur_pad=((1, 1), (1, 1)), forms=f, name="skip")(x)
         return (y + s) * (1.0 / math.sqrt(2.0))
 
 
@@ -275,6 +280,7 @@ class Discriminator(nn.Module):
     mbstd_channel_groups: int = 1
     dtype: Any = None                          # compute dtype (e.g. 'bfloat16'); logits come back in
     # the input's dtype; None computes in the input's dtype
+    forms: Forms = Forms()                     # forms of the ops (pegan.ops.forms; pegan.compute)
 
     @nn.compact
     def __call__(self, x):
@@ -284,14 +290,14 @@ class Discriminator(nn.Module):
         if self.dtype is not None:
             x = x.astype(self.dtype)
         log_size = int(math.log2(self.in_size))
-        x = EqualConv(ch[self.in_size], 1, use_bias=True, name="convs_0")(x)
+        x = EqualConv(ch[self.in_size], 1, use_bias=True, forms=self.forms, name="convs_0")(x)
         self.sow("intermediates", "out.convs.0", x)
         for j, i in enumerate(range(log_size, 2, -1), start=1):
-            x = _ResBlock(ch[2 ** (i - 1)], name=f"convs_{j}")(x)
+            x = _ResBlock(ch[2 ** (i - 1)], self.forms, name=f"convs_{j}")(x)
             self.sow("intermediates", f"out.convs.{j}", x)
         x = ops.minibatch_stddev(x, self.mbstd_group_size, self.mbstd_channel_groups)
         self.sow("intermediates", "out.mbstd_layer", x)
-        x = EqualConv(ch[4], 3, padding=1, name="final_conv")(x)
+        x = EqualConv(ch[4], 3, padding=1, forms=self.forms, name="final_conv")(x)
         self.sow("intermediates", "out.final_conv", x)
         if self.with_adaptive_pool:
             x = ops.adaptive_avg_pool2d(x, tuple(self.pool_size))
@@ -321,19 +327,22 @@ def compute_mean_latent(generator: Generator, variables, key, num_samples: int =
     return (total / num_samples)[None]
 
 
-def build_generator(cfg, **overrides) -> Generator:
-    """Generator of an experiment config (``cfg.generator`` or the whole config)."""
-    from pegan.configs import module_kwargs
+def _compute_kwargs(cfg, forms: Optional[Forms]) -> dict:
+    """forms and dtype from ``cfg.compute`` resolved for this backend (pegan.compute)."""
+    res = resolve_compute(cfg)
+    return {"forms": forms or forms_of(res), "dtype": module_dtype(res)}
 
+
+def build_generator(cfg, forms: Optional[Forms] = None, **overrides) -> Generator:
+    """Generator of an experiment config (``cfg.generator`` or the whole config). ``forms`` and
+    the compute dtype default to ``cfg.compute`` resolved for this backend; ``overrides`` win."""
     g = cfg.generator if hasattr(cfg, "generator") else cfg
-    return Generator(**{**module_kwargs(g), **overrides})
+    return Generator(**{**module_kwargs(g), **_compute_kwargs(cfg, forms), **overrides})
 
 
-def build_discriminator(cfg, **overrides) -> Discriminator:
-    from pegan.configs import module_kwargs
-
+def build_discriminator(cfg, forms: Optional[Forms] = None, **overrides) -> Discriminator:
     d = cfg.discriminator if hasattr(cfg, "discriminator") else cfg
-    return Discriminator(**{**module_kwargs(d), **overrides})
+    return Discriminator(**{**module_kwargs(d), **_compute_kwargs(cfg, forms), **overrides})
 
 
 def abstract_variables(module):

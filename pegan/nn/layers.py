@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from pegan import ops
+from pegan.ops.forms import Forms
 
 __all__ = ["EqualDense", "EqualConv", "ModulatedConv", "StyleConv", "ToRGB", "NoiseInjection"]
 
@@ -54,14 +55,16 @@ class EqualConv(nn.Module):
     use_bias: bool = True                 # the bias of the fused activation (or a plain bias)
     activation: bool = True               # fused bias + lrelu with gain sqrt(2)
     blur_pad: Optional[tuple] = None      # ((y0, y1), (x0, x1)) blur with [1,3,3,1] before the conv
+    forms: Forms = Forms()                # conv and blur forms (pegan.ops.forms)
 
     @nn.compact
     def __call__(self, x):
         k, cin = self.kernel_size, x.shape[-1]
         weight = self.param("weight", _normal(1.0), (k, k, cin, self.features))
         if self.blur_pad is not None:
-            x = ops.upfirdn2d(x, ops.fir_kernel(), pad=self.blur_pad)
-        y = ops.conv2d(x, weight * (1.0 / math.sqrt(cin * k * k)), self.padding, self.stride)
+            x = ops.upfirdn2d(x, ops.fir_kernel(), pad=self.blur_pad, impl=self.forms.upfirdn)
+        y = ops.conv2d(x, weight * (1.0 / math.sqrt(cin * k * k)), self.padding, self.stride,
+                       impl=self.forms.conv)
         if self.use_bias:
             bias = self.param("bias", nn.initializers.zeros, (self.features,))
             return ops.bias_leaky_relu(y, bias) if self.activation else y + bias.astype(y.dtype)
@@ -77,7 +80,7 @@ class ModulatedConv(nn.Module):
     up: Optional[str] = None            # None | 'transposed' | 'after' | 'before' (ops.modulated_conv2d)
     padding: Union[int, str] = "SAME"
     interp_pad: Optional[int] = None
-    impl: str = "scale"                 # 'scale' | 'grouped' | 'vmap' (numerically equivalent)
+    forms: Forms = Forms()              # modulated conv / conv / blur forms (numerically equivalent)
 
     @nn.compact
     def __call__(self, x, w):
@@ -86,7 +89,8 @@ class ModulatedConv(nn.Module):
         weight = self.param("weight", _normal(1.0), (k, k, cin, self.features))
         return ops.modulated_conv2d(x, weight * (1.0 / math.sqrt(cin * k * k)), style,
                                     demodulate=self.demodulate, padding=self.padding, up=self.up,
-                                    interp_pad=self.interp_pad, impl=self.impl)
+                                    interp_pad=self.interp_pad, impl=self.forms.modconv,
+                                    conv_impl=self.forms.conv, upfirdn_impl=self.forms.upfirdn)
 
 
 class NoiseInjection(nn.Module):
@@ -108,12 +112,12 @@ class StyleConv(nn.Module):
     up: Optional[str] = None
     padding: Union[int, str] = "SAME"
     interp_pad: Optional[int] = None
-    impl: str = "scale"
+    forms: Forms = Forms()
 
     @nn.compact
     def __call__(self, x, w, noise):
         x = ModulatedConv(self.features, self.kernel_size, True, self.up, self.padding,
-                          self.interp_pad, self.impl, name="conv")(x, w)
+                          self.interp_pad, self.forms, name="conv")(x, w)
         x = NoiseInjection(name="noise_injector")(x, noise)
         bias = self.param("bias", nn.initializers.zeros, (self.features,))
         return ops.bias_leaky_relu(x, bias)
@@ -123,15 +127,15 @@ class ToRGB(nn.Module):
     """1x1 modulated conv without demodulation + bias (+ the x2 FIR-upsampled skip)."""
 
     out_channels: int = 3
-    impl: str = "scale"
+    forms: Forms = Forms()
 
     @nn.compact
     def __call__(self, x, w, skip=None):
-        y = ModulatedConv(self.out_channels, 1, False, None, 0, None, self.impl, name="conv")(x, w)
+        y = ModulatedConv(self.out_channels, 1, False, None, 0, None, self.forms, name="conv")(x, w)
         bias = self.param("bias", nn.initializers.zeros, (self.out_channels,))
         y = y + bias.astype(y.dtype)
         if skip is not None:
-            y = y + ops.upsample2d(skip)
+            y = y + ops.upsample2d(skip, impl=self.forms.upfirdn)
         return y
 
 

@@ -7,7 +7,7 @@ WGAN-GP (weight gradients of a transposed convolution, with a reversed kernel) f
 naive loop (15 s for one 128-channel layer of the PE-SinGAN discriminator), strided forward
 convolutions run at half speed, and unpadded ("valid") ones at 1/3 (docs/PERF_NOTES.md).
 
-``conv2d`` therefore has two forms behind one signature (``set_conv_impl``):
+``conv2d`` therefore has two forms behind one signature (its ``impl`` argument):
 
 * ``'xla'``: ``lax.conv_general_dilated`` and its own autodiff.
 * ``'taps'``: a ``custom_vjp`` convolution. Forward: ``lax.conv_general_dilated`` at stride 1
@@ -19,7 +19,8 @@ convolutions run at half speed, and unpadded ("valid") ones at 1/3 (docs/PERF_NO
   Weight gradient: one matmul per tap, (output gradient)^T @ (strided slice of the input).
   Both gradients are again ``conv2d`` / matmuls, so second-order gradients (R1, WGAN-GP) stay
   on the fast paths.
-* ``'auto'`` (default): ``'taps'`` when JAX's default backend is the CPU, else ``'xla'``.
+``pegan.compute`` picks one per backend for the models ('taps' on CPU, 'xla' elsewhere); the
+function default is ``'xla'``.
 
 The forms are equal up to float32 rounding (tests/test_conv.py holds them together, first and
 second order). Grouped convolutions (``groups > 1``) always use ``lax``.
@@ -27,7 +28,6 @@ second order). Grouped convolutions (``groups > 1``) always use ``lax``.
 
 from __future__ import annotations
 
-import os
 from functools import partial
 from typing import Tuple, Union
 
@@ -35,31 +35,13 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-__all__ = ["conv2d", "conv_transpose2d", "set_conv_impl", "conv_impl"]
+from pegan.ops.forms import CONV_IMPLS, check_impl
+
+__all__ = ["conv2d", "conv_transpose2d"]
 
 _DN = ("NHWC", "HWIO", "NHWC")
-_IMPLS = ("auto", "xla", "taps")
-_STATE = {"impl": os.environ.get("PEGAN_CONV_IMPL", "auto")}
 
 Pad2 = Tuple[Tuple[int, int], Tuple[int, int]]
-
-
-def set_conv_impl(impl: str) -> None:
-    """Choose the convolution form: 'auto' (default), 'xla' or 'taps' (see the module doc).
-    Takes effect for functions traced afterwards (already compiled ones keep theirs)."""
-    if impl not in _IMPLS:
-        raise ValueError(f"unknown conv impl {impl!r}; use one of {_IMPLS}")
-    _STATE["impl"] = impl
-
-
-def conv_impl() -> str:
-    """The form ``conv2d`` uses now: 'xla' or 'taps'."""
-    impl = _STATE["impl"]
-    if impl not in _IMPLS:
-        raise ValueError(f"PEGAN_CONV_IMPL={impl!r}: use one of {_IMPLS}")
-    if impl == "auto":
-        return "taps" if jax.default_backend() == "cpu" else "xla"
-    return impl
 
 
 def _pad_arg(padding, kh: int, kw: int) -> Pad2:
@@ -167,7 +149,7 @@ def _input_grad(dy, w, in_hw, stride: int, pad: Pad2):
     n, cin = dy.shape[0], w.shape[2]
     if stride == 1:
         (th, padh, _), (tw, padw, _) = ph[0], pw[0]
-        return conv2d(dy, wt[::-1, ::-1], (padh, padw))
+        return conv2d(dy, wt[::-1, ::-1], (padh, padw), impl="taps")
     rows_max, cols_max = -(-h // stride), -(-wd // stride)
     grid = []
     for th, padh, rows in ph:
@@ -177,7 +159,7 @@ def _input_grad(dy, w, in_hw, stride: int, pad: Pad2):
                 part = jnp.zeros((n, rows, cols, cin), dy.dtype)
             else:
                 sub = wt[_taps_slice(th)][:, _taps_slice(tw)]
-                part = conv2d(dy, sub, (padh, padw))
+                part = conv2d(dy, sub, (padh, padw), impl="taps")
             part = jnp.pad(part, ((0, 0), (0, rows_max - rows), (0, cols_max - cols), (0, 0)))
             line.append(part)
         grid.append(jnp.stack(line, axis=3))          # [n, R, C, s_w, cin]
@@ -222,26 +204,30 @@ def _conv_taps_bwd(stride, pad, res, dy):
 _conv_taps.defvjp(_conv_taps_fwd, _conv_taps_bwd)
 
 
-def conv2d(x, w, padding: Union[int, str, Pad2] = "SAME", stride: int = 1, groups: int = 1):
+def conv2d(x, w, padding: Union[int, str, Pad2] = "SAME", stride: int = 1, groups: int = 1,
+           impl: str = "xla"):
     """Plain NHWC x HWIO cross-correlation (PyTorch ``F.conv2d`` semantics); ``padding`` is an
-    int, 'SAME' (k // 2) or ((top, bottom), (left, right)), negative values crop."""
+    int, 'SAME' (k // 2) or ((top, bottom), (left, right)), negative values crop. ``impl``:
+    'xla' or 'taps' (the module doc)."""
+    check_impl("conv", impl, CONV_IMPLS)
     w = w.astype(x.dtype)
     pad = _pad_arg(padding, w.shape[0], w.shape[1])
-    if groups != 1 or conv_impl() == "xla":
+    if groups != 1 or impl == "xla":
         return lax.conv_general_dilated(x, w, (stride, stride), pad, dimension_numbers=_DN,
                                         feature_group_count=groups)
     x, pad = _crop_negative(x, pad)
     return _conv_taps(x, w, int(stride), pad)
 
 
-def conv_transpose2d(x, w, stride: int = 2, groups: int = 1):
+def conv_transpose2d(x, w, stride: int = 2, groups: int = 1, impl: str = "xla"):
     """PyTorch ``F.conv_transpose2d(x, w_t, stride, padding=0)`` where ``w`` is the HWIO kernel
     of the forward conv (in -> out). Output: (H - 1) * stride + k. In the 'taps' form this is
     the input gradient of a strided convolution (stride-1 phase convolutions, no zero
     multiplied); in the 'xla' form a convolution over the zero-dilated input."""
+    check_impl("conv", impl, CONV_IMPLS)
     k = w.shape[0]
     w = w.astype(x.dtype)
-    if groups != 1 or conv_impl() == "xla":
+    if groups != 1 or impl == "xla":
         return lax.conv_general_dilated(x, w[::-1, ::-1], (1, 1), ((k - 1, k - 1), (k - 1, k - 1)),
                                         lhs_dilation=(stride, stride), dimension_numbers=_DN,
                                         feature_group_count=groups)

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from pegan.ops.conv import conv2d, conv_transpose2d
+from pegan.ops.forms import MODCONV_IMPLS, check_impl
 from pegan.ops.resize import resize_bilinear
 from pegan.ops.upfirdn import fir_kernel, upfirdn2d
 
@@ -74,30 +75,34 @@ def _conv_core(x, w, style, demodulate, eps, impl, op):
         wg = wn.transpose(1, 2, 3, 0, 4).reshape(kh, kw, ci, n * co)      # groups by n
         y = op(xg, wg, n)
         return y.reshape(y.shape[1], y.shape[2], n, co).transpose(2, 0, 1, 3)
-    raise ValueError(f"unknown modulated conv impl {impl!r}; use 'scale', 'grouped' or 'vmap'")
+    raise AssertionError(impl)
 
 
 def modulated_conv2d(x, w, style, *, demodulate: bool = True, padding: Union[int, str] = "SAME",
                      up: Optional[str] = None, interp_pad: Optional[int] = None,
-                     eps: float = 1e-8, impl: str = "scale"):
+                     eps: float = 1e-8, impl: str = "scale", conv_impl: str = "xla",
+                     upfirdn_impl: str = "slices"):
     """Modulated convolution. ``x`` [N, H, W, I], ``w`` [k, k, I, O] (effective), ``style`` [N, I].
 
-    See the module docstring for ``up`` and ``impl``.
+    See the module docstring for ``up`` and ``impl``; ``conv_impl`` and ``upfirdn_impl`` are the
+    forms of the plain convolutions and of the blur (``pegan.ops.forms``).
     """
+    check_impl("modulated conv", impl, MODCONV_IMPLS)
+
+    def conv(a, b, g):
+        return conv2d(a, b, padding, groups=g, impl=conv_impl)
+
     if up is None:
-        return _conv_core(x, w, style, demodulate, eps, impl,
-                          lambda a, b, g: conv2d(a, b, padding, groups=g))
+        return _conv_core(x, w, style, demodulate, eps, impl, conv)
     if up == "transposed":
         y = _conv_core(x, w, style, demodulate, eps, impl,
-                       lambda a, b, g: conv_transpose2d(a, b, 2, groups=g))
-        return upfirdn2d(y, fir_kernel(gain=4.0), pad=(1, 1))
+                       lambda a, b, g: conv_transpose2d(a, b, 2, groups=g, impl=conv_impl))
+        return upfirdn2d(y, fir_kernel(gain=4.0), pad=(1, 1), impl=upfirdn_impl)
     if up == "after":
-        y = _conv_core(x, w, style, demodulate, eps, impl,
-                       lambda a, b, g: conv2d(a, b, padding, groups=g))
+        y = _conv_core(x, w, style, demodulate, eps, impl, conv)
         return resize_bilinear(y, (2 * y.shape[1], 2 * y.shape[2]), align_corners=True)
     if up == "before":
         p = interp_pad or 0
         x = resize_bilinear(x, (2 * x.shape[1] + p, 2 * x.shape[2] + p), align_corners=True)
-        return _conv_core(x, w, style, demodulate, eps, impl,
-                          lambda a, b, g: conv2d(a, b, padding, groups=g))
+        return _conv_core(x, w, style, demodulate, eps, impl, conv)
     raise ValueError(f"unknown up mode {up!r}; use None, 'transposed', 'after' or 'before'")

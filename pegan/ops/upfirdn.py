@@ -5,11 +5,12 @@ sample on both axes; (2) pad ``p0`` before and ``p1`` after (negative crops); (3
 convolution with the 2-D kernel (flipped, then correlated); (4) keep every ``down``-th sample.
 Output size: ``(H * up + p0 + p1 - K) // down + 1``.
 
-Three forms behind one signature, tests hold them equal: ``upfirdn2d_ref`` does the four steps
-literally; ``upfirdn2d_conv`` folds them into one dilated, strided depthwise convolution per
-axis (separable kernels) or one 2-D one; ``upfirdn2d`` (the default) does the zero insertion
-and the pads as one ``lax.pad`` and the filter as a weighted sum of strided slices, one axis at
-a time for a separable kernel. Depthwise (grouped) convolutions are ~30x slower than the slices
+Three forms behind one signature (``upfirdn2d(..., impl=)``), tests hold them equal: 'ref'
+(``upfirdn2d_ref``) does the four steps literally; 'conv' (``upfirdn2d_conv``) folds them into
+one dilated, strided depthwise convolution per axis (separable kernels) or one 2-D one;
+'slices' (``upfirdn2d_slices``, the default) does the zero insertion and the pads as one
+``lax.pad`` and the filter as a weighted sum of strided slices, one axis at a time for a
+separable kernel. Depthwise (grouped) convolutions are ~30x slower than the slices
 on XLA's CPU backend (the blurs of the MS-PIE discriminator; docs/PERF_NOTES.md), and the sum of
 slices fuses into one loop, on accelerators too.
 """
@@ -22,8 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-__all__ = ["fir_kernel", "fir_kernel_1d", "upfirdn2d", "upfirdn2d_ref", "upfirdn2d_conv", "blur",
-           "upsample2d", "downsample2d"]
+from pegan.ops.forms import UPFIRDN_IMPLS, check_impl
+
+__all__ = ["fir_kernel", "fir_kernel_1d", "upfirdn2d", "upfirdn2d_ref", "upfirdn2d_conv", "upfirdn2d_slices",
+           "blur", "upsample2d", "downsample2d"]
 
 BLUR_TAPS = (1, 3, 3, 1)
 
@@ -106,7 +109,15 @@ def _fir_axis(x, taps, axis: int, down: int):
     return out
 
 
-def upfirdn2d(x, kernel, up: int = 1, down: int = 1, pad: Pads = (0, 0)):
+def upfirdn2d(x, kernel, up: int = 1, down: int = 1, pad: Pads = (0, 0), impl: str = "slices"):
+    """upsample by ``up``, pad, FIR-filter with ``kernel``, keep every ``down``-th sample; ``impl``:
+    'slices' | 'conv' | 'ref' (the module doc)."""
+    fn = {"slices": upfirdn2d_slices, "conv": upfirdn2d_conv, "ref": upfirdn2d_ref}[
+        check_impl("upfirdn", impl, UPFIRDN_IMPLS)]
+    return fn(x, kernel, up, down, pad)
+
+
+def upfirdn2d_slices(x, kernel, up: int = 1, down: int = 1, pad: Pads = (0, 0)):
     """Fast form: zero insertion and pads (negative too) as one ``lax.pad``, the filter as a
     sum of (strided, for ``down``) slices; a rank-1 kernel runs as two 1-D passes."""
     kernel = np.asarray(kernel, np.float32)
@@ -151,22 +162,22 @@ def upfirdn2d_conv(x, kernel, up: int = 1, down: int = 1, pad: Pads = (0, 0)):
     return _depthwise(x, kx[None, ::-1], (1, down), ((0, 0), padx), (1, up))
 
 
-def blur(x, pad: Pads, taps: Sequence[float] = BLUR_TAPS, gain: float = 1.0):
+def blur(x, pad: Pads, taps: Sequence[float] = BLUR_TAPS, gain: float = 1.0, impl: str = "slices"):
     """FIR blur without resampling (the reference's ``Blur`` module)."""
-    return upfirdn2d(x, fir_kernel(taps, gain), pad=pad)
+    return upfirdn2d(x, fir_kernel(taps, gain), pad=pad, impl=impl)
 
 
-def upsample2d(x, factor: int = 2, taps: Sequence[float] = BLUR_TAPS):
+def upsample2d(x, factor: int = 2, taps: Sequence[float] = BLUR_TAPS, impl: str = "slices"):
     """Upsample by ``factor`` with the FIR kernel scaled by factor**2; for the [1,3,3,1] kernel
     and factor 2 this is the reference's ``UpsampleUpFIRDn`` (pad (2, 1))."""
     k = len(taps)
     p = k - factor
     return upfirdn2d(x, fir_kernel(taps, factor ** 2), up=factor,
-                     pad=((p + 1) // 2 + factor - 1, p // 2))
+                     pad=((p + 1) // 2 + factor - 1, p // 2), impl=impl)
 
 
-def downsample2d(x, factor: int = 2, taps: Sequence[float] = BLUR_TAPS):
+def downsample2d(x, factor: int = 2, taps: Sequence[float] = BLUR_TAPS, impl: str = "slices"):
     """Blur then keep every ``factor``-th sample (same size convention as NVIDIA's)."""
     k = len(taps)
     p = k - factor
-    return upfirdn2d(x, fir_kernel(taps), down=factor, pad=((p + 1) // 2, p // 2))
+    return upfirdn2d(x, fir_kernel(taps), down=factor, pad=((p + 1) // 2, p // 2), impl=impl)

@@ -29,7 +29,7 @@ import numpy as np
 import optax
 
 from pegan.errors import DataError, InputError, NonFiniteError
-from pegan import ops
+from pegan import compute, ops
 from pegan.models import singan as sm
 
 __all__ = ["pyramid_sizes", "create_real_pyramid", "d_loss", "g_loss", "SinGANTrainer",
@@ -179,7 +179,11 @@ class SinGANTrainer:
 
     def __init__(self, cfg, reals: Sequence[np.ndarray], key):
         self.cfg = cfg
-        self.G, self.D = sm.build_generator(cfg), sm.build_discriminator(cfg)
+        self.compute = compute.resolve(cfg)          # 'auto' resolved once, for this backend
+        if self.compute["dtype"] != "float32":
+            raise InputError("compute.dtype=bfloat16 is for StyleGAN2 / MS-PIE; PE-SinGAN trains in float32")
+        forms = compute.forms_of(self.compute)
+        self.G, self.D = sm.build_generator(cfg, forms), sm.build_discriminator(cfg, forms)
         self.reals = [jnp.asarray(r) for r in reals]
         self.sizes = [tuple(r.shape[1:3]) for r in reals]
         if len(self.sizes) != cfg.generator.num_scales + 1:

@@ -238,17 +238,14 @@ def _adam(opt, grads, opt_state, params):
     return optax.apply_updates(params, upd), opt_state
 
 
-def static_lazy_terms(tcfg) -> bool:
-    """``train.lazy_branches``: 'cond' (one program per shape; R1 / path length behind
-    ``lax.cond`` on the step counter), 'static' (one program per shape and kind of step, the
-    lazy terms fixed when tracing) or 'auto' (default: 'static' on the CPU backend, where XLA runs
-    the branches of a conditional several times slower than the same code outside it (a 256 px
-    config-f iteration with path length: 163 s inside vs 27 s outside, docs/PERF_NOTES.md),
-    'cond' elsewhere)."""
-    mode = tcfg.get("lazy_branches", "auto")
-    if mode not in ("auto", "cond", "static"):
-        raise InputError(f"train.lazy_branches must be 'auto', 'cond' or 'static', got {mode!r}")
-    return mode == "static" or (mode == "auto" and jax.default_backend() == "cpu")
+def static_lazy_terms(resolved_compute) -> bool:
+    """``compute.lazy_branches`` (resolved, ``pegan.compute``): 'cond' (one program per shape;
+    R1 / path length behind ``lax.cond`` on the step counter) or 'static' (one program per shape
+    and kind of step, the lazy terms fixed when tracing). 'auto' resolves to 'static' on the CPU
+    backend, where XLA runs the branches of a conditional several times slower than the same code
+    outside it (a 256 px config-f iteration with path length: 163 s inside vs 27 s outside,
+    docs/PERF_NOTES.md), and to 'cond' elsewhere."""
+    return resolved_compute["lazy_branches"] == "static"
 
 
 def lazy_kind(tcfg, step) -> Tuple[Any, Any]:

@@ -31,6 +31,7 @@ from jax.sharding import NamedSharding, PartitionSpec as P
 
 from pegan.errors import DataError, MissingFileError, NonFiniteError
 from pegan import checkpoint as ckpt
+from pegan import compute
 from pegan.models.stylegan2 import build_discriminator, build_generator, compute_mean_latent, image_size
 from pegan.train import sharded
 from pegan.train import stylegan2 as tr
@@ -134,7 +135,10 @@ class Trainer:
     def __init__(self, cfg, data: ImageFolder, workdir, seed: int = 0, log: Callable[[str], None] = print,
                  mesh=None, statistics: Optional[str] = None, writer=None):
         self.cfg, self.data, self.workdir, self.seed, self.log = cfg, data, Path(workdir), seed, log
-        self.G, self.D = build_generator(cfg), build_discriminator(cfg)
+        self.compute = compute.resolve(cfg)          # 'auto' resolved once, for this backend
+        forms, dtype = compute.forms_of(self.compute), compute.module_dtype(self.compute)
+        self.G = build_generator(cfg, forms, dtype=dtype)
+        self.D = build_discriminator(cfg, forms, dtype=dtype)
         self.tcfg = cfg.train
         self.mesh = mesh if mesh is not None else sharded.make_mesh()
         self.statistics = statistics or self.tcfg.get("statistics", "per_device")
@@ -143,7 +147,7 @@ class Trainer:
         self.compile_seconds: Dict[tuple, float] = {}
         self._fns: Dict[tuple, Callable] = {}
         self._real_sharding = NamedSharding(self.mesh, P("data"))
-        self._static_lazy = tr.static_lazy_terms(self.tcfg)
+        self._static_lazy = tr.static_lazy_terms(self.compute)
         self.state = sharded.init_state(self.G, self.D, self.tcfg, seed, self.mesh, self.statistics)
         self._stop = False
         self._ckpt: Optional[ckpt.CheckpointWriter] = None

@@ -1,0 +1,109 @@
+"""The ``compute`` section of a config: how the numbers are computed, resolved per backend.
+
+Every field may be ``'auto'``; ``resolve`` turns the section into concrete values for a backend
+once, at start-up, and the code that uses a value receives it explicitly (the models get a
+``pegan.ops.forms.Forms``, the train step its lazy-branch mode). Nothing here reads an
+environment variable or keeps a module global.
+
+| field | values | auto on CPU | auto on GPU / TPU | why |
+|---|---|---|---|---|
+| conv_impl | xla, taps | taps | xla | XLA's CPU convolution gradients are slow (docs/PERF_NOTES.md); accelerators run their own well |
+| upfirdn_impl | slices, conv, ref | slices | slices | depthwise convs are 30x slower on CPU; slices fuse everywhere |
+| modconv_impl | scale, grouped, vmap | scale | scale | one batched conv; measured fastest on CPU (PERF_NOTES) |
+| lazy_branches | cond, static | static | cond | XLA's CPU backend runs lax.cond branches 6-9x slower |
+| dtype | float32, bfloat16 | float32 | float32 | bfloat16: mixed precision (float32 parameters), StyleGAN2 only |
+| matmul_precision | default, high, highest | default | highest (GPU), high (TPU) | float32 convolutions silently become TF32 on Ampere/Hopper and bfloat16 passes on TPU; NVIDIA turns TF32 off for StyleGAN2 training, for accuracy |
+| compile_cache | a directory, or '' | '' | '' | off unless given: JAX's persistent compilation cache |
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Optional
+
+import jax
+
+from pegan.errors import InputError
+from pegan.ops.forms import CONV_IMPLS, MODCONV_IMPLS, UPFIRDN_IMPLS, Forms
+
+__all__ = ["DEFAULTS", "CHOICES", "resolve", "forms_for", "forms_of", "module_dtype", "compute_section", "apply_process_settings",
+           "describe", "differences"]
+
+DEFAULTS: Dict[str, Any] = dict(conv_impl="auto", upfirdn_impl="auto", modconv_impl="auto", lazy_branches="auto",
+                                dtype="float32", matmul_precision="auto", compile_cache="")
+CHOICES = {"conv_impl": CONV_IMPLS, "upfirdn_impl": UPFIRDN_IMPLS, "modconv_impl": MODCONV_IMPLS,
+           "lazy_branches": ("cond", "static"), "dtype": ("float32", "bfloat16"),
+           "matmul_precision": ("default", "high", "highest")}
+
+
+def _auto(field: str, backend: str) -> str:
+    accel = backend != "cpu"
+    return {"conv_impl": "xla" if accel else "taps", "upfirdn_impl": "slices", "modconv_impl": "scale",
+            "lazy_branches": "cond" if accel else "static", "dtype": "float32",
+            "matmul_precision": {"cpu": "default", "tpu": "high"}.get(backend, "highest")}[field]
+
+
+def compute_section(cfg) -> Dict[str, Any]:
+    """The requested compute section of a config (or of a ``compute`` section itself), with the
+    defaults for missing fields (configs written before the section existed)."""
+    sec = cfg.get("compute", None) if hasattr(cfg, "get") and "conv_impl" not in cfg else cfg
+    sec = {} if sec is None else (sec.to_dict() if hasattr(sec, "to_dict") else dict(sec))
+    return {**DEFAULTS, **{k: v for k, v in sec.items() if k in DEFAULTS}}
+
+
+def resolve(cfg=None, backend: Optional[str] = None) -> Dict[str, Any]:
+    """Concrete values of a compute section for ``backend`` (default: JAX's default backend)."""
+    backend = backend or jax.default_backend()
+    req = compute_section(cfg or {})
+    out = {}
+    for field, value in req.items():
+        if field == "compile_cache":
+            if not isinstance(value, str):
+                raise InputError(f"compute.compile_cache must be a directory or '' (off), got {value!r}")
+            out[field] = value
+            continue
+        if value == "auto":
+            value = _auto(field, backend)
+        if value not in CHOICES[field]:
+            raise InputError(f"compute.{field} must be 'auto' or one of {', '.join(CHOICES[field])}, got {value!r}")
+        out[field] = value
+    return out
+
+
+def forms_of(resolved: Dict[str, Any]) -> Forms:
+    return Forms(conv=resolved["conv_impl"], upfirdn=resolved["upfirdn_impl"], modconv=resolved["modconv_impl"])
+
+
+def module_dtype(resolved: Dict[str, Any]):
+    """The models' ``dtype`` field: None (compute in float32) or 'bfloat16' (mixed precision)."""
+    return None if resolved["dtype"] == "float32" else resolved["dtype"]
+
+
+def forms_for(cfg, backend: Optional[str] = None) -> Forms:
+    """The ops' forms of an experiment config for ``backend``."""
+    return forms_of(resolve(cfg, backend))
+
+
+def apply_process_settings(resolved: Dict[str, Any]) -> None:
+    """The two settings JAX keeps per process: matmul precision and the compilation cache.
+    Called once at start-up by the command line, before anything is traced."""
+    jax.config.update("jax_default_matmul_precision",
+                      None if resolved["matmul_precision"] == "default" else resolved["matmul_precision"])
+    if resolved["compile_cache"]:
+        jax.config.update("jax_compilation_cache_dir", resolved["compile_cache"])
+
+
+def describe(requested: Dict[str, Any], resolved: Dict[str, Any]) -> str:
+    """One line for a run's header: each field's value, with what 'auto' became."""
+    parts = []
+    for k, v in resolved.items():
+        r = requested.get(k, DEFAULTS[k])
+        parts.append(f"{k}={v}" + (" (auto)" if r == "auto" else "") if k != "compile_cache"
+                     else f"{k}={v or 'off'}")
+    return f"compute on {jax.default_backend()}: " + ", ".join(parts)
+
+
+def differences(stored: Optional[Dict[str, Any]], now: Dict[str, Any]) -> List[str]:
+    """Fields whose resolution differs from the one stored with a run (printed on resume)."""
+    if not stored:
+        return []
+    return [f"{k}: {stored.get(k)} -> {v}" for k, v in now.items() if k in stored and stored.get(k) != v]
