@@ -14,10 +14,10 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from typing import List, Optional
 
-
-from pegan.errors import PeganError
+from pegan.errors import PeganError, PeganWarning
 
 
 class UserError(PeganError):
@@ -466,10 +466,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _warning_line(show):
+    """showwarning that prints pegan's own warnings as one line and leaves the others to ``show``."""
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, PeganWarning):
+            print(f"pegan: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+    return one_line
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line(warnings.showwarning)
+            return args.func(args)
     except PeganError as e:
         if os.environ.get("PEGAN_DEBUG"):
             raise
