@@ -13,6 +13,7 @@ Layout::
         discriminator/       {'params'}
         ...                  training adds its optimiser and loop state as further items
         pegan_digests/       (format 2) {"algorithm": "sha256", "items": {item: hex digest}}
+      superseded/<step>/     steps set aside by a resume from an earlier step (never deleted)
 
 Orbax writes each step to a temporary directory and renames it when complete, so an
 interrupted save never damages an earlier step. The digests are an orbax JSON item of the
@@ -29,7 +30,7 @@ import hashlib
 import json
 import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import jax
 import numpy as np
@@ -37,7 +38,7 @@ import numpy as np
 from pegan.errors import PeganError, PeganWarning
 
 __all__ = ["CheckpointError", "CheckpointWriter", "save", "restore", "read_config", "read_info", "steps",
-           "latest_step", "check_step", "digest", "is_checkpoint_dir", "FORMAT",
+           "latest_step", "check_step", "digest", "set_aside_later_steps", "is_checkpoint_dir", "FORMAT",
            "FORMAT_VERSION", "DIGESTS"]
 
 FORMAT = "pegan-checkpoint"
@@ -357,3 +358,28 @@ def _damaged(d: Path, step: int, items: List[str], problem: str) -> CheckpointEr
     hint = (f"the latest intact step is {good}: pass --step {good} to use it" if good is not None else
             f"no earlier step with {', '.join(items)} is intact")
     return CheckpointError(f"step {step} of {d} is damaged: {problem}; {hint}")
+
+
+def set_aside_later_steps(directory, step: int, log: Callable[[str], None] = print) -> List[Path]:
+    """Move the steps after ``step`` out of checkpoints/ into superseded/<s> (superseded/<s>.<k>
+    if that is taken) so that a run resumed from ``step`` may write those step numbers again;
+    nothing is deleted. Process 0 moves them; every process waits for it."""
+    d = Path(directory)
+    later = [s for s in steps(d) if s > step]
+    moved = []
+    if later and jax.process_index() == 0:
+        (d / "superseded").mkdir(exist_ok=True)
+        for s in later:
+            dest, k = d / "superseded" / str(s), 0
+            while dest.exists():
+                k += 1
+                dest = d / "superseded" / f"{s}.{k}"
+            (d / "checkpoints" / str(s)).rename(dest)
+            moved.append(dest)
+        log(f"resuming from step {step}: moved the later steps {', '.join(map(str, later))} aside into "
+            f"{d / 'superseded'} (kept, not deleted)")
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("pegan-checkpoint-set-aside")
+    return moved

@@ -1,5 +1,6 @@
 """Integrity of saved checkpoints: per-item digests written with each step (format 2), checked
-on every restore with the finiteness of the floats; format-1 directories load with a warning."""
+on every restore with the finiteness of the floats; format-1 directories load with a warning;
+`--step` for sample and train, and a resume from an earlier step that keeps the later ones."""
 
 import json
 import shutil
@@ -116,9 +117,17 @@ def test_a_damaged_step_is_refused_by_sample_naming_the_intact_one(generator, tm
     assert line.startswith("pegan sample: error: step 6 of ") and "generator_ema does not match the digest" in line
     assert "the latest intact step is 2: pass --step 2" in line          # step 4 is damaged too
     assert not png.exists()                                               # nothing fell back
-    with pytest.raises(ckpt.CheckpointError, match="step 4 of .* latest intact step is 2"):
-        pg.load(d, step=4)
-    assert np.isfinite(pg.sample(pg.load(d, step=2), 1, 0, seed=0)).all()
+    assert cli.main(["sample", str(d), "--num", "1", "--out", str(png), "--step", "4"]) == 2
+    assert "error: step 4 of " in _one_error_line(capsys)
+    assert cli.main(["sample", str(d), "--num", "1", "--out", str(png), "--step", "3"]) == 2
+    assert "has no step 3; its steps are 2, 4, 6" in _one_error_line(capsys)
+    assert cli.main(["sample", str(d), "--num", "1", "--out", str(png), "--step", "2", "--npy",
+                     str(tmp_path / "s.npy")]) == 0
+    from pegan.imageio import image_grid, to_uint8
+
+    ref = pg.sample(pg.load(d, step=2), 1, 0, seed=0)                    # the image of step 2
+    np.testing.assert_array_equal(np.load(tmp_path / "s.npy"), ref)
+    np.testing.assert_array_equal(np.asarray(Image.open(png).convert("RGB")), image_grid(to_uint8(ref)))
 
 
 def _write_v1(path, generator, steps):
@@ -151,8 +160,7 @@ def test_a_version_1_directory_loads_with_one_warning(generator, tmp_path, capsy
     assert "step 4 of" in msg and "generator_ema holds a non-finite value at params/convs_3/conv/weight (nan)" in msg
     assert "latest intact step is 2: pass --step 2" in msg
     shutil.copytree(tmp_path / "v1", tmp_path / "v1b")
-    shutil.rmtree(tmp_path / "v1b" / "checkpoints" / "4")
-    assert cli.main(["sample", str(tmp_path / "v1b"), "--num", "1", "--out", str(tmp_path / "a.png")]) == 0
+    assert cli.main(["sample", str(tmp_path / "v1b"), "--step", "2", "--num", "1", "--out", str(tmp_path / "a.png")]) == 0
     err = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert len(err) == 1 and err[0].startswith("pegan: warning: ") and "no digests" in err[0]
     # a digest record removed from a format-2 step is damage, and a newer format is refused
@@ -181,6 +189,19 @@ def test_non_finite_parameters_are_refused(generator, tmp_path, capsys):
         pg.load(tmp_path / "alone")
 
 
+def test_set_aside_later_steps_keeps_every_step(generator, tmp_path):
+    d = _generator_dir(tmp_path / "ck", generator, steps=(1, 2, 3))
+    logs = []
+    moved = ckpt.set_aside_later_steps(d, 1, logs.append)
+    assert ckpt.steps(d) == [1] and moved == [d / "superseded" / "2", d / "superseded" / "3"]
+    assert len(logs) == 1 and "moved the later steps 2, 3 aside" in logs[0]
+    _generator_dir(d, generator, steps=(2,))                               # the run writes step 2 again
+    ckpt.set_aside_later_steps(d, 1, logs.append)
+    assert sorted(p.name for p in (d / "superseded").iterdir()) == ["2", "2.1", "3"]
+    assert ckpt.set_aside_later_steps(d, 1, logs.append) == [] and len(logs) == 2
+    assert (d / "superseded" / "2.1" / "generator_ema").is_dir()
+
+
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
     d = tmp_path_factory.mktemp("imgs")
@@ -189,7 +210,7 @@ def images(tmp_path_factory):
     return d
 
 
-def test_stylegan2_resume_refuses_a_damaged_step(images, tmp_path, capsys):
+def test_stylegan2_resume_verifies_and_resumes_from_an_earlier_step(images, tmp_path, capsys):
     from pegan.train.stylegan2_loop import ImageFolder, Trainer
 
     cfg = stylegan2_config(NAME, "tiny")
@@ -207,9 +228,18 @@ def test_stylegan2_resume_refuses_a_damaged_step(images, tmp_path, capsys):
     line = _one_error_line(capsys)
     assert line.startswith("pegan train: error: step 4 of ") and "train_state does not match the digest" in line
     assert "the latest intact step is 2: pass --step 2" in line and ckpt.steps(w) == [2, 4]
+    assert cli.main(args + ["--step", "7"]) == 2
+    assert "has no step 7; its steps are 2, 4" in _one_error_line(capsys)
+    kept = sorted(p.relative_to(w / "checkpoints" / "4") for p in (w / "checkpoints" / "4").rglob("*"))
+    logs = []
+    resumed = Trainer(cfg, ImageFolder(images, 32), w, log=logs.append, step=2)   # what `--step 2` runs
+    assert int(resumed.state.step) == 2 and ckpt.steps(w) == [2]          # the run may write step 4 again
+    assert any("moved the later steps 4 aside" in m for m in logs)
+    assert sorted(p.relative_to(w / "superseded" / "4") for p in (w / "superseded" / "4").rglob("*")) == kept
+    resumed.close()
 
 
-def test_singan_resume_refuses_a_damaged_step(tmp_path):
+def test_singan_resume_verifies_and_resumes_from_an_earlier_step(tmp_path):
     from pegan.train import singan as ts
 
     cfg = singan_config("singan-csg_fish", "tiny")
@@ -231,3 +261,8 @@ def test_singan_resume_refuses_a_damaged_step(tmp_path):
         ts.run(cfg, img, tmp_path, log=lambda m: None)
     assert "step 3 of" in str(e.value) and "discriminator does not match the digest" in str(e.value)
     assert "the latest intact step is 2: pass --step 2" in str(e.value)
+    logs = []
+    tr2, reports = ts.run(cfg, img, tmp_path, log=logs.append, step=2)
+    assert reports == [] and tr2.state["next_stage"] == stop + 1
+    assert any("moved the later steps 3 aside" in m for m in logs)
+    assert ckpt.steps(tmp_path) == [2] and (tmp_path / "superseded" / "3" / "discriminator").is_dir()
