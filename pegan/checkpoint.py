@@ -5,34 +5,46 @@ Layout::
 
     <dir>/
       config.json            the experiment config (ml_collections ConfigDict as JSON)
-      pegan.json             {"format": "pegan-checkpoint", "format_version": 1, "family",
+      pegan.json             {"format": "pegan-checkpoint", "format_version": 2, "family",
                               "experiment", "variant", "color_order": "RGB" | "BGR", "source", ...}
       checkpoints/<step>/    an orbax CheckpointManager step, one item per model part:
         generator_ema/       {'params', 'buffers'}; buffers hold the fixed noises and the
         generator/           'mean_latent' used for truncation
         discriminator/       {'params'}
         ...                  training adds its optimiser and loop state as further items
+        pegan_digests/       (format 2) {"algorithm": "sha256", "items": {item: hex digest}}
+      superseded/<step>/     steps set aside by a resume from an earlier step (never deleted)
 
 Orbax writes each step to a temporary directory and renames it when complete, so an
-interrupted save never damages an earlier step.
+interrupted save never damages an earlier step. The digests are an orbax JSON item of the
+same step, so they are written and renamed together with the arrays they describe. Every
+restore recomputes the digests of the items it reads and checks that their floating-point
+leaves are finite; a step that fails is refused with the latest earlier step that passes.
+Format 1 directories (no digests) still load, with a warning; only the finiteness check
+applies to them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import warnings
 from pathlib import Path
-from typing import Any, Dict, Iterable, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import jax
 import numpy as np
 
-from pegan.errors import PeganError
+from pegan.errors import PeganError, PeganWarning
 
 __all__ = ["CheckpointError", "CheckpointWriter", "save", "restore", "read_config", "read_info", "steps",
-           "latest_step", "is_checkpoint_dir", "FORMAT", "FORMAT_VERSION"]
+           "latest_step", "check_step", "digest", "set_aside_later_steps", "is_checkpoint_dir", "FORMAT",
+           "FORMAT_VERSION", "DIGESTS"]
 
 FORMAT = "pegan-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2            # 2: each step records the SHA-256 digest of each item
+DIGESTS = "pegan_digests"     # the step's JSON item holding them
+_warned_no_digests: set = set()
 
 
 class CheckpointError(PeganError, ValueError):
@@ -93,8 +105,73 @@ def latest_step(directory) -> Optional[int]:
     return s[-1] if s else None
 
 
+def check_step(directory, step: Optional[int] = None) -> int:
+    """``step`` (default: the latest) if the directory holds it, else a CheckpointError that
+    lists the steps it holds."""
+    d = Path(directory)
+    available = steps(d)
+    if not available:
+        raise CheckpointError(f"{d} has no saved step under checkpoints/")
+    if step is None:
+        return available[-1]
+    if int(step) not in available:
+        raise CheckpointError(f"{d} has no step {step}; its steps are {', '.join(map(str, available))}: "
+                              "pass --step with one of them")
+    return int(step)
+
+
+def _items_in(d: Path, step: int) -> set:
+    """The items of a step (without the digest record)."""
+    return {p.name for p in (d / "checkpoints" / str(step)).iterdir() if p.is_dir()} - {DIGESTS}
+
+
 def _to_numpy(tree):
     return jax.tree.map(lambda x: np.asarray(x), tree)
+
+
+# -- digests and finiteness -------------------------------------------------------------------
+
+def _key_name(k) -> str:
+    for attr in ("key", "idx", "name"):      # DictKey / FlattenedIndexKey, SequenceKey, GetAttrKey
+        if hasattr(k, attr):
+            return str(getattr(k, attr))
+    return str(k)
+
+
+def _leaves(tree) -> List[Tuple[Tuple[str, ...], np.ndarray]]:
+    """(path, array) of every leaf in the canonical order: sorted by path, where a path is the
+    names of its keys, so a dict, a list, a tuple or a dataclass of the same names agree (orbax
+    restores tuples and dataclasses as lists and dicts)."""
+    flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return sorted(((tuple(_key_name(k) for k in path), np.asarray(x)) for path, x in flat), key=lambda t: t[0])
+
+
+def digest(tree) -> str:
+    """SHA-256 (hex) over each leaf's path, dtype, shape and bytes, in the canonical order."""
+    h = hashlib.sha256()
+    for path, x in _leaves(tree):
+        head = json.dumps([list(path), x.dtype.name, list(x.shape)]).encode()
+        h.update(len(head).to_bytes(8, "little") + head)
+        h.update(np.ascontiguousarray(x).reshape(-1).view(np.uint8))
+    return h.hexdigest()
+
+
+def _first_non_finite(tree) -> Optional[str]:
+    """'path (value)' of the first floating leaf (canonical order) holding a NaN or inf."""
+    for path, x in _leaves(tree):
+        if jax.dtypes.issubdtype(x.dtype, np.inexact):
+            bad = ~np.isfinite(x)
+            if bad.any():
+                return f"{'/'.join(path)} ({x[bad].flat[0]})"
+    return None
+
+
+def _warn_no_digests(d: Path) -> None:
+    key = str(d.resolve())
+    if key not in _warned_no_digests:
+        _warned_no_digests.add(key)
+        warnings.warn(f"{d} was written by checkpoint format version 1: its steps carry no digests, so only "
+                      "non-finite parameters are caught on restore", PeganWarning, stacklevel=3)
 
 
 def _prepare_dir(d: Path, config, info: Optional[dict]) -> None:
@@ -119,9 +196,16 @@ def _prepare_dir(d: Path, config, info: Optional[dict]) -> None:
 
 
 def _save_args(items: Dict[str, Any]):
+    """The orbax Composite of a step: each item as NumPy host copies, and the digest record of
+    those same copies as one more (JSON) item, so that orbax writes and finalises it with them."""
     import orbax.checkpoint as ocp
 
-    return ocp.args.Composite(**{k: ocp.args.StandardSave(_to_numpy(v)) for k, v in items.items()})
+    if DIGESTS in items:
+        raise CheckpointError(f"{DIGESTS!r} is the name of the digest record; name the item otherwise")
+    host = {k: _to_numpy(v) for k, v in items.items()}
+    record = {"algorithm": "sha256", "items": {k: digest(v) for k, v in host.items()}}
+    return ocp.args.Composite(**{k: ocp.args.StandardSave(v) for k, v in host.items()},
+                              **{DIGESTS: ocp.args.JsonSave(record)})
 
 
 def save(directory, step: int, items: Dict[str, Any], config=None, info: Optional[dict] = None,
@@ -145,9 +229,9 @@ def save(directory, step: int, items: Dict[str, Any], config=None, info: Optiona
 class CheckpointWriter:
     """Asynchronous saves of a training run: one orbax CheckpointManager kept open, keeping the
     last ``max_to_keep`` steps. ``save`` returns once the items are NumPy copies on the host
-    (so the caller may go on and donate its device buffers); orbax writes them in the
-    background into a temporary directory that it renames when complete, so a crash during a
-    save leaves the earlier steps usable. The next ``save``, ``wait`` and ``close`` wait for the
+    and their digests are computed (so the caller may go on and donate its device buffers);
+    orbax writes them and the digest record in the background into a temporary directory that
+    it renames when complete, so a crash during a save leaves the earlier steps usable. The next ``save``, ``wait`` and ``close`` wait for the
     write in flight. Every process of a multi-host run must make the same calls."""
 
     def __init__(self, directory, config, info: dict, max_to_keep: Optional[int] = None):
@@ -182,38 +266,120 @@ class CheckpointWriter:
 
 def restore(directory, items: Iterable[str] = ("generator_ema",), step: Optional[int] = None,
             abstract: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-    """Restore the named items of ``step`` (default: the latest) as NumPy pytrees.
+    """Restore the named items of ``step`` (default: the latest) as NumPy pytrees, verified:
+    their digests must match the ones saved with them (format 2) and their floating-point
+    leaves must be finite; otherwise a CheckpointError names the step, what is wrong and the
+    latest earlier step that passes. Nothing falls back to another step.
 
     ``abstract`` (name -> pytree of ShapeDtypeStruct) checks shapes and fixes the structure.
     """
-    import orbax.checkpoint as ocp
-
     d = Path(directory)
-    read_info(d)
-    available = steps(d)
-    if not available:
-        raise CheckpointError(f"{d} has no saved step under checkpoints/")
-    if step is None:
-        step = available[-1]
-    if step not in available:
-        raise CheckpointError(f"{d} has no step {step}; it has {available}")
+    info = read_info(d)
+    step = check_step(d, step)
     items = list(items)
-    present = {p.name for p in (d / "checkpoints" / str(step)).iterdir() if p.is_dir()}
+    present = _items_in(d, step)
     missing = [i for i in items if i not in present]
     if missing:
         raise CheckpointError(f"step {step} of {d} has no {', '.join(missing)} (it has {sorted(present)})")
-    mngr = _manager(d, read_only=True)
     try:
-        args = {}
-        for name in items:
-            tgt = None if abstract is None else abstract.get(name)
-            if tgt is not None:
-                tgt = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), tgt)
-            args[name] = ocp.args.StandardRestore(tgt)
-        out = mngr.restore(step, args=ocp.args.Composite(**args))
+        trees, record = _read(d, step, items, abstract)
     except Exception as e:  # orbax raises many types for damaged or mismatching files
         raise CheckpointError(f"cannot restore {', '.join(items)} from step {step} of {d}: "
                               f"{type(e).__name__}: {e}") from e
+    problem = _problem(d, step, trees, record, info.get("format_version", 1), abstract is not None)
+    if problem:
+        raise _damaged(d, step, items, problem)
+    return trees
+
+
+def _read(d: Path, step: int, items: List[str], abstract: Optional[Dict[str, Any]] = None):
+    """One orbax restore of ``items`` and the step's digest record (None when it has none)."""
+    import orbax.checkpoint as ocp
+
+    args = {}
+    for name in items:
+        tgt = None if abstract is None else abstract.get(name)
+        if tgt is not None:
+            tgt = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), tgt)
+        args[name] = ocp.args.StandardRestore(tgt)
+    has_record = (d / "checkpoints" / str(step) / DIGESTS).is_dir()
+    if has_record:
+        args[DIGESTS] = ocp.args.JsonRestore()
+    mngr = _manager(d, read_only=True)
+    try:
+        out = mngr.restore(step, args=ocp.args.Composite(**args))
     finally:
         mngr.close()
-    return {name: _to_numpy(out[name]) for name in items}
+    return {name: _to_numpy(out[name]) for name in items}, (out[DIGESTS] if has_record else None)
+
+
+def _problem(d: Path, step: int, trees: Dict[str, Any], record: Optional[dict], format_version: int,
+             cast: bool = False) -> Optional[str]:
+    """What is wrong with the restored items of ``step`` (None if nothing): a digest that does
+    not match the record, a missing record in a format-2 directory, or a non-finite float.
+    ``cast``: the trees were restored into abstract targets, whose dtypes orbax casts to; an
+    item whose digest differs is then read again as stored before it is called damaged."""
+    if record is None and format_version >= 2:
+        return f"it has no digest record ({DIGESTS})"
+    if record is None:
+        _warn_no_digests(d)
+    for name, tree in trees.items():
+        if record is None:
+            break
+        want = record.get("items", {}).get(name)
+        if want is None:
+            return f"no digest was recorded for {name}"
+        if digest(tree) != want and not (cast and digest(_read(d, step, [name])[0][name]) == want):
+            return f"{name} does not match the digest saved with it"
+    for name, tree in trees.items():
+        bad = _first_non_finite(tree)
+        if bad:
+            return f"{name} holds a non-finite value at {bad}"
+    return None
+
+
+def _latest_intact(d: Path, step: int, items: List[str]) -> Optional[int]:
+    """The latest step before ``step`` whose ``items`` restore and pass ``_problem``."""
+    version = read_info(d).get("format_version", 1)
+    for s in reversed([s for s in steps(d) if s < step]):
+        if not set(items) <= _items_in(d, s):
+            continue
+        try:
+            trees, record = _read(d, s, items)
+        except Exception:  # unreadable: not intact
+            continue
+        if _problem(d, s, trees, record, version) is None:
+            return s
+    return None
+
+
+def _damaged(d: Path, step: int, items: List[str], problem: str) -> CheckpointError:
+    good = _latest_intact(d, step, items)
+    hint = (f"the latest intact step is {good}: pass --step {good} to use it" if good is not None else
+            f"no earlier step with {', '.join(items)} is intact")
+    return CheckpointError(f"step {step} of {d} is damaged: {problem}; {hint}")
+
+
+def set_aside_later_steps(directory, step: int, log: Callable[[str], None] = print) -> List[Path]:
+    """Move the steps after ``step`` out of checkpoints/ into superseded/<s> (superseded/<s>.<k>
+    if that is taken) so that a run resumed from ``step`` may write those step numbers again;
+    nothing is deleted. Process 0 moves them; every process waits for it."""
+    d = Path(directory)
+    later = [s for s in steps(d) if s > step]
+    moved = []
+    if later and jax.process_index() == 0:
+        (d / "superseded").mkdir(exist_ok=True)
+        for s in later:
+            dest, k = d / "superseded" / str(s), 0
+            while dest.exists():
+                k += 1
+                dest = d / "superseded" / f"{s}.{k}"
+            (d / "checkpoints" / str(s)).rename(dest)
+            moved.append(dest)
+        log(f"resuming from step {step}: moved the later steps {', '.join(map(str, later))} aside into "
+            f"{d / 'superseded'} (kept, not deleted)")
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("pegan-checkpoint-set-aside")
+    return moved

@@ -14,10 +14,10 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from typing import List, Optional
 
-
-from pegan.errors import PeganError
+from pegan.errors import PeganError, PeganWarning
 
 
 class UserError(PeganError):
@@ -59,8 +59,10 @@ def _sample(args) -> int:
     from pegan import api
 
     t0 = time.time()
+    if args.step is not None and not os.path.isdir(args.checkpoint):
+        raise UserError("--step applies to a pegan checkpoint directory, not a .pth")
     loaded = api.load(args.checkpoint, which=args.which, experiment=args.experiment,
-                      variant=args.variant, pkl=args.pkl)
+                      variant=args.variant, pkl=args.pkl, step=args.step)
     if loaded.info.get("family") == "singan":
         return _sample_singan(args, loaded, t0)
     if args.recon or args.input or args.width_factor != 1.0:
@@ -184,7 +186,7 @@ def _train_singan(args, cfg, workdir) -> int:
         cfg.data.max_size = args.max_size
     t0 = time.time()
     ts.run(cfg, image, workdir, seed=args.seed, iters=args.iters,
-           progress_factory=_progress_factory(cfg.name), image_name=os.path.basename(args.image))
+           progress_factory=_progress_factory(cfg.name), image_name=os.path.basename(args.image), step=args.step)
     print(f"trained {cfg.name} into {workdir} in {time.time() - t0:.0f} s; sample with "
           f"`pegan sample {workdir} --num 8 --width-factor 2`")
     return 0
@@ -222,7 +224,7 @@ def _train_stylegan2(args, cfg, workdir) -> int:
 
     lead = jax.process_index() == 0
     writer = create_writers(workdir, tensorboard=not args.no_tensorboard, log=tqdm.write)
-    trainer = Trainer(cfg, data, workdir, seed=args.seed, writer=writer, log=tqdm.write)
+    trainer = Trainer(cfg, data, workdir, seed=args.seed, writer=writer, log=tqdm.write, step=args.step)
     n = trainer.mesh.devices.size
     if lead:
         print(f"{cfg.name}: {n} device(s) ({jax.devices()[0].platform}), statistics {trainer.statistics}, "
@@ -375,6 +377,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--which", default="ema", choices=["ema", "orig"], help="EMA or raw generator")
     s.add_argument("--noise", default="random", choices=["random", "const"],
                    help="per-layer noise drawn from the seed, or the stored noise (scale 0 only)")
+    s.add_argument("--step", type=int, default=None, help="checkpoint step to read (default: the latest)")
     s.add_argument("--ncol", type=int, default=None, help="grid columns")
     s.add_argument("--out", default="out/samples.png")
     s.add_argument("--npy", help="also save the raw float32 images here (.npy)")
@@ -393,6 +396,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--experiment", help="the same, as an option")
     t.add_argument("--variant", choices=["full", "tiny"], default=None)
     t.add_argument("--workdir", help="run directory (resumed if it holds this run)")
+    t.add_argument("--step", type=int, default=None, help="resume from this step of WORKDIR instead of the latest; "
+                   "the later steps are moved aside into WORKDIR/superseded/<step> (kept, not deleted)")
     t.add_argument("--out", help=argparse.SUPPRESS)
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, e.g. train.batch=8")
     t.add_argument("--seed", type=int, default=0)
@@ -466,10 +471,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _warning_line(show):
+    """showwarning that prints pegan's own warnings as one line and leaves the others to ``show``."""
+    def one_line(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, PeganWarning):
+            print(f"pegan: warning: {message}", file=sys.stderr)
+        else:
+            show(message, category, filename, lineno, file, line)
+    return one_line
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _warning_line(warnings.showwarning)
+            return args.func(args)
     except PeganError as e:
         if os.environ.get("PEGAN_DEBUG"):
             raise

@@ -9,7 +9,7 @@ catch those keep working. Nothing else is imported here: any floor may use it.
 from __future__ import annotations
 
 __all__ = ["PeganError", "InputError", "DataError", "MissingFileError", "ExistingPathError",
-           "NonFiniteError"]
+           "NonFiniteError", "PeganWarning"]
 
 
 class PeganError(Exception):
@@ -34,3 +34,7 @@ class ExistingPathError(PeganError, FileExistsError):
 
 class NonFiniteError(PeganError, FloatingPointError):
     """A loss or parameter became NaN / inf; the last checkpoint is kept."""
+
+
+class PeganWarning(UserWarning):
+    """Something the user should know that does not stop the command (the CLI prints one line)."""

@@ -356,9 +356,11 @@ def fit_config_to_pyramid(cfg, num_scales: int):
 
 
 def run(cfg, image_uint8: np.ndarray, out_dir, seed: int = 0, iters: Optional[int] = None,
-        progress_factory=None, log: Callable[[str], None] = print, image_name: str = "image"):
+        progress_factory=None, log: Callable[[str], None] = print, image_name: str = "image",
+        step: Optional[int] = None):
     """Train all remaining stages, checkpointing into ``out_dir`` after each; resumes a run
-    found there. Returns (trainer, [StageReport])."""
+    found there from its latest step, or from ``step`` (the later steps are moved aside into
+    ``out_dir/superseded``). Returns (trainer, [StageReport])."""
     from pegan import checkpoint as ckpt
 
     stop, reals = create_real_pyramid(image_uint8, cfg.data.min_size, cfg.data.max_size, cfg.data.scale_factor)
@@ -370,15 +372,17 @@ def run(cfg, image_uint8: np.ndarray, out_dir, seed: int = 0, iters: Optional[in
     trainer = SinGANTrainer(cfg, reals, k_init)
     info = {"family": "singan", "experiment": cfg.name, "variant": cfg.variant, "color_order": "RGB",
             "source": {"trained_on": image_name, "image_size": list(image_uint8.shape[:2]), "seed": seed}}
-    if ckpt.is_checkpoint_dir(out_dir) and ckpt.steps(out_dir):
+    if step is not None or (ckpt.is_checkpoint_dir(out_dir) and ckpt.steps(out_dir)):
+        step = ckpt.check_step(out_dir, step)
         old = ckpt.read_config(out_dir)
         if old.name != cfg.name or list(map(tuple, old.get("pyramid", []))) != [tuple(s) for s in trainer.sizes]:
             raise ckpt.CheckpointError(f"{out_dir} holds another run ({old.name}, pyramid {old.get('pyramid')}); "
                                        "use a new directory to train this one")
-        got = ckpt.restore(out_dir, ["generator", "discriminator", "singan"])
+        got = ckpt.restore(out_dir, ["generator", "discriminator", "singan"], step)
         trainer.state["generator"] = jax.tree.map(jnp.asarray, got["generator"])
         trainer.state["discriminator"] = jax.tree.map(jnp.asarray, got["discriminator"])
         trainer.load_singan_item(got["singan"])
+        ckpt.set_aside_later_steps(out_dir, step, log)
         log(f"resuming {out_dir} at stage {trainer.state['next_stage']} of {stop}")
     cfg.pyramid = [list(s) for s in trainer.sizes]
     reports = []

@@ -130,11 +130,15 @@ class Trainer:
     """The MS-PIE / StyleGAN2 training loop over a device mesh (default: every device of every
     process). ``train.batch`` (or ``train.batch_per_scale``) is the global batch of a step,
     split evenly over the devices; ``train.statistics`` ('per_device', the reference, or
-    'global') picks the sharded step (``pegan.train.sharded``)."""
+    'global') picks the sharded step (``pegan.train.sharded``). A ``workdir`` that holds the run
+    resumes from its latest step, or from ``step``: the later steps are then moved aside into
+    ``workdir/superseded`` (``pegan.checkpoint.set_aside_later_steps``)."""
 
     def __init__(self, cfg, data: ImageFolder, workdir, seed: int = 0, log: Callable[[str], None] = print,
-                 mesh=None, statistics: Optional[str] = None, writer=None):
+                 mesh=None, statistics: Optional[str] = None, writer=None, step: Optional[int] = None):
         self.cfg, self.data, self.workdir, self.seed, self.log = cfg, data, Path(workdir), seed, log
+        if step is not None:
+            ckpt.check_step(self.workdir, step)          # before the state is built: fail fast
         self.compute = compute.resolve(cfg)          # 'auto' resolved once, for this backend
         forms, dtype = compute.forms_of(self.compute), compute.module_dtype(self.compute)
         self.G = build_generator(cfg, forms, dtype=dtype)
@@ -151,8 +155,8 @@ class Trainer:
         self.state = sharded.init_state(self.G, self.D, self.tcfg, seed, self.mesh, self.statistics)
         self._stop = False
         self._ckpt: Optional[ckpt.CheckpointWriter] = None
-        if ckpt.is_checkpoint_dir(self.workdir) and ckpt.steps(self.workdir):
-            self._restore()
+        if step is not None or (ckpt.is_checkpoint_dir(self.workdir) and ckpt.steps(self.workdir)):
+            self._restore(step)
 
     # -- steps ---------------------------------------------------------------------------
     def step_kind(self, step: int):
@@ -337,14 +341,14 @@ class Trainer:
     def _fixed_shape(host):
         return host.replace(pl_mean=np.asarray(np.mean(host.pl_mean), np.float32))
 
-    def _restore(self):
+    def _restore(self, step: Optional[int] = None):
+        step = ckpt.check_step(self.workdir, step)
         old = ckpt.read_config(self.workdir)
         if old.name != self.cfg.name:
             raise ckpt.CheckpointError(f"{self.workdir} holds a run of {old.name}, not {self.cfg.name}")
         host = self._fixed_shape(self.host_state())
         abstract = {"state": flax.serialization.to_state_dict(host), "data_offset": np.asarray(0)}
         spec = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), abstract)
-        step = ckpt.latest_step(self.workdir)
         per_device = (self.workdir / "checkpoints" / str(step) / "train_pl_means").is_dir()
         items = ckpt.restore(self.workdir, ["train_state"] + ["train_pl_means"] * per_device, step,
                              {"train_state": spec})
@@ -357,6 +361,7 @@ class Trainer:
                      f"devices: they restart from their average {float(pl.mean()):.4f}")
         self.state = sharded.put_state(restored.replace(pl_mean=pl), self.mesh, self.statistics)
         self.offset = int(got["data_offset"])
+        ckpt.set_aside_later_steps(self.workdir, step, self.log)
         self.log(f"resumed {self.workdir} at step {int(self.state.step)}")
 
     def evaluate(self, evaluator, scales=None) -> dict:
