@@ -13,7 +13,8 @@ import pytest
 
 import pegan.api as pg
 from pegan.eval import metrics
-from pegan.eval.weights import load_inception, load_vgg16
+from pegan.eval.inception import load_inception
+from pegan.eval.vgg import load_vgg16
 
 CFG_F = "mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512"
 

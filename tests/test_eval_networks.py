@@ -7,7 +7,9 @@ import pytest
 
 from helpers import nhwc
 from pegan.eval import metrics
-from pegan.eval.weights import WeightFileError, load_inception, load_vgg16, weight_path, INCEPTION
+from pegan.eval.inception import load_inception
+from pegan.eval.vgg import load_vgg16
+from pegan.eval.weights import INCEPTION, WeightFileError, weight_path
 
 
 @pytest.fixture(scope="module")

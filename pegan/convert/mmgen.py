@@ -19,7 +19,10 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import jax
 import numpy as np
 
+from pegan.configs import builtin_config, experiment_names, load_experiment, recognise_filename
+from pegan.encodings import encoding_channels
 from pegan.errors import PeganError
+from pegan.models.stylegan2 import channel_table
 
 __all__ = ["ConversionError", "split_prefixes", "convert_stylegan2_generator",
            "convert_stylegan2_discriminator", "check_against", "flatten", "unflatten",
@@ -271,9 +274,6 @@ def discriminator_facts(sd: Dict[str, np.ndarray]) -> Dict[str, object]:
 
 def config_facts(cfg) -> Tuple[Dict[str, object], Dict[str, object]]:
     """The same facts computed from an experiment config (no tracing)."""
-    from pegan.encodings import encoding_channels
-    from pegan.models.stylegan2 import channel_table
-
     g, d = cfg.generator, cfg.discriminator
     gch = channel_table(g.channel_multiplier, g.channels)
     enc = g.head_pos_encoding.to_dict() if hasattr(g.head_pos_encoding, "to_dict") else g.head_pos_encoding
@@ -313,8 +313,6 @@ def choose_experiment(family: str, problems: Callable, filename: Optional[str] =
     may first fill in what the shapes decide, returning (cfg, notes).
     Returns (config, how, notes) with ``how`` one of 'named', 'file name', 'shapes'.
     """
-    from pegan.configs import builtin_config, experiment_names, load_experiment, recognise_filename
-
     adapt = adapt or (lambda cfg: (cfg, []))
     how = "named"
     if experiment is None and filename is not None:

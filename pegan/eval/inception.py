@@ -18,7 +18,7 @@ state dict is a rename plus an OIHW -> HWIO transpose (:func:`convert_state_dict
 
 from __future__ import annotations
 
-from typing import Dict, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import flax.linen as nn
 import jax
@@ -26,9 +26,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from pegan.eval.weights import INCEPTION, WeightFileError, check_module, read_state_dict, weight_path
 from pegan.ops.resize import resize_bilinear
 
-__all__ = ["InceptionV3", "convert_state_dict", "BN_EPS", "INPUT_SIZE"]
+__all__ = ["InceptionV3", "convert_state_dict", "load_inception", "BN_EPS", "INPUT_SIZE"]
 
 BN_EPS = 1e-3
 INPUT_SIZE = 299
@@ -213,8 +214,6 @@ def convert_state_dict(sd: Dict[str, np.ndarray], source: str = "<state dict>"):
     parameter of the network must be present with the right shape, otherwise the error lists
     what is missing or mis-shaped.
     """
-    from pegan.eval.weights import WeightFileError, check_module
-
     params: Dict = {}
     for key, value in sd.items():
         parts = key.split(".")
@@ -235,3 +234,9 @@ def convert_state_dict(sd: Dict[str, np.ndarray], source: str = "<state dict>"):
             raise WeightFileError(source, f"unexpected key {key!r}")
     check_module(InceptionV3(), INPUT_SIZE, params, source, "the pytorch-fid Inception (pt_inception-2015-12-05)")
     return {"params": params}
+
+
+def load_inception(path: Optional[str] = None):
+    """(module, variables) of the FID Inception from a pt_inception state dict file."""
+    p = weight_path(INCEPTION, path)
+    return InceptionV3(), convert_state_dict(read_state_dict(p), str(p))

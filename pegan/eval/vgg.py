@@ -15,7 +15,7 @@ The input stays in [-1, 1]: there is no ImageNet mean/std normalisation.
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Optional
 
 import flax.linen as nn
 import jax
@@ -23,9 +23,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from pegan.eval.weights import VGG16, WeightFileError, check_module, read_state_dict, weight_path
 from pegan.ops.resize import resize_nearest
 
-__all__ = ["VGG16Features", "convert_state_dict", "CFG", "INPUT_SIZE"]
+__all__ = ["VGG16Features", "convert_state_dict", "load_vgg16", "CFG", "INPUT_SIZE"]
 
 INPUT_SIZE = 224
 CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -79,8 +80,6 @@ class VGG16Features(nn.Module):
 def convert_state_dict(sd: Dict[str, np.ndarray], source: str = "<state dict>"):
     """torchvision ``vgg16().state_dict()`` -> Flax variables. ``classifier.6`` (the 1000-class
     layer) is unused and ignored."""
-    from pegan.eval.weights import WeightFileError, check_module
-
     params: Dict = {}
     for key, value in sd.items():
         value = np.asarray(value, np.float32)
@@ -111,3 +110,9 @@ def convert_state_dict(sd: Dict[str, np.ndarray], source: str = "<state dict>"):
             raise WeightFileError(source, f"unexpected key {key!r}: not a torchvision vgg16 state dict")
     check_module(VGG16Features(), INPUT_SIZE, params, source, "torchvision's vgg16 (features + classifier[:4])")
     return {"params": params}
+
+
+def load_vgg16(path: Optional[str] = None):
+    """(module, variables) of the P&R VGG16 (up to fc7) from a torchvision vgg16 state dict file."""
+    p = weight_path(VGG16, path)
+    return VGG16Features(), convert_state_dict(read_state_dict(p), str(p))

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Dict, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from pegan.convert.torchpickle import load_pth, state_dict_of
 from pegan.errors import PeganError
 
-__all__ = ["WeightFileError", "INCEPTION", "VGG16", "weight_path", "load_inception", "load_vgg16",
+__all__ = ["WeightFileError", "INCEPTION", "VGG16", "weight_path", "read_state_dict",
            "check_tree", "check_module"]
 
 
@@ -55,9 +57,7 @@ def weight_path(spec: dict, path: Optional[str] = None) -> Path:
     return p
 
 
-def _read(p: Path) -> Dict[str, np.ndarray]:
-    from pegan.convert.torchpickle import load_pth, state_dict_of
-
+def read_state_dict(p: Path) -> Dict[str, np.ndarray]:
     return state_dict_of(load_pth(p))
 
 
@@ -81,23 +81,5 @@ def check_tree(abstract, params, source, what: str):
 
 def check_module(module, input_size: int, params, source, what: str):
     """``params`` must fit ``module``'s parameters for an input of ``input_size`` pixels."""
-    import jax.numpy as jnp
-
     abstract = jax.eval_shape(lambda: module.init(jax.random.PRNGKey(0), jnp.zeros((1, input_size, input_size, 3))))
     check_tree(abstract["params"], params, source, what)
-
-
-def load_inception(path: Optional[str] = None):
-    """(module, variables) of the FID Inception from a pt_inception state dict file."""
-    from pegan.eval.inception import InceptionV3, convert_state_dict
-
-    p = weight_path(INCEPTION, path)
-    return InceptionV3(), convert_state_dict(_read(p), str(p))
-
-
-def load_vgg16(path: Optional[str] = None):
-    """(module, variables) of the P&R VGG16 (up to fc7) from a torchvision vgg16 state dict file."""
-    from pegan.eval.vgg import VGG16Features, convert_state_dict
-
-    p = weight_path(VGG16, path)
-    return VGG16Features(), convert_state_dict(_read(p), str(p))
