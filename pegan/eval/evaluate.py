@@ -41,6 +41,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from pegan.errors import InputError, MissingFileError
 from pegan.eval import metrics as M
+from pegan.eval.inception import load_inception
+from pegan.eval.vgg import load_vgg16
 
 __all__ = ["Protocol", "parse_metrics", "Evaluator", "RealImages", "load_real_stats", "save_real_stats",
            "quantize_8bit", "make_evaluator", "evaluate_checkpoint"]
@@ -436,10 +438,10 @@ def make_evaluator(metrics="fid50k,pr10k", real=None, real_stats=None, inception
     nets, ids = {}, {}
     if "fid" in kinds:
         p = W.weight_path(W.INCEPTION, inception)
-        nets["inception"], ids["inception"] = W.load_inception(str(p)), _file_digest(p)
+        nets["inception"], ids["inception"] = load_inception(str(p)), _file_digest(p)
     if "pr" in kinds:
         p = W.weight_path(W.VGG16, vgg16)
-        nets["vgg16"], ids["vgg16"] = W.load_vgg16(str(p)), _file_digest(p)
+        nets["vgg16"], ids["vgg16"] = load_vgg16(str(p)), _file_digest(p)
     return Evaluator(metrics, nets, real=real, real_stats=real_stats, protocol=protocol, batch=batch,
                      cache_dir=cache_dir, weight_ids=ids, log=log)
 
