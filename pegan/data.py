@@ -40,11 +40,11 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from pegan.errors import DataError, ExistingPathError, InputError, MissingFileError
+from pegan.imageio import IMAGE_EXTS, to_rgb
 
 __all__ = ["IMAGE_EXTS", "INFO_FILE", "host_rows", "list_images", "load_image", "prepare", "find_prepared",
            "PreparedImages", "open_data"]
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 INFO_FILE = "pegan_prepare.json"
 _BUILDER_NAME = "pegan_image_folder"
 _SHARD_BYTES = 2**30      # pixels per array_record file (about)
@@ -74,13 +74,14 @@ def list_images(folder) -> List[Path]:
 
 
 def load_image(path, size: int):
-    """One image as [size, size, 3] uint8 RGB: center crop to a square, then Lanczos resize.
+    """One image as [size, size, 3] uint8 RGB (``pegan.imageio.to_rgb``: 16-bit grey scaled from
+    its full range): center crop to a square, then Lanczos resize.
 
     Returns (pixels, upscaled). Raises whatever Pillow raises on an unreadable file."""
     from PIL import Image
 
     with Image.open(path) as im:
-        im = im.convert("RGB")
+        im = to_rgb(im)
         w, h = im.size
         if w != h:
             s = min(w, h)

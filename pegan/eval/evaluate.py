@@ -40,6 +40,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from pegan.errors import InputError, MissingFileError
+from pegan.imageio import to_rgb
 from pegan.eval import metrics as M
 
 __all__ = ["Protocol", "parse_metrics", "Evaluator", "RealImages", "load_real_stats", "save_real_stats",
@@ -146,7 +147,7 @@ class RealImages:
         p = self._files[i]
         try:
             with Image.open(p) as im:
-                return np.asarray(im.convert("RGB"))
+                return np.asarray(to_rgb(im))
         except (UnidentifiedImageError, OSError, SyntaxError) as e:
             raise InputError(f"cannot read real image {p}: {e}; remove it or prepare the folder with "
                              "`pegan prepare --skip-bad`") from None

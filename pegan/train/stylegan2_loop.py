@@ -30,14 +30,13 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from pegan.errors import DataError, MissingFileError, NonFiniteError
+from pegan.imageio import IMAGE_EXTS, to_rgb
 from pegan import checkpoint as ckpt
 from pegan.models.stylegan2 import build_discriminator, build_generator, compute_mean_latent, image_size
 from pegan.train import sharded
 from pegan.train import stylegan2 as tr
 
 __all__ = ["ImageFolder", "choose_scale", "batch_for_scale", "Trainer"]
-
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 
 class ImageFolder:
@@ -60,7 +59,7 @@ class ImageFolder:
         for p in files:
             try:
                 with Image.open(p) as im:
-                    im = im.convert("RGB")
+                    im = to_rgb(im)
                     if im.size != (size, size):
                         im = im.resize((size, size), Image.LANCZOS)
                     imgs.append(np.asarray(im))
