@@ -25,6 +25,7 @@ import numpy as np
 
 from pegan.errors import InputError
 from pegan import checkpoint as ckpt
+from pegan import checks
 from pegan.configs import scale_for_size
 from pegan.convert import mmgen
 from pegan.convert.mmgen import ConversionError
@@ -120,22 +121,21 @@ def convert_reference(path, experiment: Optional[str] = None, variant: Optional[
 def convert(path, out_dir, experiment: Optional[str] = None, variant: Optional[str] = None,
             keep_bgr: bool = False, overwrite: bool = False, pkl=None) -> Path:
     """Convert a reference ``.pth`` (+ its ``.pkl`` for SinGAN) into a pegan checkpoint
-    directory (see ``pegan.checkpoint``). A non-empty ``out_dir`` is only replaced with
-    ``overwrite=True``, and only after the conversion succeeded."""
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ckpt.CheckpointError(f"{out} is not empty; choose a new directory (or --overwrite)")
-    sd, meta = _read_reference(path)
-    if is_singan_state_dict(sd):
-        cfg, items, info = convert_singan_reference(path, pkl, experiment, variant, keep_bgr, state_dict=sd)
-        step = 0
-    else:
-        cfg, items, info = convert_reference(path, experiment, variant, keep_bgr, state_dict=sd, meta=meta)
-        step = info["source"]["iteration"] or 0
-    if out.exists() and any(out.iterdir()):
-        import shutil
-        shutil.rmtree(out)
-    return ckpt.save(out, int(step), items, cfg, info)
+    directory (see ``pegan.checkpoint``). ``out_dir`` must be new or empty; with
+    ``overwrite=True`` it may also be a pegan checkpoint directory (``checkpoint.is_checkpoint_dir``),
+    and nothing else. The checkpoint is written into a temporary directory beside ``out_dir``
+    that replaces it only when complete, so a failed conversion leaves ``out_dir`` as it was."""
+    with checks.replacing_dir(out_dir, "out_dir", "pegan checkpoint directory", ckpt.is_checkpoint_dir,
+                              overwrite) as tmp:
+        sd, meta = _read_reference(path)
+        if is_singan_state_dict(sd):
+            cfg, items, info = convert_singan_reference(path, pkl, experiment, variant, keep_bgr, state_dict=sd)
+            step = 0
+        else:
+            cfg, items, info = convert_reference(path, experiment, variant, keep_bgr, state_dict=sd, meta=meta)
+            step = info["source"]["iteration"] or 0
+        ckpt.save(tmp, int(step), items, cfg, info)
+    return Path(out_dir)
 
 
 def load(path, which: str = "ema", experiment: Optional[str] = None, variant: Optional[str] = None,

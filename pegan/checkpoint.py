@@ -15,10 +15,14 @@ Layout::
 
 Orbax writes each step to a temporary directory and renames it when complete, so an
 interrupted save never damages an earlier step.
+
+A run directory (``check_run_dir``) is one pegan may write a run into: missing, empty, a
+checkpoint directory, or one holding only the files a run writes before its first checkpoint.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional
@@ -26,10 +30,11 @@ from typing import Any, Dict, Iterable, Optional
 import jax
 import numpy as np
 
-from pegan.errors import PeganError
+from pegan import checks
+from pegan.errors import ExistingPathError, PeganError
 
 __all__ = ["CheckpointError", "CheckpointWriter", "save", "restore", "read_config", "read_info", "steps",
-           "latest_step", "is_checkpoint_dir", "FORMAT", "FORMAT_VERSION"]
+           "latest_step", "is_checkpoint_dir", "check_run_dir", "RUN_FILES", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "pegan-checkpoint"
 FORMAT_VERSION = 1
@@ -51,6 +56,25 @@ def _manager(directory: Path, read_only: bool = False, max_to_keep: Optional[int
 def is_checkpoint_dir(path) -> bool:
     p = Path(path)
     return (p / "pegan.json").is_file() and (p / "config.json").is_file()
+
+
+# what a training run writes into its directory before config.json / pegan.json (its first checkpoint)
+RUN_FILES = ("checkpoints", "tensorboard", "metrics.jsonl", "samples_*.png")
+
+
+def check_run_dir(path, what: str = "--workdir") -> Path:
+    """``path`` as a directory a run may write into (and resume from): missing, empty, a pegan
+    checkpoint directory, or holding only ``RUN_FILES`` (a run stopped before its first
+    checkpoint). Anything else is the user's, and is refused (``ExistingPathError``)."""
+    d = checks.output_dir(path, what)
+    if not d.exists() or is_checkpoint_dir(d):
+        return d
+    foreign = sorted(p.name for p in d.iterdir() if not any(fnmatch.fnmatch(p.name, f) for f in RUN_FILES))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ExistingPathError(f"{what} {d} is not empty and not a pegan run directory (it holds {shown}); "
+                                "choose a new or empty folder")
+    return d
 
 
 def read_info(directory) -> Dict[str, Any]:
@@ -102,6 +126,7 @@ def _prepare_dir(d: Path, config, info: Optional[dict]) -> None:
     for it), and check that an existing one holds the same experiment (every process)."""
     if not is_checkpoint_dir(d) and (config is None or info is None):
         raise CheckpointError("the first save into a directory needs the config and info")
+    check_run_dir(d, "the checkpoint directory")
     if jax.process_index() == 0 and not is_checkpoint_dir(d):
         d.mkdir(parents=True, exist_ok=True)
         cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)

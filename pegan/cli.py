@@ -138,6 +138,7 @@ def _apply_overrides(cfg, pairs):
 
 
 def _train(args) -> int:
+    from pegan import checkpoint as ckpt
     from pegan.configs import load_experiment
 
     name = args.experiment_file or args.experiment
@@ -146,6 +147,7 @@ def _train(args) -> int:
     workdir = args.workdir or args.out
     if not workdir:
         raise UserError("pass --workdir DIR (the run's checkpoint directory)")
+    ckpt.check_run_dir(workdir, "--workdir")
     cfg = _apply_overrides(load_experiment(name, args.variant), args.set)
     if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
         _init_distributed(args)
@@ -359,7 +361,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "do not identify it; see `pegan experiments`)")
     c.add_argument("--variant", choices=["full", "tiny"], default=None)
     c.add_argument("--keep-bgr", action="store_true", help="keep the reference's BGR output order")
-    c.add_argument("--overwrite", action="store_true", help="replace a non-empty out_dir")
+    c.add_argument("--overwrite", action="store_true", help="replace the pegan checkpoint directory in out_dir "
+                   "(once the new one is complete); any other non-empty out_dir is refused")
     c.add_argument("--pkl", help="SinGAN: the .pkl of fixed noises (default: next to the .pth)")
     c.set_defaults(func=_convert)
 
@@ -392,7 +395,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("experiment_file", nargs="?", help="experiments/<name>.py (or an experiment name)")
     t.add_argument("--experiment", help="the same, as an option")
     t.add_argument("--variant", choices=["full", "tiny"], default=None)
-    t.add_argument("--workdir", help="run directory (resumed if it holds this run)")
+    t.add_argument("--workdir", help="run directory: new, empty, or a pegan run (resumed if it holds this "
+                   "run); a folder holding anything else is refused")
     t.add_argument("--out", help=argparse.SUPPRESS)
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, e.g. train.batch=8")
     t.add_argument("--seed", type=int, default=0)
@@ -458,7 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--format", choices=["raw", "png"], default="raw",
                    help="raw uint8 (default, fastest to read) or PNG (smaller on photos, decoded on read)")
     r.add_argument("--workers", type=int, default=None, help="image-reading threads (default: CPU cores, at most 8)")
-    r.add_argument("--overwrite", action="store_true", help="replace an earlier `pegan prepare` output in --out")
+    r.add_argument("--overwrite", action="store_true", help="replace an earlier `pegan prepare` output in --out "
+                   "(once the new one is complete); any other non-empty --out is refused")
     r.set_defaults(func=_prepare)
 
     e = sub.add_parser("experiments", help="list the released experiments")

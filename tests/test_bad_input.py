@@ -1,7 +1,143 @@
-"""Nothing the user owns is damaged: grey 16-bit images are scaled rather than clipped."""
+"""Every user mistake is one `pegan <cmd>: error: ...` line with exit status 2, found before
+anything is read or compiled, and nothing the user owns is damaged: foreign folders are never
+replaced, grey 16-bit images are scaled rather than clipped."""
 
+import pathlib
+
+import jax
 import numpy as np
+import pytest
 from PIL import Image
+
+import pegan.api as pg
+from pegan import checkpoint as ckpt
+from pegan.cli import main
+from pegan.configs import singan_config, stylegan2_config
+from pegan.errors import ExistingPathError
+from pegan.models.stylegan2 import abstract_variables, build_generator
+
+CFG_F = "mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512"
+EXP_F = f"experiments/{CFG_F}.py"
+REPO = pathlib.Path(__file__).resolve().parents[1]
+COMPILE_EVENTS = ("/jax/core/compile/jaxpr_to_mlir_module_duration", "/jax/core/compile/backend_compile_duration")
+
+
+@pytest.fixture
+def refused(capsys, monkeypatch):
+    """run(*argv): main(argv) must exit with 2 after printing exactly one line,
+    `pegan <cmd>: error: ...`, with no traceback and without compiling anything; returns it."""
+    monkeypatch.chdir(REPO)
+    compiled = []
+
+    def listen(event, duration, **kw):
+        if event in COMPILE_EVENTS:
+            compiled.append(kw.get("fun_name", event))
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+
+    def run(*argv):
+        compiled.clear()
+        rc = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        lines = err.splitlines()
+        assert rc == 2, (rc, out, err)
+        assert len(lines) == 1 and lines[0].startswith(f"pegan {argv[0]}: error: "), err
+        assert "Traceback" not in err
+        assert not compiled, f"compiled {compiled} before refusing"
+        return lines[0]
+
+    yield run
+    jax.monitoring.unregister_event_duration_listener(listen)
+
+
+@pytest.fixture(scope="module")
+def ck(tmp_path_factory):
+    """A tiny config-f checkpoint directory (zero weights: nothing here samples from it)."""
+    cfg = stylegan2_config(CFG_F, "tiny")
+    v = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), abstract_variables(build_generator(cfg)))
+    d = tmp_path_factory.mktemp("ck")
+    ckpt.save(d, 0, {"generator_ema": v}, cfg, {"family": "stylegan2", "experiment": cfg.name,
+                                                 "variant": "tiny", "color_order": "RGB"})
+    return d
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    d = tmp_path_factory.mktemp("imgs")
+    for i in range(4):
+        rgb = np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        Image.fromarray(rgb).save(d / f"{i}.png")
+    return d
+
+
+def listing(path):
+    return sorted((str(p.relative_to(path)), p.read_bytes() if p.is_file() else None) for p in path.rglob("*"))
+
+
+def a_project(tmp_path):
+    proj = tmp_path / "project"
+    (proj / "src").mkdir(parents=True)
+    (proj / "src" / "main.py").write_text("print('mine')\n")
+    (proj / "README.md").write_text("my project\n")
+    (proj / "config.json").write_text('{"mine": true}\n')
+    return proj
+
+
+# -- part 4: nothing the user owns is damaged ----------------------------------------------------
+
+def test_convert_overwrite_replaces_only_a_checkpoint_and_only_when_complete(fixtures, ck, tmp_path, refused):
+    src = fixtures / "mspie_stylegan2_config-f_tiny.mmgen.pth"
+    proj = a_project(tmp_path)
+    before = listing(proj)
+    line = refused("convert", src, proj, "--experiment", CFG_F, "--variant", "tiny", "--overwrite")
+    assert "not a pegan checkpoint directory" in line and "not replacing" in line
+    assert listing(proj) == before
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert "is a file" in refused("convert", src, afile, "--experiment", CFG_F, "--variant", "tiny")
+    assert "afile is a file, not a folder" in refused("convert", src, afile / "out", "--experiment", CFG_F)
+    # a failed conversion over a checkpoint leaves it as it was, and no temporary folder behind
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(ck, old)
+    before = listing(old)
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(src.read_bytes()[:5000])
+    assert "bad.pth" in refused("convert", bad, old, "--overwrite")
+    assert listing(old) == before and sorted(p.name for p in tmp_path.iterdir()) == ["afile", "bad.pth", "old",
+                                                                                     "project"]
+    # a checkpoint directory is replaced by the new conversion
+    with pytest.raises(ExistingPathError, match="not empty"):
+        pg.convert(src, old, experiment=CFG_F, variant="tiny")
+    pg.convert(src, old, experiment=CFG_F, variant="tiny", overwrite=True)
+    assert ckpt.read_info(old)["source"]["file"] == src.name and ckpt.steps(old) == [0]
+    assert not list(tmp_path.glob(".old.*"))
+    assert pg.load(old).variables["params"]    # the swapped-in directory reads back
+
+
+def test_train_refuses_a_non_empty_foreign_workdir_in_both_families(ck, images, tmp_path, refused):
+    proj = a_project(tmp_path)
+    before = listing(proj)
+    line = refused("train", EXP_F, "--variant", "tiny", "--data", images, "--steps", 2, "--workdir", proj)
+    assert "not a pegan run directory" in line and "README.md" in line
+    refused("train", "singan-csg_fish", "--variant", "tiny", "--image", images / "0.png", "--workdir", proj)
+    assert listing(proj) == before
+    # the library refuses too, before building anything
+    with pytest.raises(ExistingPathError, match="not a pegan run"):
+        from pegan.train.stylegan2_loop import Trainer
+        Trainer(stylegan2_config(CFG_F, "tiny"), None, proj)
+    with pytest.raises(ExistingPathError, match="not a pegan run"):
+        from pegan.train import singan as ts
+        ts.run(singan_config("singan-csg_fish", "tiny"), np.zeros((40, 40, 3), np.uint8), proj)
+    assert listing(proj) == before
+    # fine: missing, empty, a checkpoint, or what a run writes before its first checkpoint
+    (tmp_path / "empty").mkdir()
+    early = tmp_path / "early"
+    (early / "tensorboard").mkdir(parents=True)
+    (early / "samples_0000010.png").write_bytes(b"")
+    for ok in (tmp_path / "new", tmp_path / "empty", ck, early):
+        assert ckpt.check_run_dir(ok) == ok
 
 
 def grey16(tmp_path):

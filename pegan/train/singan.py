@@ -354,9 +354,11 @@ def fit_config_to_pyramid(cfg, num_scales: int):
 def run(cfg, image_uint8: np.ndarray, out_dir, seed: int = 0, iters: Optional[int] = None,
         progress_factory=None, log: Callable[[str], None] = print, image_name: str = "image"):
     """Train all remaining stages, checkpointing into ``out_dir`` after each; resumes a run
-    found there. Returns (trainer, [StageReport])."""
+    found there (``out_dir`` must be new, empty or a pegan run: ``checkpoint.check_run_dir``).
+    Returns (trainer, [StageReport])."""
     from pegan import checkpoint as ckpt
 
+    ckpt.check_run_dir(out_dir, "out_dir")
     stop, reals = create_real_pyramid(image_uint8, cfg.data.min_size, cfg.data.max_size, cfg.data.scale_factor)
     cfg = fit_config_to_pyramid(cfg, stop)
     if iters is not None:

@@ -133,9 +133,14 @@ class Trainer:
     def __init__(self, cfg, data: ImageFolder, workdir, seed: int = 0, log: Callable[[str], None] = print,
                  mesh=None, statistics: Optional[str] = None, writer=None):
         self.cfg, self.data, self.workdir, self.seed, self.log = cfg, data, Path(workdir), seed, log
+        self.mesh = mesh if mesh is not None else sharded.make_mesh()
+        ckpt.check_run_dir(self.workdir, "workdir")
+        resume = ckpt.is_checkpoint_dir(self.workdir) and bool(ckpt.steps(self.workdir))
+        held = ckpt.read_config(self.workdir).name if resume else cfg.name
+        if held != cfg.name:
+            raise ckpt.CheckpointError(f"{self.workdir} holds a run of {held}, not {cfg.name}; use another directory")
         self.G, self.D = build_generator(cfg), build_discriminator(cfg)
         self.tcfg = cfg.train
-        self.mesh = mesh if mesh is not None else sharded.make_mesh()
         self.statistics = statistics or self.tcfg.get("statistics", "per_device")
         self.writer = writer
         self.offset = 0
@@ -146,7 +151,7 @@ class Trainer:
         self.state = sharded.init_state(self.G, self.D, self.tcfg, seed, self.mesh, self.statistics)
         self._stop = False
         self._ckpt: Optional[ckpt.CheckpointWriter] = None
-        if ckpt.is_checkpoint_dir(self.workdir) and ckpt.steps(self.workdir):
+        if resume:
             self._restore()
 
     # -- steps ---------------------------------------------------------------------------
@@ -333,9 +338,6 @@ class Trainer:
         return host.replace(pl_mean=np.asarray(np.mean(host.pl_mean), np.float32))
 
     def _restore(self):
-        old = ckpt.read_config(self.workdir)
-        if old.name != self.cfg.name:
-            raise ckpt.CheckpointError(f"{self.workdir} holds a run of {old.name}, not {self.cfg.name}")
         host = self._fixed_shape(self.host_state())
         abstract = {"state": flax.serialization.to_state_dict(host), "data_offset": np.asarray(0)}
         spec = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), abstract)
