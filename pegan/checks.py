@@ -1,5 +1,5 @@
-"""Checks of what a user hands pegan (paths to write), shared by the command line and the
-library.
+"""Checks of what a user hands pegan (counts, batch sizes, image sizes, paths to write), shared
+by the command line and the library.
 
 One function per kind of check; each raises a ``pegan.errors.PeganError`` subclass whose message
 names the argument and the fix, so the command line prints it as one line (exit status 2).
@@ -9,15 +9,59 @@ Callers run them before anything slow (reading data, compiling). Standard librar
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 import secrets
 import shutil
 from pathlib import Path
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence, Tuple
 
-from pegan.errors import ExistingPathError
+from pegan.errors import ExistingPathError, InputError
 
-__all__ = ["output_dir", "replacing_dir"]
+__all__ = ["MAX_SIDE", "MAX_STORED_SIDE", "at_least", "batch_size", "image_size", "output_file", "output_dir",
+           "replacing_dir"]
+
+MAX_SIDE = 4096           # px: the largest image side `sample` / `evaluate` make unless raised (--max-side)
+MAX_STORED_SIDE = 16384   # px: the largest side `pegan prepare` stores
+
+
+# -- numbers ---------------------------------------------------------------------------------
+
+def at_least(value, minimum: int, what: str) -> int:
+    """``value`` as an int, when it is a whole number (not a bool) of at least ``minimum``."""
+    if isinstance(value, bool):
+        raise InputError(f"{what} must be a whole number, got {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise InputError(f"{what} must be a whole number, got {value!r}") from None
+    if v < minimum:
+        raise InputError(f"{what} must be at least {minimum}, got {v}")
+    return v
+
+
+def batch_size(value, what: str, devices: int) -> int:
+    """A global batch: a positive whole number that splits evenly over ``devices``."""
+    b = at_least(value, 1, what)
+    if b % devices:
+        up = -(-b // devices) * devices
+        raise InputError(f"{what} is {b} images, not a multiple of the {devices} devices: set it to a "
+                         f"multiple of {devices} (e.g. {up})")
+    return b
+
+
+def image_size(size: Sequence[int], what: str, max_side: Optional[int] = MAX_SIDE,
+               raise_with: Optional[str] = "--max-side (max_side= in Python)") -> Tuple[int, ...]:
+    """An image size (H, W): every side at least 1 px and at most ``max_side`` (None: no bound);
+    ``raise_with`` names the option that raises the bound, if there is one."""
+    sides = tuple(int(v) for v in size)
+    shown = "x".join(str(v) for v in sides)
+    if min(sides) < 1:
+        raise InputError(f"{what} gives a {shown} px image: every side must be at least 1 px")
+    if max_side is not None and max(sides) > max_side:
+        more = f"; raise the bound with {raise_with}" if raise_with else ""
+        raise InputError(f"{what} gives a {shown} px image, over the largest side of {max_side} px{more}")
+    return sides
 
 
 # -- paths to write --------------------------------------------------------------------------
@@ -29,6 +73,23 @@ def _file_above(path: Path) -> Optional[Path]:
         if p.exists():
             return None if p.is_dir() else p
     return None
+
+
+def output_file(path, what: str, exts: Sequence[str] = ()) -> Path:
+    """A file pegan is about to write: not a folder, no part of its folder a file (the folder
+    may be missing: it is created), and ending in one of ``exts`` (lower case, with the dot)
+    when given."""
+    p = Path(path)
+    if p.is_dir():
+        example = f", e.g. {p / ('samples' + exts[0])}" if exts else ""
+        raise ExistingPathError(f"{what} {p} is a folder; name the file to write{example}")
+    if exts and p.suffix.lower() not in exts:
+        got = f"{p.suffix!r}" if p.suffix else "no extension"
+        raise InputError(f"{what} {p} has {got}; name a {' / '.join(exts)} file")
+    bad = _file_above(p)
+    if bad is not None:
+        raise ExistingPathError(f"{what} {p}: {bad} is a file, not a folder")
+    return p
 
 
 def output_dir(path, what: str) -> Path:

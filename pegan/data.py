@@ -37,7 +37,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from pegan.checks import replacing_dir
+from pegan.checks import MAX_STORED_SIDE, image_size, replacing_dir
 from pegan.errors import DataError, InputError, MissingFileError
 from pegan.imageio import IMAGE_EXTS, to_rgb
 
@@ -163,17 +163,15 @@ def prepare(folder, out_dir, size: int, on_error: str = "raise", encoding: str =
 
     ``on_error``: 'raise' (an unreadable image stops it with an error naming the file) or 'skip'
     (it is left out, counted and listed in ``out_dir/pegan_prepare.json``). ``encoding``: 'raw'
-    (uint8 bytes, fastest to read) or 'png'. ``out_dir`` must not exist or be empty, unless
-    ``overwrite`` and it holds an earlier ``pegan prepare`` output (nothing else is replaced). The
-    dataset is written in a temporary folder beside ``out_dir`` and moved in place only when
-    complete (``pegan.checks.replacing_dir``)."""
+    (uint8 bytes, fastest to read) or 'png'. ``size``: 1 .. ``MAX_STORED_SIDE`` px. ``out_dir`` must not
+    exist or be empty, unless ``overwrite`` and it holds an earlier ``pegan prepare`` output
+    (nothing else is replaced). The dataset is written in a temporary folder beside ``out_dir``
+    and moved in place only when complete (``pegan.checks.replacing_dir``)."""
     if on_error not in ("raise", "skip"):
         raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if encoding not in ("raw", "png"):
         raise InputError(f"encoding must be 'raw' or 'png', got {encoding!r}")
-    if int(size) < 1:
-        raise InputError(f"size must be a positive number of pixels, got {size}")
-    size = int(size)
+    size = image_size((size, size), f"--size {size}", MAX_STORED_SIDE, raise_with=None)[0]
     folder, out_dir = Path(folder).resolve(), Path(out_dir).resolve()
     files = list_images(folder)
     workers = workers or min(8, os.cpu_count() or 1)

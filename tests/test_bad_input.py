@@ -1,6 +1,7 @@
 """Every user mistake is one `pegan <cmd>: error: ...` line with exit status 2, found before
 anything is read or compiled, and nothing the user owns is damaged: foreign folders are never
-replaced, grey 16-bit images are scaled rather than clipped."""
+replaced, grey 16-bit images are scaled rather than clipped. A bug still raises with its
+traceback."""
 
 import pathlib
 
@@ -12,8 +13,8 @@ from PIL import Image
 import pegan.api as pg
 from pegan import checkpoint as ckpt
 from pegan.cli import main
-from pegan.configs import singan_config, stylegan2_config
-from pegan.errors import ExistingPathError
+from pegan.configs import apply_overrides, singan_config, stylegan2_config
+from pegan.errors import ExistingPathError, InputError
 from pegan.models.stylegan2 import abstract_variables, build_generator
 
 CFG_F = "mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512"
@@ -185,3 +186,128 @@ def test_sixteen_bit_grey_is_scaled_from_its_full_range_wherever_images_are_read
     with D.PreparedImages(tmp_path / "ds", process_index=0, process_count=1, prefetch=0, workers=0) as ds:
         np.testing.assert_array_equal(ds.read(0), want)
     assert info["num_images"] == 1
+
+
+# -- part 6: validate before compiling; one line, exit 2 ----------------------------------------
+
+def test_an_existing_file_where_a_folder_is_needed(ck, images, tmp_path, refused):
+    afile = tmp_path / "somefile"
+    afile.write_text("x")
+    assert "somefile is a file, not a folder" in refused("sample", ck, "--out", afile / "x.png")
+    assert "somefile is a file, not a folder" in refused("sample", ck, "--npy", afile / "x.npy")
+    assert "is a file, not a folder" in refused("train", EXP_F, "--variant", "tiny", "--data", images,
+                                                "--steps", 2, "--workdir", afile)
+    assert "is a file, not a folder" in refused("evaluate", ck, "--metrics", "fid10", "--real-stats",
+                                                tmp_path / "s.npz", "--out", afile / "m.json")
+    assert "is a file, not a folder" in refused("prepare", images, "--out", afile / "ds")
+    assert afile.read_text() == "x"
+
+
+def test_set_checks_each_value_against_the_type_of_its_field(images, tmp_path, refused):
+    w = tmp_path / "w"
+    args = ("train", EXP_F, "--variant", "tiny", "--data", images, "--steps", 2, "--workdir", w, "--set")
+    for item, says in [("train.batch=abc", "train.batch takes a whole number"),
+                       ("train.batch=2.5", "train.batch takes a whole number"),
+                       ("train.pl_detach_mean=1", "train.pl_detach_mean takes true or false"),
+                       ("train.g_lr=fast", "train.g_lr takes a number"),
+                       ("train.g_betas=0.5", "train.g_betas takes a JSON list"),
+                       ("scales=[0,2.5]", "scales takes a JSON list whose items are each a whole number"),
+                       ("train.data=5", "train.data takes a JSON object or null"),
+                       ("train.nope=1", "the config has no 'train.nope'"),
+                       ("train.batch.x=1", "train.batch is a value, not a section")]:
+        assert says in refused(*args, item), item
+    assert not w.exists()
+    cfg = apply_overrides(stylegan2_config(CFG_F, "tiny"), [
+        "train.g_lr=1", "train.pl_detach_mean=True", "train.regularisation=separate", "scales=[0,2]",
+        'train.batch_per_scale={"2": 2}', "generator.head_pos_encoding=null"])
+    assert cfg.train.g_lr == 1.0 and isinstance(cfg.train.g_lr, float) and cfg.train.pl_detach_mean is True
+    assert cfg.train.regularisation == "separate" and list(cfg.scales) == [0, 2]
+    assert dict(cfg.train.batch_per_scale) == {"2": 2} and cfg.generator.head_pos_encoding is None
+
+
+def test_train_checks_batches_and_steps_before_building_anything(images, tmp_path, refused, monkeypatch):
+    w = tmp_path / "w"
+    args = ("train", EXP_F, "--variant", "tiny", "--data", images, "--workdir", w)
+    assert "train.batch must be at least 1, got 0" in refused(*args, "--steps", 2, "--set", "train.batch=0")
+    assert "train.batch_per_scale[4] must be at least 1" in refused(
+        *args, "--steps", 2, "--set", 'train.batch_per_scale={"4": 0}')
+    assert "scales entry -4" in refused(*args, "--steps", 2, "--set", "scales=[0,-4]")
+    assert "minibatch-stddev groups of 4" in refused(*args, "--steps", 2, "--set", "train.batch=6")
+    assert "--steps: the value must be at least 1, got -5" in refused(*args, "--steps", -5)
+    assert "--steps: the value must be at least 1, got 0" in refused(*args, "--steps", 0)
+    assert "--checkpoint-every: the value must be at least 0" in refused(*args, "--steps", 2,
+                                                                          "--checkpoint-every", -1)
+    assert "--iters: the value must be at least 1" in refused("train", "singan-csg_fish", "--image",
+                                                              images / "0.png", "--workdir", w, "--iters", -3)
+    monkeypatch.setattr(jax, "device_count", lambda: 2)
+    line = refused(*args, "--steps", 2, "--set", "train.batch=3")
+    assert "train.batch is 3 images, not a multiple of the 2 devices" in line
+    line = refused(*args, "--steps", 2, "--set", 'train.batch_per_scale={"2": 3}')
+    assert "train.batch_per_scale[2] is 3 images" in line
+    assert not w.exists()
+
+
+def test_chosen_scale_and_size_must_make_an_image_of_bounded_size(ck, tmp_path, refused):
+    out = tmp_path / "x.png"
+    for scale in ("-4", "-5", "0,-4"):
+        assert "every scale offset must be at least -3" in refused("sample", ck, "--chosen-scale", scale, "--out", out)
+    line = refused("sample", ck, "--chosen-scale", 100000, "--out", out)
+    assert "800032x800032 px image, over the largest side of 4096 px" in line and "--max-side" in line
+    assert "over the largest side of 4096 px" in refused("sample", ck, "--size", 1000000, "--out", out)
+    assert "over the largest side of 100 px" in refused("sample", ck, "--size", 128, "--max-side", 100,
+                                                        "--out", out)
+    assert "at least -3" in refused("evaluate", ck, "--metrics", "fid10", "--real-stats", tmp_path / "s.npz",
+                                    "--chosen-scale", -4, "--out", tmp_path / "m.json")
+    assert "4096 px" in refused("evaluate", ck, "--metrics", "fid10", "--real-stats", tmp_path / "s.npz",
+                                "--size", 1000000, "--out", tmp_path / "m.json")
+    assert not out.exists()
+    # the library refuses the same, and --max-side / max_side raises the bound
+    G = build_generator(stylegan2_config(CFG_F, "tiny"))
+    with pytest.raises(InputError, match="at least -3"):
+        pg.resolve_scale(G, -4)
+    with pytest.raises(InputError, match="4096 px"):
+        pg.resolve_scale(G, None, (1_000_000, 1_000_000))
+    assert pg.resolve_scale(G, -3) == (-3, -3) and pg.resolve_scale(G, 600, max_side=5000) == (600, 600)
+    import ml_collections
+
+    singan = pg.Loaded(None, {}, ml_collections.ConfigDict({"generator": {"padding": 1}}),
+                       state={"sizes": [(12, 16), (30, 40)], "curr_stage": 1})
+    with pytest.raises(InputError, match="over the largest side of 4096 px"):
+        pg.singan_sizes(singan, (1_000_000, 1_000_000))
+    assert pg.singan_sizes(singan, width_factor=2.0)[-1] == (30, 80)
+
+
+def test_counts_must_be_positive(ck, images, tmp_path, refused):
+    out = tmp_path / "x.png"
+    for flag in ("--num", "--batch", "--ncol"):
+        assert f"argument {flag}: the value must be at least 1, got 0" in refused("sample", ck, flag, 0, "--out", out)
+    assert "argument --num: expected a whole number, got 'many'" in refused("sample", ck, "--num", "many")
+    assert "argument --batch" in refused("evaluate", ck, "--batch", 0, "--real-stats", tmp_path / "s.npz")
+    assert "argument --workers" in refused("prepare", images, "--out", tmp_path / "ds", "--workers", 0)
+    assert "argument --iters" in refused("demo", "--iters", -1)
+    assert "the following arguments are required: --out" in refused("prepare", images)
+
+
+def test_prepare_checks_the_size_first(images, tmp_path, refused):
+    line = refused("prepare", images, "--out", tmp_path / "ds", "--size", 100000)
+    assert "--size 100000" in line and "16384 px" in line and ".png" not in line
+    assert "at least 1 px" in refused("prepare", images, "--out", tmp_path / "ds", "--size", 0)
+    assert not (tmp_path / "ds").exists() and not list(tmp_path.iterdir())
+
+
+def test_sample_out_must_name_an_image_file(ck, tmp_path, refused):
+    assert "is a folder; name the file to write, e.g." in refused("sample", ck, "--out", tmp_path)
+    assert "has no extension" in refused("sample", ck, "--out", tmp_path / "grid")
+    assert "name a .npy file" in refused("sample", ck, "--out", tmp_path / "g.png", "--npy", tmp_path / "g.txt")
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    import pegan.cli
+
+    def broken(args):
+        raise AssertionError("internal invariant")
+
+    monkeypatch.setattr(pegan.cli, "_experiments", broken)
+    with pytest.raises(AssertionError, match="internal invariant"):
+        main(["experiments"])

@@ -29,7 +29,7 @@ import numpy as np
 import optax
 
 from pegan.errors import DataError, InputError, NonFiniteError
-from pegan import ops
+from pegan import checks, ops
 from pegan.models import singan as sm
 
 __all__ = ["pyramid_sizes", "create_real_pyramid", "d_loss", "g_loss", "SinGANTrainer",
@@ -359,6 +359,7 @@ def run(cfg, image_uint8: np.ndarray, out_dir, seed: int = 0, iters: Optional[in
     from pegan import checkpoint as ckpt
 
     ckpt.check_run_dir(out_dir, "out_dir")
+    checks.at_least(cfg.train.iters_per_scale if iters is None else iters, 1, "iterations per stage")
     stop, reals = create_real_pyramid(image_uint8, cfg.data.min_size, cfg.data.max_size, cfg.data.scale_factor)
     cfg = fit_config_to_pyramid(cfg, stop)
     if iters is not None:

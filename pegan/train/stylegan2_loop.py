@@ -4,7 +4,8 @@
   the same on every host. Default: uniform over ``cfg.scales`` (what the reference really does,
   REFERENCE §1.3); ``train.scale_sampling = 'configured'`` uses ``train.scale_probs``.
 * Per-scale batch: ``train.batch_per_scale`` ({scale: batch}) overrides ``train.batch`` (the
-  batch of one step on this machine). One compiled step per (scale, batch).
+  batch of one step on this machine). One compiled step per (scale, batch). ``check_config``
+  refuses scales and batches the loop cannot run before anything is built.
 * Data: ``ImageFolder`` keeps a folder's images in memory at the stored size, and
   ``pegan.data.PreparedImages`` reads a ``pegan prepare`` dataset (same contract, per-host rows,
   prefetch of the batches the schedule names next); the images of step k come from a permutation
@@ -29,14 +30,16 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from pegan.errors import DataError, MissingFileError, NonFiniteError
+from pegan.errors import DataError, InputError, MissingFileError, NonFiniteError
 from pegan.imageio import IMAGE_EXTS, to_rgb
 from pegan import checkpoint as ckpt
-from pegan.models.stylegan2 import build_discriminator, build_generator, compute_mean_latent, image_size
+from pegan import checks
+from pegan.models.stylegan2 import (build_discriminator, build_generator, checked_scale, compute_mean_latent,
+                                    image_size)
 from pegan.train import sharded
 from pegan.train import stylegan2 as tr
 
-__all__ = ["ImageFolder", "choose_scale", "batch_for_scale", "Trainer"]
+__all__ = ["ImageFolder", "choose_scale", "batch_for_scale", "check_config", "Trainer"]
 
 
 class ImageFolder:
@@ -115,6 +118,27 @@ def batch_for_scale(tcfg, scale: int) -> int:
     return int(tcfg.batch)
 
 
+def check_config(cfg, devices: int, statistics: Optional[str] = None) -> None:
+    """Refuse, before anything is built, a config the loop cannot train on ``devices`` devices:
+    every entry of ``scales`` must make an image (``checked_scale``); ``train.batch`` and each
+    ``train.batch_per_scale`` entry must be a positive multiple of ``devices`` whose share (per
+    device with ``statistics`` 'per_device', else all of it) the discriminator's minibatch-stddev
+    layer can group: at most ``discriminator.mbstd_group_size`` images or a multiple of it."""
+    for s in cfg.scales:
+        checked_scale(cfg.generator.out_size, s, max_side=None, what=f"scales entry {s}")
+    per = cfg.train.get("batch_per_scale", None) or {}
+    if not hasattr(per, "items"):
+        raise InputError(f"train.batch_per_scale maps scales to batches, e.g. {{\"4\": 16}}; got {per!r}")
+    per_device = (statistics or cfg.train.get("statistics", "per_device")) == "per_device"
+    group = int(cfg.discriminator.get("mbstd_group_size", 4))
+    for what, b in [("train.batch", cfg.train.batch)] + [(f"train.batch_per_scale[{s}]", b) for s, b in per.items()]:
+        n = checks.batch_size(b, what, devices) // (devices if per_device else 1)
+        if n > group and n % group:
+            raise InputError(f"{what} is {b} images, {n} per {'device' if per_device else 'step'} for the "
+                             f"discriminator's minibatch-stddev groups of {group} "
+                             "(discriminator.mbstd_group_size): use at most that or a multiple of it")
+
+
 def _shape_name(scale: int, batch: int, kind) -> str:
     """'scale_2_batch_4', plus the lazy terms of the program ('_r1_pl', '_pl', '_plain') when
     they are fixed per program."""
@@ -134,6 +158,7 @@ class Trainer:
                  mesh=None, statistics: Optional[str] = None, writer=None):
         self.cfg, self.data, self.workdir, self.seed, self.log = cfg, data, Path(workdir), seed, log
         self.mesh = mesh if mesh is not None else sharded.make_mesh()
+        check_config(cfg, self.mesh.devices.size, statistics)
         ckpt.check_run_dir(self.workdir, "workdir")
         resume = ckpt.is_checkpoint_dir(self.workdir) and bool(ckpt.steps(self.workdir))
         held = ckpt.read_config(self.workdir).name if resume else cfg.name
@@ -163,10 +188,7 @@ class Trainer:
     def _step_fn(self, scale: int, batch: int, kind=None):
         key = (scale, batch, kind)
         if key not in self._fns:
-            n = self.mesh.devices.size
-            if batch % n:
-                raise DataError(f"the batch of chosen scale {scale} is {batch} images, not a multiple of the "
-                                 f"{n} devices; set train.batch (and train.batch_per_scale) to multiples of {n}")
+            n = self.mesh.devices.size        # check_config made the batch a multiple of it
             self._fns[key] = sharded.make_sharded_step(self.mesh, self.G, self.D, self.tcfg, scale, batch // n,
                                                        self.statistics, state=self.state, lazy=kind)
         return self._fns[key]
