@@ -14,7 +14,9 @@ Layout::
         ...                  training adds its optimiser and loop state as further items
 
 Orbax writes each step to a temporary directory and renames it when complete, so an
-interrupted save never damages an earlier step.
+interrupted save never damages an earlier step. A write that fails for want of space or
+permission is one ``StorageError`` naming the step kept; orbax's own log records of it (a
+traceback per array and thread) are dropped.
 
 A run directory (``check_run_dir``) is one pegan may write a run into: missing, empty, a
 checkpoint directory, or one holding only the files a run writes before its first checkpoint.
@@ -24,17 +26,20 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import logging
+import os
 from pathlib import Path
 from typing import Any, Dict, Iterable, Optional
 
 import jax
 import numpy as np
+from absl import logging as absl_logging
 
 from pegan import checks
 from pegan.errors import ExistingPathError, PeganError
 
 __all__ = ["CheckpointError", "CheckpointWriter", "save", "restore", "read_config", "read_info", "steps",
-           "latest_step", "is_checkpoint_dir", "check_run_dir", "RUN_FILES", "FORMAT", "FORMAT_VERSION"]
+           "latest_step", "is_checkpoint_dir", "check_run_dir", "kept_note", "RUN_FILES", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "pegan-checkpoint"
 FORMAT_VERSION = 1
@@ -75,6 +80,27 @@ def check_run_dir(path, what: str = "--workdir") -> Path:
         raise ExistingPathError(f"{what} {d} is not empty and not a pegan run directory (it holds {shown}); "
                                 "choose a new or empty folder")
     return d
+
+
+class _DropOrbaxWriteErrors(logging.Filter):
+    """Drops orbax's log records of a failed write (each array and thread logs its traceback):
+    the save or wait that meets the failure raises it once, as a ``StorageError``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        from_orbax = f"{os.sep}orbax{os.sep}" in record.pathname
+        return not (from_orbax and exc is not None and checks.storage_errno(exc) is not None)
+
+
+absl_logging.get_absl_logger().addFilter(_DropOrbaxWriteErrors())   # orbax logs through absl
+
+
+def kept_note(directory) -> str:
+    """What of ``directory`` survives a failed write, for the error message."""
+    last = latest_step(directory)
+    if last is None:
+        return "no step of it was saved yet"
+    return f"its last complete step, {last}, is kept (a run resumes from it)"
 
 
 def read_info(directory) -> Dict[str, Any]:
@@ -173,29 +199,43 @@ class CheckpointWriter:
     (so the caller may go on and donate its device buffers); orbax writes them in the
     background into a temporary directory that it renames when complete, so a crash during a
     save leaves the earlier steps usable. The next ``save``, ``wait`` and ``close`` wait for the
-    write in flight. Every process of a multi-host run must make the same calls."""
+    write in flight. Every process of a multi-host run must make the same calls. A write that
+    fails for want of space or permission raises a ``StorageError`` from the call that meets it,
+    naming the step that failed and the last complete one (kept)."""
 
     def __init__(self, directory, config, info: dict, max_to_keep: Optional[int] = None):
         self.directory = Path(directory)
-        _prepare_dir(self.directory, config, info)
-        self._mngr = _manager(self.directory, max_to_keep=max_to_keep, asynchronous=True)
+        self._pending: Optional[int] = None       # the step orbax is writing in the background
+        with self._writing(None):
+            _prepare_dir(self.directory, config, info)
+            self._mngr = _manager(self.directory, max_to_keep=max_to_keep, asynchronous=True)
+
+    def _writing(self, step: Optional[int]):
+        what = f"{'the' if step is None else f'step {step} of the'} checkpoint in {self.directory}"
+        return checks.storage_errors(what, lambda: kept_note(self.directory))
 
     def save(self, step: int, items: Dict[str, Any]) -> bool:
         """Start saving ``step`` (False if that step is already there)."""
-        self._mngr.wait_until_finished()
+        self.wait()
         if int(step) in steps(self.directory):
             return False
-        self._mngr.save(int(step), args=_save_args(items), force=True)
+        with self._writing(step):
+            self._mngr.save(int(step), args=_save_args(items), force=True)
+        self._pending = int(step)
         return True
 
     def wait(self) -> None:
-        self._mngr.wait_until_finished()
+        step, self._pending = self._pending, None
+        with self._writing(step):
+            self._mngr.wait_until_finished()
 
     def close(self) -> None:
         if self._mngr is not None:
-            self._mngr.wait_until_finished()
-            self._mngr.close()
-            self._mngr = None
+            try:
+                self.wait()
+            finally:
+                self._mngr.close()
+                self._mngr = None
 
     def __enter__(self):
         return self

@@ -9,17 +9,19 @@ Callers run them before anything slow (reading data, compiling). Standard librar
 from __future__ import annotations
 
 import contextlib
+import errno
 import operator
 import os
+import re
 import secrets
 import shutil
 from pathlib import Path
-from typing import Callable, Iterator, Optional, Sequence, Tuple
+from typing import Callable, Iterator, Optional, Sequence, Tuple, Union
 
-from pegan.errors import ExistingPathError, InputError
+from pegan.errors import ExistingPathError, InputError, PeganError, StorageError
 
 __all__ = ["MAX_SIDE", "MAX_STORED_SIDE", "at_least", "batch_size", "image_size", "output_file", "output_dir",
-           "replacing_dir"]
+           "replacing_dir", "storage_errno", "storage_errors"]
 
 MAX_SIDE = 4096           # px: the largest image side `sample` / `evaluate` make unless raised (--max-side)
 MAX_STORED_SIDE = 16384   # px: the largest side `pegan prepare` stores
@@ -118,18 +120,60 @@ def replacing_dir(path, what: str, kind: str, owned: Callable[[Path], bool],
     if existed and not owned(out):
         raise ExistingPathError(f"{what} {out} is not empty and not a {kind}: not replacing it "
                                 f"(--overwrite replaces only a {kind}); choose a new folder")
+    unchanged = f"{out} is unchanged" if existed else "nothing was left behind"
     tmp = out.with_name(f".{out.name}.incomplete-{secrets.token_hex(4)}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp.mkdir()
+    with storage_errors(f"{kind} {out}", unchanged, rephrase=True):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        try:
+            yield tmp
+            if out.exists():
+                old = out.with_name(f".{out.name}.old-{secrets.token_hex(4)}")
+                os.replace(out, old)
+                os.replace(tmp, out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, out)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- failed writes ---------------------------------------------------------------------------
+
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
+_OS_ERROR_CODE = re.compile(r"os_error_code='?(\d+)")
+
+
+def storage_errno(exc: BaseException) -> Optional[int]:
+    """The errno of a write that failed for want of space, quota or permission (a full disk, a
+    read-only or foreign folder): an ``OSError``'s, or the OS error code that tensorstore (orbax's
+    array writer) puts into the message of its ``ValueError``; None for any other exception."""
+    if isinstance(exc, OSError):
+        code = exc.errno
+    elif isinstance(exc, ValueError):
+        m = _OS_ERROR_CODE.search(str(exc))
+        code = int(m.group(1)) if m else None
+    else:
+        code = None
+    return code if code in STORAGE_ERRNOS else None
+
+
+@contextlib.contextmanager
+def storage_errors(what: str, kept: Union[str, Callable[[], str]] = "", rephrase: bool = False):
+    """Turn a failed write inside the block (``storage_errno``) into one ``StorageError``:
+    'cannot write {what}: {the OS's reason}; {kept}' (``kept`` says what is intact; a callable
+    is asked at the time). A ``PeganError`` passes unchanged, unless ``rephrase`` and it is a
+    ``StorageError`` (an outer writer that knows better what is kept)."""
     try:
-        yield tmp
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{secrets.token_hex(4)}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        yield
+    except BaseException as e:
+        if isinstance(e, PeganError) and not (rephrase and isinstance(e, StorageError)):
+            raise
+        code = storage_errno(e)
+        if code is None:
+            raise
+        note = kept() if callable(kept) else kept
+        err = StorageError(f"cannot write {what}: {os.strerror(code)}" + (f"; {note}" if note else ""))
+        err.errno = code
+        raise err from e

@@ -1,10 +1,10 @@
 """Command line: ``pegan demo | convert | sample | train | prepare | evaluate | experiments``.
 
 Errors caused by the input (missing or damaged files, unknown experiments, checkpoints that do
-not fit, out-of-range arguments) are ``pegan.errors.PeganError``: they print one line and exit
-with status 2 (PEGAN_DEBUG=1 shows the traceback), and so do argument errors (argparse's,
-without the usage text). Arguments are checked before anything is read or compiled. Any
-other exception is a bug and keeps its traceback.
+not fit, out-of-range arguments, a full disk) are ``pegan.errors.PeganError``: they print one
+line and exit with status 2 (PEGAN_DEBUG=1 shows the traceback), and so do argument errors
+(argparse's, without the usage text). Arguments are checked before anything is read or
+compiled. Any other exception is a bug and keeps its traceback.
 
 Each subcommand imports what it needs when it runs, so ``pegan --help`` stays fast.
 """
@@ -126,8 +126,9 @@ def _save_samples(args, imgs, loaded, what, t0):
     path = save_png(args.out, image_grid(to_uint8(imgs), ncol=args.ncol))
     msg = f"wrote {path}"
     if args.npy:
-        os.makedirs(os.path.dirname(os.path.abspath(args.npy)), exist_ok=True)
-        np.save(args.npy, imgs)
+        with checks.storage_errors(args.npy):
+            os.makedirs(os.path.dirname(os.path.abspath(args.npy)), exist_ok=True)
+            np.save(args.npy, imgs)
         msg += f" and {args.npy} (float32 [N, H, W, 3] RGB in [-1, 1])"
     print(f"{msg}: {len(imgs)} images of {imgs.shape[1]}x{imgs.shape[2]} ({what}) in {time.time() - t0:.1f} s")
     return 0
@@ -256,9 +257,11 @@ def _train_stylegan2(args, cfg, workdir) -> int:
         bar.set_postfix(scale=m["scale"], D=f"{m['d_loss']:.3f}", G=f"{m['g_loss']:.3f}",
                         R1=f"{m['r1_penalty']:.2e}", PL=f"{m['pl_penalty']:.2e}")
 
-    trainer.run(args.steps, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
-                progress=progress, evaluator=evaluator, eval_every=args.eval_every, log_every=args.log_every)
-    bar.close()
+    try:
+        trainer.run(args.steps, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
+                    progress=progress, evaluator=evaluator, eval_every=args.eval_every, log_every=args.log_every)
+    finally:
+        bar.close()             # before an error line, so that the error is the last line
     path = trainer.write_samples()
     writer.close()
     if not lead:
@@ -331,9 +334,10 @@ def _evaluate(args) -> int:
         else:
             print(f"{name}: precision {r['precision']:.4f}, recall {r['recall']:.4f}; "
                   f"{r['num_fakes']} fakes, {r['num_reals']} reals of {r['real']}")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(report, f, indent=2)
+    with checks.storage_errors(out):
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with open(out, "w") as f:
+            json.dump(report, f, indent=2)
     print(f"wrote {out} in {report['seconds']:.0f} s")
     return 0
 

@@ -9,7 +9,7 @@ catch those keep working. Nothing else is imported here: any floor may use it.
 from __future__ import annotations
 
 __all__ = ["PeganError", "InputError", "DataError", "MissingFileError", "ExistingPathError",
-           "NonFiniteError"]
+           "NonFiniteError", "StorageError"]
 
 
 class PeganError(Exception):
@@ -34,3 +34,7 @@ class ExistingPathError(PeganError, FileExistsError):
 
 class NonFiniteError(PeganError, FloatingPointError):
     """A loss or parameter became NaN / inf; the last checkpoint is kept."""
+
+
+class StorageError(PeganError, OSError):
+    """A write failed for want of space, quota or permission; what was saved before is kept."""

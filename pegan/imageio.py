@@ -9,6 +9,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from pegan.checks import storage_errors
 from pegan.errors import DataError, MissingFileError
 
 __all__ = ["IMAGE_EXTS", "to_uint8", "image_grid", "save_png", "labelled_row", "stack_rows", "to_rgb",
@@ -66,9 +67,10 @@ def save_png(path, image: np.ndarray) -> str:
     from PIL import Image
 
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     arr = image[..., 0] if image.shape[-1] == 1 else image
-    Image.fromarray(arr).save(path)
+    with storage_errors(path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        Image.fromarray(arr).save(path)
     return path
 
 

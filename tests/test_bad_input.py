@@ -1,20 +1,25 @@
 """Every user mistake is one `pegan <cmd>: error: ...` line with exit status 2, found before
 anything is read or compiled, and nothing the user owns is damaged: foreign folders are never
-replaced, grey 16-bit images are scaled rather than clipped. A bug still raises with its
-traceback."""
+replaced, grey 16-bit images are scaled rather than clipped, a full disk keeps the last
+checkpoint. A bug still raises with its traceback."""
 
+import errno
+import json
 import pathlib
+import resource
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
 
 import pegan.api as pg
 from pegan import checkpoint as ckpt
+from pegan import checks
 from pegan.cli import main
 from pegan.configs import apply_overrides, singan_config, stylegan2_config
-from pegan.errors import ExistingPathError, InputError
+from pegan.errors import ExistingPathError, InputError, StorageError
 from pegan.models.stylegan2 import abstract_variables, build_generator
 
 CFG_F = "mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512"
@@ -300,6 +305,80 @@ def test_sample_out_must_name_an_image_file(ck, tmp_path, refused):
     assert "has no extension" in refused("sample", ck, "--out", tmp_path / "grid")
     assert "name a .npy file" in refused("sample", ck, "--out", tmp_path / "g.png", "--npy", tmp_path / "g.txt")
     assert not list(tmp_path.iterdir())
+
+
+def fail_writes_of_step(monkeypatch, step, code=errno.ENOSPC):
+    """Every array orbax writes for ``step`` fails as on a full disk (in its background threads)."""
+    from orbax.checkpoint._src.serialization import type_handlers
+
+    write = type_handlers.NumpyHandler._open_and_write
+
+    async def full_disk(self, value, tspec, ts_context):
+        if f"/{step}.orbax-checkpoint-tmp" in json.dumps(tspec):
+            raise OSError(code, "No space left on device")
+        return await write(self, value, tspec, ts_context)
+
+    monkeypatch.setattr(type_handlers.NumpyHandler, "_open_and_write", full_disk)
+
+
+def a_quick_step(*args, **kwargs):
+    """Stands in for the compiled train step (the disk, not the step, is under test): the step
+    counter moves on and the metrics are finite."""
+    @jax.jit
+    def step(state, real):
+        loss = jnp.mean(real)
+        return state.replace(step=state.step + 1), {k: loss for k in ("d_loss", "g_loss", "r1_penalty",
+                                                                      "pl_penalty")}
+    return step
+
+
+def test_disk_full_during_training_is_one_line_and_keeps_the_last_checkpoint(images, tmp_path, capsys,
+                                                                            monkeypatch):
+    from pegan.train import sharded
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(sharded, "make_sharded_step", a_quick_step)
+    fail_writes_of_step(monkeypatch, 2)
+    w = tmp_path / "w"
+    rc = main(["train", EXP_F, "--variant", "tiny", "--data", str(images), "--steps", "3", "--workdir", str(w),
+               "--checkpoint-every", "1", "--sample-every", "0", "--no-tensorboard", "--set", "scales=[0]"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and "ERROR" not in err, err
+    errors = [line for line in err.splitlines() if "error" in line.lower()]
+    assert errors == [err.rstrip().splitlines()[-1]], err          # one error line, the last
+    assert errors[0].startswith("pegan train: error: cannot write step 2 of the checkpoint in")
+    assert "No space left on device" in errors[0] and "last complete step, 1, is kept" in errors[0]
+    assert ckpt.steps(w) == [1]
+    got = ckpt.restore(w, ["generator_ema", "discriminator", "train_state"], step=1)
+    assert int(got["train_state"]["state"]["step"]) == 1
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(got))
+
+
+def test_a_real_write_failure_inside_tensorstore_is_one_storage_error(tmp_path, capfd):
+    """The form a full disk takes below orbax (tensorstore's ValueError with the OS error
+    code), made real with a file-size limit: one StorageError, no log records, step 1 intact."""
+    cfg = stylegan2_config(CFG_F, "tiny")
+    info = {"family": "stylegan2", "experiment": cfg.name, "variant": "tiny", "color_order": "RGB"}
+    items = {"a": {"x": np.random.default_rng(0).random(300_000, dtype=np.float32)},
+             "b": {"y": np.ones(3, np.float32)}}
+    writer = ckpt.CheckpointWriter(tmp_path / "run", cfg, info)
+    writer.save(1, items)
+    writer.wait()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, hard))     # no file over 200 kB: 1.2 MB fails
+    try:
+        writer.save(2, items)
+        with pytest.raises(StorageError, match=r"step 2 of the checkpoint in .*: File too large; its last "
+                                               r"complete step, 1, is kept") as e:
+            writer.wait()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        writer.close()
+    assert e.value.errno == errno.EFBIG and checks.storage_errno(e.value.__cause__) == errno.EFBIG
+    out, err = capfd.readouterr()
+    assert err == "" and out == ""
+    assert ckpt.steps(tmp_path / "run") == [1]
+    np.testing.assert_array_equal(ckpt.restore(tmp_path / "run", ["a"], 1)["a"]["x"], items["a"]["x"])
 
 
 def test_a_bug_keeps_its_traceback(monkeypatch):

@@ -394,7 +394,8 @@ def run(cfg, image_uint8: np.ndarray, out_dir, seed: int = 0, iters: Optional[in
         log(f"stage {t} {rep.size[0]}x{rep.size[1]}: {rep.seconds:.1f} s (compile {rep.compile_seconds:.1f} s), "
             f"D {rep.d_loss:.3f} G {rep.g_loss:.3f} recon MSE {rep.mse:.4f}"
             + (f", next noise amplitude {rep.noise_weight:.4f}" if t < stop else ""))
-        ckpt.save(out_dir, t + 1, {"generator": trainer.state["generator"],
-                                   "discriminator": trainer.state["discriminator"],
-                                   "singan": trainer.singan_item()}, cfg, info)
+        with checks.storage_errors(f"stage {t} into {out_dir}", lambda: ckpt.kept_note(out_dir)):
+            ckpt.save(out_dir, t + 1, {"generator": trainer.state["generator"],
+                                       "discriminator": trainer.state["discriminator"],
+                                       "singan": trainer.singan_item()}, cfg, info)
     return trainer, reports

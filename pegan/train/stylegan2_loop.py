@@ -13,11 +13,13 @@
   and a resumed run sees exactly what a straight run sees.
 * Checkpoints: ``pegan.checkpoint`` layout, items generator_ema / generator / discriminator
   (what ``pegan sample`` reads) and train_state (everything for an exact resume). SIGTERM and
-  Ctrl-C save and exit cleanly.
+  Ctrl-C save and exit cleanly; a write that fails (a full disk) is one ``StorageError`` and
+  the last complete checkpoint is kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -30,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from pegan.errors import DataError, InputError, MissingFileError, NonFiniteError
+from pegan.errors import DataError, InputError, MissingFileError, NonFiniteError, PeganError
 from pegan.imageio import IMAGE_EXTS, to_rgb
 from pegan import checkpoint as ckpt
 from pegan import checks
@@ -232,8 +234,7 @@ class Trainer:
         log_every = log_every or int(self.tcfg.get("log_every", 100))
         window: List[dict] = []
         t_window, kimg_window = time.time(), 0.0
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        try:
+        with self._running():
             while int(self.state.step) < num_steps and not self._any_stop():
                 step = int(self.state.step)
                 scale, batch = self.schedule(step)
@@ -272,14 +273,27 @@ class Trainer:
                     self.write_samples()
                 if evaluator is not None and eval_every and done % eval_every == 0:
                     self.evaluate(evaluator)
+            if self._stop:
+                self.log(f"stopping at step {int(self.state.step)}: saving")
+            self.save()
+            self.close()
+        return history
+
+    @contextlib.contextmanager
+    def _running(self):
+        """Around the loop: SIGTERM and Ctrl-C ask it to stop (it saves the step reached), a write
+        that fails (a full disk) becomes one ``StorageError``, and after any failure the checkpoint
+        in flight is finished and the writer released."""
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            with checks.storage_errors(f"into the run directory {self.workdir}", lambda: ckpt.kept_note(self.workdir)):
+                yield
+        except BaseException:
+            self._abandon_writes()
+            raise
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
-        if self._stop:
-            self.log(f"stopping at step {int(self.state.step)}: saving")
-        self.save()
-        self.close()
-        return history
 
     def _write_scalars(self, step: int, values: dict):
         if self.writer is not None:
@@ -354,6 +368,16 @@ class Trainer:
             self._ckpt = None
         if self.writer is not None:
             self.writer.flush()
+
+    def _abandon_writes(self):
+        """After a failure: let the checkpoint in flight finish and release the writer; a failure
+        of that write too is dropped (the first error is the one reported)."""
+        if self._ckpt is not None:
+            try:
+                self._ckpt.close()
+            except PeganError:
+                pass
+            self._ckpt = None
 
     @staticmethod
     def _fixed_shape(host):
