@@ -25,12 +25,13 @@ import numpy as np
 
 from pegan.errors import InputError
 from pegan import checkpoint as ckpt
+from pegan import checks
 from pegan.configs import release_url, scale_for_size
 from pegan.convert import mmgen
 from pegan.convert.mmgen import ConversionError
 from pegan.convert.torchpickle import load_pth, state_dict_of
 from pegan.models.stylegan2 import (Generator, abstract_variables, build_discriminator,
-                                    build_generator, compute_mean_latent, scale_pair)
+                                    build_generator, checked_scale, compute_mean_latent)
 
 __all__ = ["Loaded", "load", "convert", "convert_reference", "sample", "ConversionError",
            "MEAN_LATENT_SEED", "MEAN_LATENT_SAMPLES", "WHICH"]
@@ -120,22 +121,21 @@ def convert_reference(path, experiment: Optional[str] = None, variant: Optional[
 def convert(path, out_dir, experiment: Optional[str] = None, variant: Optional[str] = None,
             keep_bgr: bool = False, overwrite: bool = False, pkl=None) -> Path:
     """Convert a reference ``.pth`` (+ its ``.pkl`` for SinGAN) into a pegan checkpoint
-    directory (see ``pegan.checkpoint``). A non-empty ``out_dir`` is only replaced with
-    ``overwrite=True``, and only after the conversion succeeded."""
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise ckpt.CheckpointError(f"{out} is not empty; choose a new directory (or --overwrite)")
-    sd, meta = _read_reference(path)
-    if is_singan_state_dict(sd):
-        cfg, items, info = convert_singan_reference(path, pkl, experiment, variant, keep_bgr, state_dict=sd)
-        step = 0
-    else:
-        cfg, items, info = convert_reference(path, experiment, variant, keep_bgr, state_dict=sd, meta=meta)
-        step = info["source"]["iteration"] or 0
-    if out.exists() and any(out.iterdir()):
-        import shutil
-        shutil.rmtree(out)
-    return ckpt.save(out, int(step), items, cfg, info)
+    directory (see ``pegan.checkpoint``). ``out_dir`` must be new or empty; with
+    ``overwrite=True`` it may also be a pegan checkpoint directory (``checkpoint.is_checkpoint_dir``),
+    and nothing else. The checkpoint is written into a temporary directory beside ``out_dir``
+    that replaces it only when complete, so a failed conversion leaves ``out_dir`` as it was."""
+    with checks.replacing_dir(out_dir, "out_dir", "pegan checkpoint directory", ckpt.is_checkpoint_dir,
+                              overwrite) as tmp:
+        sd, meta = _read_reference(path)
+        if is_singan_state_dict(sd):
+            cfg, items, info = convert_singan_reference(path, pkl, experiment, variant, keep_bgr, state_dict=sd)
+            step = 0
+        else:
+            cfg, items, info = convert_reference(path, experiment, variant, keep_bgr, state_dict=sd, meta=meta)
+            step = info["source"]["iteration"] or 0
+        ckpt.save(tmp, int(step), items, cfg, info)
+    return Path(out_dir)
 
 
 def load(path, which: str = "ema", experiment: Optional[str] = None, variant: Optional[str] = None,
@@ -253,9 +253,10 @@ def _singan_loaded(cfg, items, info, which):
 
 
 def singan_sizes(loaded: Loaded, size: Optional[Tuple[int, int]] = None, width_factor: float = 1.0,
-                 height_factor: float = 1.0) -> List[Tuple[int, int]]:
+                 height_factor: float = 1.0, max_side: Optional[int] = checks.MAX_SIDE) -> List[Tuple[int, int]]:
     """Per-stage image sizes for an output of ``size`` (H, W) or of the native size scaled by
-    the factors: every stage's native size is scaled alike (rounded half up)."""
+    the factors: every stage's native size is scaled alike (rounded half up). No side of the
+    output may exceed ``max_side`` px (None: no bound)."""
     native = loaded.state["sizes"][: loaded.state["curr_stage"] + 1]
     H, W = native[-1]
     fy, fx = (size[0] / H, size[1] / W) if size is not None else (height_factor, width_factor)
@@ -263,13 +264,14 @@ def singan_sizes(loaded: Loaded, size: Optional[Tuple[int, int]] = None, width_f
     pad = 0 if loaded.config.generator.padding else 10   # valid convs: each block needs > 10 px
     if min(min(s) for s in out) <= pad:
         raise InputError(f"output size too small: stage 0 would be {out[0]}")
+    checks.image_size(out[-1], "the output size" if size is None else f"size {size[0]},{size[1]}", max_side)
     return out
 
 
 def singan_sample(loaded: Loaded, num: int = 4, seed: int = 0, mode: str = "rand",
                   size: Optional[Tuple[int, int]] = None, width_factor: float = 1.0,
                   height_factor: float = 1.0, start_image=None, start_stage: int = 0,
-                  batch: int = 4) -> np.ndarray:
+                  batch: int = 4, max_side: Optional[int] = checks.MAX_SIDE) -> np.ndarray:
     """PE-SinGAN samples [num, H, W, 3] in [-1, 1] (eval-mode BN, as the reference samples).
 
     mode 'rand': fresh noise from ``seed`` (any output size); 'recon': the stored fixed noises
@@ -291,7 +293,7 @@ def singan_sample(loaded: Loaded, num: int = 4, seed: int = 0, mode: str = "rand
         num = 1 if start_image is None else num
         sizes = st["sizes"][: last + 1]
     elif mode == "rand":
-        sizes = singan_sizes(loaded, size, width_factor, height_factor)
+        sizes = singan_sizes(loaded, size, width_factor, height_factor, max_side)
         native_c = [int(st["fixed_noises"][t].shape[-1]) for t in range(last + 1)]
         pad = 10 if cfg.generator.noise_with_pad else 0
         shapes = [(h + pad, w + pad, c) for (h, w), c in zip(sizes, native_c)]
@@ -323,28 +325,32 @@ def singan_sample(loaded: Loaded, num: int = 4, seed: int = 0, mode: str = "rand
     return np.concatenate(outs)[:num]
 
 
-def resolve_scale(model: Generator, chosen_scale=None, size: Optional[Tuple[int, int]] = None):
-    """(s_h, s_w) from a scale offset (int or pair) or from an image size in pixels."""
+def resolve_scale(model: Generator, chosen_scale=None, size: Optional[Tuple[int, int]] = None,
+                  max_side: Optional[int] = checks.MAX_SIDE):
+    """(s_h, s_w) from a scale offset (int or pair) or from an image size in pixels; an
+    InputError unless every offset is at least -3 and no side exceeds ``max_side`` px."""
     if size is not None:
-        return scale_for_size(model.out_size, size)
-    return scale_pair(0 if chosen_scale is None else chosen_scale)
+        return checked_scale(model.out_size, scale_for_size(model.out_size, size), max_side,
+                             f"size {size[0]},{size[1]}")
+    return checked_scale(model.out_size, 0 if chosen_scale is None else chosen_scale, max_side)
 
 
 def sample(loaded: Loaded, num: int, chosen_scale=0, truncation: float = 1.0, seed: int = 0,
            batch: int = 4, noise: str = "random", size: Optional[Tuple[int, int]] = None,
-           return_latents: bool = False):
+           return_latents: bool = False, max_side: Optional[int] = checks.MAX_SIDE):
     """``num`` images [num, H, W, 3] in [-1, 1] (float32 NumPy).
 
     Latents and noise come from ``seed`` only, so the images do not depend on ``batch``.
     noise: 'random' (drawn from the seed) or 'const' (the stored noise, chosen scale 0 only).
-    truncation < 1 pulls w towards the stored mean latent.
+    truncation < 1 pulls w towards the stored mean latent. No image side may exceed
+    ``max_side`` px (None: no bound).
     """
     model = loaded.model
     if not isinstance(model, Generator):
         raise InputError("sample needs a generator (load with which='ema' or 'orig')")
     if num < 1 or batch < 1:
         raise InputError("num and batch must be positive")
-    scale = resolve_scale(model, chosen_scale, size)
+    scale = resolve_scale(model, chosen_scale, size, max_side)
     kz, kn = jax.random.split(jax.random.PRNGKey(seed))
     z = jax.random.normal(kz, (num, model.style_channels))
     if noise == "random":

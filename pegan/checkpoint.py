@@ -22,24 +22,36 @@ restore recomputes the digests of the items it reads and checks that their float
 leaves are finite; a step that fails is refused with the latest earlier step that passes.
 Format 1 directories (no digests) still load, with a warning; only the finiteness check
 applies to them.
+
+interrupted save never damages an earlier step. A write that fails for want of space or
+permission is one ``StorageError`` naming the step kept; orbax's own log records of it (a
+traceback per array and thread) are dropped.
+
+A run directory (``check_run_dir``) is one pegan may write a run into: missing, empty, a
+checkpoint directory, or one holding only the files a run writes before its first checkpoint.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
+import logging
+import os
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import jax
 import numpy as np
+from absl import logging as absl_logging
 
-from pegan.errors import PeganError, PeganWarning
+from pegan import checks
+from pegan.errors import ExistingPathError, PeganError, PeganWarning
 
 __all__ = ["CheckpointError", "CheckpointWriter", "save", "restore", "read_config", "read_info", "steps",
-           "latest_step", "check_step", "digest", "set_aside_later_steps", "is_checkpoint_dir", "FORMAT",
-           "FORMAT_VERSION", "DIGESTS"]
+           "latest_step", "check_step", "digest", "set_aside_later_steps", "is_checkpoint_dir", "check_run_dir",
+           "kept_note", "RUN_FILES", "FORMAT", "FORMAT_VERSION", "DIGESTS"]
 
 FORMAT = "pegan-checkpoint"
 FORMAT_VERSION = 2            # 2: each step records the SHA-256 digest of each item
@@ -63,6 +75,46 @@ def _manager(directory: Path, read_only: bool = False, max_to_keep: Optional[int
 def is_checkpoint_dir(path) -> bool:
     p = Path(path)
     return (p / "pegan.json").is_file() and (p / "config.json").is_file()
+
+
+# what a training run writes into its directory before config.json / pegan.json (its first checkpoint)
+RUN_FILES = ("checkpoints", "tensorboard", "metrics.jsonl", "samples_*.png")
+
+
+def check_run_dir(path, what: str = "--workdir") -> Path:
+    """``path`` as a directory a run may write into (and resume from): missing, empty, a pegan
+    checkpoint directory, or holding only ``RUN_FILES`` (a run stopped before its first
+    checkpoint). Anything else is the user's, and is refused (``ExistingPathError``)."""
+    d = checks.output_dir(path, what)
+    if not d.exists() or is_checkpoint_dir(d):
+        return d
+    foreign = sorted(p.name for p in d.iterdir() if not any(fnmatch.fnmatch(p.name, f) for f in RUN_FILES))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise ExistingPathError(f"{what} {d} is not empty and not a pegan run directory (it holds {shown}); "
+                                "choose a new or empty folder")
+    return d
+
+
+class _DropOrbaxWriteErrors(logging.Filter):
+    """Drops orbax's log records of a failed write (each array and thread logs its traceback):
+    the save or wait that meets the failure raises it once, as a ``StorageError``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        from_orbax = f"{os.sep}orbax{os.sep}" in record.pathname
+        return not (from_orbax and exc is not None and checks.storage_errno(exc) is not None)
+
+
+absl_logging.get_absl_logger().addFilter(_DropOrbaxWriteErrors())   # orbax logs through absl
+
+
+def kept_note(directory) -> str:
+    """What of ``directory`` survives a failed write, for the error message."""
+    last = latest_step(directory)
+    if last is None:
+        return "no step of it was saved yet"
+    return f"its last complete step, {last}, is kept (a run resumes from it)"
 
 
 def read_info(directory) -> Dict[str, Any]:
@@ -179,6 +231,7 @@ def _prepare_dir(d: Path, config, info: Optional[dict]) -> None:
     for it), and check that an existing one holds the same experiment (every process)."""
     if not is_checkpoint_dir(d) and (config is None or info is None):
         raise CheckpointError("the first save into a directory needs the config and info")
+    check_run_dir(d, "the checkpoint directory")
     if jax.process_index() == 0 and not is_checkpoint_dir(d):
         d.mkdir(parents=True, exist_ok=True)
         cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
@@ -232,29 +285,43 @@ class CheckpointWriter:
     and their digests are computed (so the caller may go on and donate its device buffers);
     orbax writes them and the digest record in the background into a temporary directory that
     it renames when complete, so a crash during a save leaves the earlier steps usable. The next ``save``, ``wait`` and ``close`` wait for the
-    write in flight. Every process of a multi-host run must make the same calls."""
+    write in flight. Every process of a multi-host run must make the same calls. A write that
+    fails for want of space or permission raises a ``StorageError`` from the call that meets it,
+    naming the step that failed and the last complete one (kept)."""
 
     def __init__(self, directory, config, info: dict, max_to_keep: Optional[int] = None):
         self.directory = Path(directory)
-        _prepare_dir(self.directory, config, info)
-        self._mngr = _manager(self.directory, max_to_keep=max_to_keep, asynchronous=True)
+        self._pending: Optional[int] = None       # the step orbax is writing in the background
+        with self._writing(None):
+            _prepare_dir(self.directory, config, info)
+            self._mngr = _manager(self.directory, max_to_keep=max_to_keep, asynchronous=True)
+
+    def _writing(self, step: Optional[int]):
+        what = f"{'the' if step is None else f'step {step} of the'} checkpoint in {self.directory}"
+        return checks.storage_errors(what, lambda: kept_note(self.directory))
 
     def save(self, step: int, items: Dict[str, Any]) -> bool:
         """Start saving ``step`` (False if that step is already there)."""
-        self._mngr.wait_until_finished()
+        self.wait()
         if int(step) in steps(self.directory):
             return False
-        self._mngr.save(int(step), args=_save_args(items), force=True)
+        with self._writing(step):
+            self._mngr.save(int(step), args=_save_args(items), force=True)
+        self._pending = int(step)
         return True
 
     def wait(self) -> None:
-        self._mngr.wait_until_finished()
+        step, self._pending = self._pending, None
+        with self._writing(step):
+            self._mngr.wait_until_finished()
 
     def close(self) -> None:
         if self._mngr is not None:
-            self._mngr.wait_until_finished()
-            self._mngr.close()
-            self._mngr = None
+            try:
+                self.wait()
+            finally:
+                self._mngr.close()
+                self._mngr = None
 
     def __enter__(self):
         return self

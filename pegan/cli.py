@@ -1,9 +1,10 @@
 """Command line: ``pegan demo | convert | sample | train | prepare | evaluate | experiments``.
 
 Errors caused by the input (missing or damaged files, unknown experiments, checkpoints that do
-not fit, out-of-range arguments) are ``pegan.errors.PeganError``: they print one line and exit
-with status 2 (PEGAN_DEBUG=1 shows the traceback). Any other exception is a bug and keeps its
-traceback.
+not fit, out-of-range arguments, a full disk) are ``pegan.errors.PeganError``: they print one
+line and exit with status 2 (PEGAN_DEBUG=1 shows the traceback), and so do argument errors
+(argparse's, without the usage text). Arguments are checked before anything is read or
+compiled. Any other exception is a bug and keeps its traceback.
 
 Each subcommand imports what it needs when it runs, so ``pegan --help`` stays fast.
 """
@@ -17,11 +18,41 @@ import time
 import warnings
 from typing import List, Optional
 
-from pegan.errors import PeganError, PeganWarning
+
+from pegan import checks
+from pegan.errors import InputError, PeganError, PeganWarning
 
 
 class UserError(PeganError):
     """A command-line mistake: printed without a traceback, exit status 2."""
+
+
+class _ArgumentError(UserError):
+    """An argparse error of parser ``prog``."""
+
+    def __init__(self, prog: str, message: str):
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, raising its errors (``main`` prints them as one line) instead of printing the
+    usage text and exiting."""
+
+    def error(self, message):
+        raise _ArgumentError(self.prog, message)
+
+
+def _count(minimum: int):
+    """An argparse type: a whole number of at least ``minimum`` (``checks.at_least``)."""
+    def count(text: str) -> int:
+        try:
+            return checks.at_least(int(text), minimum, "the value")
+        except InputError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    return count
 
 
 def _demo(args) -> int:
@@ -55,9 +86,19 @@ def _convert(args) -> int:
     return 0
 
 
+def _check_outputs(args) -> None:
+    """--out (an image file) and --npy of ``sample``, before anything is loaded."""
+    from pegan.imageio import IMAGE_EXTS
+
+    checks.output_file(args.out, "--out", IMAGE_EXTS)
+    if args.npy:
+        checks.output_file(args.npy, "--npy", (".npy",))
+
+
 def _sample(args) -> int:
     from pegan import api
 
+    _check_outputs(args)
     t0 = time.time()
     if args.step is not None and not os.path.isdir(args.checkpoint):
         raise UserError("--step applies to a pegan checkpoint directory, not a .pth")
@@ -71,9 +112,9 @@ def _sample(args) -> int:
         raise UserError("give --chosen-scale or --size, not both")
     scale = api.resolve_scale(loaded.model, None if args.chosen_scale is None else
                               _pair(args.chosen_scale, "--chosen-scale"),
-                              _pair(args.size, "--size") if args.size else None)
+                              _pair(args.size, "--size") if args.size else None, args.max_side)
     imgs = api.sample(loaded, args.num, scale, truncation=args.truncation, seed=args.seed,
-                      batch=args.batch, noise=args.noise)
+                      batch=args.batch, noise=args.noise, max_side=args.max_side)
     return _save_samples(args, imgs, loaded, f"chosen scale {scale}, truncation {args.truncation}, "
                          f"seed {args.seed}", t0)
 
@@ -88,8 +129,9 @@ def _save_samples(args, imgs, loaded, what, t0):
     path = save_png(args.out, image_grid(to_uint8(imgs), ncol=args.ncol))
     msg = f"wrote {path}"
     if args.npy:
-        os.makedirs(os.path.dirname(os.path.abspath(args.npy)), exist_ok=True)
-        np.save(args.npy, imgs)
+        with checks.storage_errors(args.npy):
+            os.makedirs(os.path.dirname(os.path.abspath(args.npy)), exist_ok=True)
+            np.save(args.npy, imgs)
         msg += f" and {args.npy} (float32 [N, H, W, 3] RGB in [-1, 1])"
     print(f"{msg}: {len(imgs)} images of {imgs.shape[1]}x{imgs.shape[2]} ({what}) in {time.time() - t0:.1f} s")
     return 0
@@ -108,39 +150,16 @@ def _sample_singan(args, loaded, t0) -> int:
     size = _pair(args.size, "--size") if args.size else None
     imgs = api.singan_sample(loaded, args.num, seed=args.seed, mode="recon" if args.recon else "rand",
                              size=size, width_factor=args.width_factor, start_image=start,
-                             start_stage=args.start_stage, batch=args.batch)
+                             start_stage=args.start_stage, batch=args.batch, max_side=args.max_side)
     what = "reconstruction" if args.recon else f"random, seed {args.seed}"
     if start is not None:
         what += f", from {args.input} at stage {args.start_stage}"
     return _save_samples(args, imgs, loaded, what, t0)
 
 
-def _apply_overrides(cfg, pairs):
-    """``--set a.b=value`` overrides (value parsed as JSON when it can be, else a string)."""
-    import json
-
-    for item in pairs or []:
-        if "=" not in item:
-            raise UserError(f"--set takes key=value, got {item!r}")
-        key, raw = item.split("=", 1)
-        try:
-            value = json.loads(raw)
-        except ValueError:
-            value = raw
-        node = cfg
-        parts = key.split(".")
-        for p in parts[:-1]:
-            if p not in node:
-                raise UserError(f"--set {key}: the config has no {p!r}")
-            node = node[p]
-        if parts[-1] not in node:
-            raise UserError(f"--set {key}: the config has no {parts[-1]!r}")
-        node[parts[-1]] = value
-    return cfg
-
-
 def _train(args) -> int:
-    from pegan.configs import load_experiment
+    from pegan import checkpoint as ckpt
+    from pegan.configs import apply_overrides, load_experiment
 
     name = args.experiment_file or args.experiment
     if not name:
@@ -148,7 +167,8 @@ def _train(args) -> int:
     workdir = args.workdir or args.out
     if not workdir:
         raise UserError("pass --workdir DIR (the run's checkpoint directory)")
-    cfg = _apply_overrides(load_experiment(name, args.variant), args.set)
+    ckpt.check_run_dir(workdir, "--workdir")
+    cfg = apply_overrides(load_experiment(name, args.variant), args.set)
     if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
         _init_distributed(args)
     if cfg.family == "singan":
@@ -193,15 +213,17 @@ def _train_singan(args, cfg, workdir) -> int:
 
 
 def _train_stylegan2(args, cfg, workdir) -> int:
+    import jax
     from tqdm import tqdm
 
     from pegan.data import PreparedImages, open_data
-    from pegan.train.stylegan2_loop import Trainer
+    from pegan.train.stylegan2_loop import Trainer, check_config
 
     if not args.data:
         raise UserError("pass --data PATH (a `pegan prepare` dataset, or a folder of training images)")
     if not args.steps:
         raise UserError("pass --steps N (the reference trains 1,100,002 iterations)")
+    check_config(cfg, jax.device_count())
     stored = max(cfg.generator.out_size // 4 * (4 + s) for s in cfg.scales)
     data = open_data(args.data, stored, on_error="skip" if args.skip_bad_images else "raise")
     if isinstance(data, PreparedImages):
@@ -218,8 +240,6 @@ def _train_stylegan2(args, cfg, workdir) -> int:
                                    real_stats=real if real.endswith((".npz", ".pkl")) else None,
                                    inception=args.inception, vgg16=args.vgg16, batch=args.eval_batch,
                                    protocol=Protocol(fid_method="eigh"), log=lambda m: tqdm.write(m))
-    import jax
-
     from pegan.train.writers import create_writers
 
     lead = jax.process_index() == 0
@@ -240,9 +260,11 @@ def _train_stylegan2(args, cfg, workdir) -> int:
         bar.set_postfix(scale=m["scale"], D=f"{m['d_loss']:.3f}", G=f"{m['g_loss']:.3f}",
                         R1=f"{m['r1_penalty']:.2e}", PL=f"{m['pl_penalty']:.2e}")
 
-    trainer.run(args.steps, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
-                progress=progress, evaluator=evaluator, eval_every=args.eval_every, log_every=args.log_every)
-    bar.close()
+    try:
+        trainer.run(args.steps, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
+                    progress=progress, evaluator=evaluator, eval_every=args.eval_every, log_every=args.log_every)
+    finally:
+        bar.close()             # before an error line, so that the error is the last line
     path = trainer.write_samples()
     writer.close()
     if not lead:
@@ -284,6 +306,9 @@ def _evaluate(args) -> int:
     if not args.real and not args.real_stats:
         raise UserError("pass --real DATASET (a `pegan prepare` dataset or an image folder) and/or "
                         "--real-stats FILE (FID statistics: pegan .npz or mmgen .pkl)")
+    out = args.out or os.path.join(args.checkpoint if os.path.isdir(args.checkpoint) else ".",
+                                   f"metrics_{'_'.join(m.strip() for m in args.metrics.split(','))}.json")
+    checks.output_file(out, "--out")
     real, stats = args.real, args.real_stats
     if real and os.path.isfile(real) and real.endswith((".npz", ".pkl")):
         real, stats = None, real
@@ -295,7 +320,7 @@ def _evaluate(args) -> int:
         chosen_scale=None if args.chosen_scale is None else _pair(args.chosen_scale, "--chosen-scale"),
         size=_pair(args.size, "--size") if args.size else None, real=real, real_stats=stats,
         inception=args.inception, vgg16=args.vgg16, batch=args.batch, protocol=protocol,
-        cache_dir=args.cache_dir, experiment=args.experiment, step=args.step)
+        cache_dir=args.cache_dir, experiment=args.experiment, step=args.step, max_side=args.max_side)
     report["seconds"] = round(time.time() - t0, 1)
     h, w = report["image_size"]
     print(f"{report['checkpoint']} ({report['experiment']}), chosen scale {tuple(report['chosen_scale'])} "
@@ -312,11 +337,10 @@ def _evaluate(args) -> int:
         else:
             print(f"{name}: precision {r['precision']:.4f}, recall {r['recall']:.4f}; "
                   f"{r['num_fakes']} fakes, {r['num_reals']} reals of {r['real']}")
-    out = args.out or os.path.join(args.checkpoint if os.path.isdir(args.checkpoint) else ".",
-                                   f"metrics_{'_'.join(m.strip() for m in args.metrics.split(','))}.json")
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    with open(out, "w") as f:
-        json.dump(report, f, indent=2)
+    with checks.storage_errors(out):
+        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+        with open(out, "w") as f:
+            json.dump(report, f, indent=2)
     print(f"wrote {out} in {report['seconds']:.0f} s")
     return 0
 
@@ -338,16 +362,16 @@ def _experiments(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="pegan", description=__doc__.splitlines()[0])
+    p = _Parser(prog="pegan", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("demo", help="train a PE-SinGAN on a photo (~10 min on 2 CPU cores) -> PNG sheet")
     d.add_argument("--image", default="skimage:rocket",
                    help="a path, or skimage:<name> for an image bundled with scikit-image (default skimage:rocket)")
-    d.add_argument("--max-size", type=int, default=64, help="long side of the training image (px)")
-    d.add_argument("--min-size", type=int, default=16, help="short side of the coarsest stage (px)")
-    d.add_argument("--iters", type=int, default=120, help="iterations per stage (the reference: 2000)")
-    d.add_argument("--num", type=int, default=4, help="random samples per row")
-    d.add_argument("--zoom", type=int, default=3, help="pixel zoom of the sheet")
+    d.add_argument("--max-size", type=_count(1), default=64, help="long side of the training image (px)")
+    d.add_argument("--min-size", type=_count(1), default=16, help="short side of the coarsest stage (px)")
+    d.add_argument("--iters", type=_count(1), default=120, help="iterations per stage (the reference: 2000)")
+    d.add_argument("--num", type=_count(1), default=4, help="random samples per row")
+    d.add_argument("--zoom", type=_count(1), default=3, help="pixel zoom of the sheet")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--compare", action="store_true", help="also train without positional encoding (twice the time)")
     d.add_argument("--out", default="out/demo.png", help="PNG to write (default out/demo.png)")
@@ -361,7 +385,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "do not identify it; see `pegan experiments`)")
     c.add_argument("--variant", choices=["full", "tiny"], default=None)
     c.add_argument("--keep-bgr", action="store_true", help="keep the reference's BGR output order")
-    c.add_argument("--overwrite", action="store_true", help="replace a non-empty out_dir")
+    c.add_argument("--overwrite", action="store_true", help="replace the pegan checkpoint directory in out_dir "
+                   "(once the new one is complete); any other non-empty out_dir is refused")
     c.add_argument("--pkl", help="SinGAN: the .pkl of fixed noises (default: next to the .pth)")
     c.set_defaults(func=_convert)
 
@@ -370,16 +395,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chosen-scale", help="scale offset S or SH,SW (out_size 256: 0 -> 256 px, 2 -> 384, "
                    "4 -> 512, 12 -> 1024); default 0")
     s.add_argument("--size", help="image size H,W in pixels instead (must map to whole offsets)")
-    s.add_argument("--num", type=int, default=16)
+    s.add_argument("--max-side", type=_count(1), default=checks.MAX_SIDE,
+                   help=f"refuse images with a side over this many px (default {checks.MAX_SIDE})")
+    s.add_argument("--num", type=_count(1), default=16)
     s.add_argument("--truncation", type=float, default=1.0)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--batch", type=int, default=4, help="images per forward pass")
+    s.add_argument("--batch", type=_count(1), default=4, help="images per forward pass")
     s.add_argument("--which", default="ema", choices=["ema", "orig"], help="EMA or raw generator")
     s.add_argument("--noise", default="random", choices=["random", "const"],
                    help="per-layer noise drawn from the seed, or the stored noise (scale 0 only)")
     s.add_argument("--step", type=int, default=None, help="checkpoint step to read (default: the latest)")
-    s.add_argument("--ncol", type=int, default=None, help="grid columns")
-    s.add_argument("--out", default="out/samples.png")
+    s.add_argument("--ncol", type=_count(1), default=None, help="grid columns")
+    s.add_argument("--out", default="out/samples.png", help="the image file to write (.png, .jpg, .jpeg, "
+                   ".bmp or .webp; default out/samples.png)")
     s.add_argument("--npy", help="also save the raw float32 images here (.npy)")
     s.add_argument("--experiment", help="for a .pth: the experiment, if not recognised")
     s.add_argument("--variant", choices=["full", "tiny"], default=None)
@@ -387,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--width-factor", type=float, default=1.0, help="SinGAN: output width x F")
     s.add_argument("--recon", action="store_true", help="SinGAN: reconstruct the training image")
     s.add_argument("--input", help="SinGAN: start from this image (editing / harmonisation)")
-    s.add_argument("--start-stage", type=int, default=0, help="SinGAN: the stage --input enters at")
+    s.add_argument("--start-stage", type=_count(0), default=0, help="SinGAN: the stage --input enters at")
     s.set_defaults(func=_sample)
 
     t = sub.add_parser("train", help="train an experiment: StyleGAN2 / MS-PIE on an image folder, "
@@ -395,37 +423,41 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("experiment_file", nargs="?", help="experiments/<name>.py (or an experiment name)")
     t.add_argument("--experiment", help="the same, as an option")
     t.add_argument("--variant", choices=["full", "tiny"], default=None)
-    t.add_argument("--workdir", help="run directory (resumed if it holds this run)")
+    t.add_argument("--workdir", help="run directory: new, empty, or a pegan run (resumed if it holds this "
+                   "run); a folder holding anything else is refused")
     t.add_argument("--step", type=int, default=None, help="resume from this step of WORKDIR instead of the latest; "
                    "the later steps are moved aside into WORKDIR/superseded/<step> (kept, not deleted)")
     t.add_argument("--out", help=argparse.SUPPRESS)
     t.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, e.g. train.batch=8")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--data", help="StyleGAN2: a `pegan prepare` dataset, or a folder of training images")
-    t.add_argument("--steps", type=int, help="StyleGAN2: train until this step")
-    t.add_argument("--checkpoint-every", type=int, default=1000, help="StyleGAN2: steps between checkpoints")
-    t.add_argument("--sample-every", type=int, default=1000, help="StyleGAN2: steps between sample grids")
+    t.add_argument("--steps", type=_count(1), help="StyleGAN2: train until this step")
+    t.add_argument("--checkpoint-every", type=_count(0), default=1000,
+                   help="StyleGAN2: steps between checkpoints (0: only at the end)")
+    t.add_argument("--sample-every", type=_count(0), default=1000,
+                   help="StyleGAN2: steps between sample grids (0: only at the end)")
     t.add_argument("--skip-bad-images", action="store_true", help="StyleGAN2: skip (and count) unreadable images")
     t.add_argument("--eval", metavar="METRICS", help="StyleGAN2: metrics to run every --eval-every steps on the "
                    "EMA generator at the largest scale, e.g. fid10k or fid10k,pr1k (see `pegan evaluate`); "
                    "appended to WORKDIR/metrics.jsonl (FID's root trace from eigenvalues, see --fid-method of evaluate)")
-    t.add_argument("--eval-every", type=int, default=10000, help="StyleGAN2: steps between evaluations")
+    t.add_argument("--eval-every", type=_count(0), default=10000,
+                   help="StyleGAN2: steps between evaluations (0: none)")
     t.add_argument("--eval-real", help="StyleGAN2: real data for --eval (default: --data), or a FID statistics file")
-    t.add_argument("--eval-batch", type=int, default=16, help="StyleGAN2: images per evaluation step")
+    t.add_argument("--eval-batch", type=_count(1), default=16, help="StyleGAN2: images per evaluation step")
     t.add_argument("--inception", help="FID weights pt_inception-2015-12-05-6726825d.pth (or $PEGAN_INCEPTION_WEIGHTS)")
     t.add_argument("--vgg16", help="P&R weights vgg16-397923af.pth (or $PEGAN_VGG16_WEIGHTS)")
-    t.add_argument("--log-every", type=int, default=None, help="StyleGAN2: steps between metric writes "
+    t.add_argument("--log-every", type=_count(1), default=None, help="StyleGAN2: steps between metric writes "
                    "(TensorBoard under WORKDIR/tensorboard and the console; default: the config's train.log_every)")
     t.add_argument("--no-tensorboard", action="store_true", help="StyleGAN2: do not write TensorBoard event files")
     t.add_argument("--distributed", action="store_true", help="multi-host: call jax.distributed.initialize() "
                    "first (TPU pods and SLURM are detected; elsewhere give --coordinator, --num-processes and "
                    "--process-id, or JAX's JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID)")
     t.add_argument("--coordinator", help="multi-host: HOST:PORT of process 0")
-    t.add_argument("--num-processes", type=int, help="multi-host: number of processes")
-    t.add_argument("--process-id", type=int, help="multi-host: this process's index")
+    t.add_argument("--num-processes", type=_count(1), help="multi-host: number of processes")
+    t.add_argument("--process-id", type=_count(0), help="multi-host: this process's index")
     t.add_argument("--image", help="SinGAN: the training image")
-    t.add_argument("--max-size", type=int, default=None, help="SinGAN: override the image's long side")
-    t.add_argument("--iters", type=int, default=None, help="SinGAN: iterations per stage (default: the config's)")
+    t.add_argument("--max-size", type=_count(1), default=None, help="SinGAN: override the image's long side")
+    t.add_argument("--iters", type=_count(1), default=None, help="SinGAN: iterations per stage (default: the config's)")
     t.set_defaults(func=_train)
 
     e = sub.add_parser("evaluate", help="FID / precision-recall of a checkpoint at any scale (writes JSON)")
@@ -433,12 +465,14 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--metrics", default="fid50k,pr10k", help="comma list of fid<N> / pr<N> (default fid50k,pr10k)")
     e.add_argument("--chosen-scale", help="scale offset S or SH,SW (4 -> 512 px for out_size 256); default 0")
     e.add_argument("--size", help="image size H,W in pixels instead")
+    e.add_argument("--max-side", type=_count(1), default=checks.MAX_SIDE,
+                   help=f"refuse images with a side over this many px (default {checks.MAX_SIDE})")
     e.add_argument("--real", help="real images: a `pegan prepare` dataset or an image folder (the first N, in "
                    "order); a .npz/.pkl here is taken as --real-stats")
     e.add_argument("--real-stats", help="FID statistics of the reals: a pegan .npz or mmgen's inception .pkl")
     e.add_argument("--inception", help="pt_inception-2015-12-05-6726825d.pth (or $PEGAN_INCEPTION_WEIGHTS)")
     e.add_argument("--vgg16", help="torchvision vgg16-397923af.pth (or $PEGAN_VGG16_WEIGHTS)")
-    e.add_argument("--batch", type=int, default=16, help="images per step over all local devices (default 16)")
+    e.add_argument("--batch", type=_count(1), default=16, help="images per step over all local devices (default 16)")
     e.add_argument("--seed", type=int, default=0, help="seed of the fakes")
     e.add_argument("--no-quantize", action="store_true", help="feed float fakes (mmgen rounds them to 8 bits)")
     e.add_argument("--pr-real-order", choices=["bgr", "rgb"], default="bgr",
@@ -456,14 +490,16 @@ def build_parser() -> argparse.ArgumentParser:
                        "for `pegan train --data`")
     r.add_argument("folder", help="folder of images (searched recursively; png, jpg, jpeg, bmp, webp)")
     r.add_argument("--out", required=True, help="new folder for the dataset")
-    r.add_argument("--size", type=int, default=256, help="side of the stored square images in px (default 256); "
-                   "at least the largest trained scale (MS-PIE 256-512: 512)")
+    r.add_argument("--size", type=int, default=256, help="side of the stored square images in px, 1 to "
+                   f"{checks.MAX_STORED_SIDE} (default 256); at least the largest trained scale (MS-PIE 256-512: 512)")
     r.add_argument("--skip-bad", action="store_true", help="skip unreadable images (counted and listed in "
                    "pegan_prepare.json) instead of stopping at the first")
     r.add_argument("--format", choices=["raw", "png"], default="raw",
                    help="raw uint8 (default, fastest to read) or PNG (smaller on photos, decoded on read)")
-    r.add_argument("--workers", type=int, default=None, help="image-reading threads (default: CPU cores, at most 8)")
-    r.add_argument("--overwrite", action="store_true", help="replace an earlier `pegan prepare` output in --out")
+    r.add_argument("--workers", type=_count(1), default=None,
+                   help="image-reading threads (default: CPU cores, at most 8)")
+    r.add_argument("--overwrite", action="store_true", help="replace an earlier `pegan prepare` output in --out "
+                   "(once the new one is complete); any other non-empty --out is refused")
     r.set_defaults(func=_prepare)
 
     e = sub.add_parser("experiments", help="list the released experiments")
@@ -482,7 +518,11 @@ def _warning_line(show):
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except _ArgumentError as e:
+        print(f"{e.prog}: error: {e} (see {e.prog} --help)", file=sys.stderr)
+        return 2
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _warning_line(warnings.showwarning)

@@ -3,7 +3,9 @@
 ``experiments/<name>.py`` holds one file per released model (names as in the seed table); each
 calls a builder here, so the numbers live in one place (``RELEASED``) and the files carry the
 documentation. ``load_experiment`` finds an experiment by name, by file path, by its
-mmgeneration config name or by the stem of its released checkpoint file.
+mmgeneration config name or by the stem of its released checkpoint file; ``apply_overrides``
+sets fields from ``key=value`` text (``pegan train --set``), each value checked against the
+type of the field it replaces.
 
 A StyleGAN2 / MS-PIE config has the fields
 
@@ -23,6 +25,7 @@ tests and quick experiments use.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 from pathlib import Path
@@ -31,11 +34,11 @@ from typing import Dict, List, Optional, Tuple
 import ml_collections
 
 from pegan.compute import DEFAULTS as COMPUTE_DEFAULTS
-from pegan.errors import PeganError
+from pegan.errors import InputError, PeganError
 from pegan.models._config import module_kwargs
 
 __all__ = ["RELEASED", "SINGAN_RELEASED", "singan_config", "stylegan2_config", "builtin_config",
-           "module_kwargs", "load_experiment", "experiment_names",
+           "module_kwargs", "load_experiment", "apply_overrides", "experiment_names",
            "experiments_dir", "recognise_filename", "release_url", "ExperimentError", "TINY_CHANNELS"]
 
 URL = "https://download.openmmlab.com/mmediting/pe_in_gans/"
@@ -338,6 +341,82 @@ def load_experiment(name_or_path: str, variant: Optional[str] = None) -> ml_coll
     close = [n for n in known if str(name_or_path).lower() in n.lower()]
     hint = f" Did you mean: {', '.join(close)}?" if close else f" Known: {', '.join(known)}."
     raise ExperimentError(f"unknown experiment {name_or_path!r}.{hint}")
+
+
+def _fit(current, value):
+    """``value`` (parsed JSON) as the type of a field that holds ``current``; a TypeError says
+    what the field takes. An unset (None) field takes any value; a list whose items share one
+    plain type takes a list of such items; a section takes a JSON object or null."""
+    if current is None:
+        return value
+    if isinstance(current, bool):
+        if isinstance(value, bool):
+            return value
+        raise TypeError("true or false")
+    if isinstance(current, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise TypeError("a whole number")
+    if isinstance(current, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise TypeError("a number")
+    if isinstance(current, str):
+        if isinstance(value, str):
+            return value
+        raise TypeError("a string")
+    if isinstance(current, (list, tuple)):
+        if value is None:
+            return None
+        if not isinstance(value, list):
+            raise TypeError("a JSON list, e.g. [0, 2, 4]")
+        kinds = {type(x) for x in current}
+        if len(kinds) == 1 and kinds <= {bool, int, float, str}:
+            try:
+                return [_fit(current[0], x) for x in value]
+            except TypeError as e:
+                raise TypeError(f"a JSON list whose items are each {e}") from None
+        return value
+    if isinstance(current, (dict, ml_collections.ConfigDict)):
+        if value is None or isinstance(value, dict):
+            return value
+        raise TypeError("a JSON object or null")
+    return value
+
+
+def apply_overrides(cfg, pairs) -> ml_collections.ConfigDict:
+    """Set ``key.path=value`` overrides (``pegan train --set``) on ``cfg``, in order. The value is
+    JSON when it parses as JSON, else the text itself; it must fit the type of the field it
+    replaces (``_fit``: whole numbers for int fields, numbers for float fields, true / false for
+    bool fields, a JSON list for a list), else an InputError names the field and its type."""
+    for item in pairs or []:
+        if "=" not in item:
+            raise InputError(f"--set takes key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        parts = key.split(".")
+        node = cfg
+        for i, p in enumerate(parts):
+            if not isinstance(node, (dict, ml_collections.ConfigDict)):
+                raise InputError(f"--set {key}: {'.'.join(parts[:i])} is a value, not a section")
+            if p not in node:
+                raise InputError(f"--set {key}: the config has no {'.'.join(parts[:i + 1])!r}")
+            if i < len(parts) - 1:
+                node = node[p]
+        last, current = parts[-1], node[parts[-1]]
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw                       # a bare word: a string
+        if isinstance(current, str) and not isinstance(value, str):
+            value = raw                       # text that happens to parse as JSON, e.g. 1 or null
+        if isinstance(current, bool) and isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        try:
+            node[last] = _fit(current, value)
+        except TypeError as e:
+            now = f" (it is {json.dumps(current)} now)" if isinstance(current, (bool, int, float, str, list)) else ""
+            raise InputError(f"--set {key}={raw}: {key} takes {e}{now}") from None
+    return cfg
 
 
 def scale_for_size(out_size: int, size: Tuple[int, int]) -> Tuple[int, int]:

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections import OrderedDict
@@ -39,12 +37,13 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from pegan.errors import DataError, ExistingPathError, InputError, MissingFileError
+from pegan.checks import MAX_STORED_SIDE, image_size, replacing_dir
+from pegan.errors import DataError, InputError, MissingFileError
+from pegan.imageio import IMAGE_EXTS, to_rgb
 
 __all__ = ["IMAGE_EXTS", "INFO_FILE", "host_rows", "list_images", "load_image", "prepare", "find_prepared",
            "PreparedImages", "open_data"]
 
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 INFO_FILE = "pegan_prepare.json"
 _BUILDER_NAME = "pegan_image_folder"
 _SHARD_BYTES = 2**30      # pixels per array_record file (about)
@@ -74,13 +73,14 @@ def list_images(folder) -> List[Path]:
 
 
 def load_image(path, size: int):
-    """One image as [size, size, 3] uint8 RGB: center crop to a square, then Lanczos resize.
+    """One image as [size, size, 3] uint8 RGB (``pegan.imageio.to_rgb``: 16-bit grey scaled from
+    its full range): center crop to a square, then Lanczos resize.
 
     Returns (pixels, upscaled). Raises whatever Pillow raises on an unreadable file."""
     from PIL import Image
 
     with Image.open(path) as im:
-        im = im.convert("RGB")
+        im = to_rgb(im)
         w, h = im.size
         if w != h:
             s = min(w, h)
@@ -163,33 +163,23 @@ def prepare(folder, out_dir, size: int, on_error: str = "raise", encoding: str =
 
     ``on_error``: 'raise' (an unreadable image stops it with an error naming the file) or 'skip'
     (it is left out, counted and listed in ``out_dir/pegan_prepare.json``). ``encoding``: 'raw'
-    (uint8 bytes, fastest to read) or 'png'. ``out_dir`` must not exist or be empty, unless
-    ``overwrite`` and it holds an earlier ``pegan prepare`` output. The dataset is written in a
-    temporary folder beside ``out_dir`` and moved in place only when complete."""
+    (uint8 bytes, fastest to read) or 'png'. ``size``: 1 .. ``MAX_STORED_SIDE`` px. ``out_dir`` must not
+    exist or be empty, unless ``overwrite`` and it holds an earlier ``pegan prepare`` output
+    (nothing else is replaced). The dataset is written in a temporary folder beside ``out_dir``
+    and moved in place only when complete (``pegan.checks.replacing_dir``)."""
     if on_error not in ("raise", "skip"):
         raise InputError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     if encoding not in ("raw", "png"):
         raise InputError(f"encoding must be 'raw' or 'png', got {encoding!r}")
-    if int(size) < 1:
-        raise InputError(f"size must be a positive number of pixels, got {size}")
-    size = int(size)
+    size = image_size((size, size), f"--size {size}", MAX_STORED_SIDE, raise_with=None)[0]
     folder, out_dir = Path(folder).resolve(), Path(out_dir).resolve()
     files = list_images(folder)
-    if out_dir.exists():
-        if not out_dir.is_dir():
-            raise ExistingPathError(f"--out {out_dir} is a file")
-        if any(out_dir.iterdir()):
-            if not overwrite:
-                raise ExistingPathError(f"--out {out_dir} is not empty; choose a new folder or pass --overwrite")
-            if not (out_dir / INFO_FILE).exists():
-                raise ExistingPathError(f"--out {out_dir} is not a `pegan prepare` output: not replacing it")
     workers = workers or min(8, os.cpu_count() or 1)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.incomplete-", dir=out_dir.parent))
     t0 = time.time()
     skipped: List[dict] = []
     counts = {"upscaled": 0, "root": folder}
-    try:
+    with replacing_dir(out_dir, "--out", "`pegan prepare` output", lambda d: (d / INFO_FILE).exists(),
+                       overwrite) as tmp:
         import tensorflow_datasets as tfds
         from tensorflow_datasets.core import dataset_info as dsi
         from tensorflow_datasets.core.sequential_writer import SequentialWriter
@@ -226,17 +216,7 @@ def prepare(folder, out_dir, size: int, on_error: str = "raise", encoding: str =
                 "tfds_name": _BUILDER_NAME, "file_format": "array_record",
                 "seconds": round(time.time() - t0, 2)}
         (tmp / INFO_FILE).write_text(json.dumps(info, indent=1) + "\n")
-        if out_dir.exists():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            os.replace(out_dir, old)
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out_dir)
-        return info
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+    return info
 
 
 # -- finding and reading a prepared dataset --------------------------------------------------------

@@ -94,8 +94,11 @@ def _rows(out_dir, image, label, args):
 def run_demo(args) -> int:
     import jax
 
+    from pegan.checks import output_file
     from pegan.configs import singan_config
-    from pegan.imageio import save_png, stack_rows
+    from pegan.imageio import IMAGE_EXTS, save_png, stack_rows
+
+    output_file(args.out, "--out", IMAGE_EXTS)
 
     cache = Path(os.environ.get("PEGAN_JAX_CACHE", Path.home() / ".cache" / "pegan" / "jax"))
     try:

@@ -9,7 +9,7 @@ catch those keep working. Nothing else is imported here: any floor may use it.
 from __future__ import annotations
 
 __all__ = ["PeganError", "InputError", "DataError", "MissingFileError", "ExistingPathError",
-           "NonFiniteError", "PeganWarning"]
+           "NonFiniteError", "PeganWarning", "StorageError"]
 
 
 class PeganError(Exception):
@@ -38,3 +38,7 @@ class NonFiniteError(PeganError, FloatingPointError):
 
 class PeganWarning(UserWarning):
     """Something the user should know that does not stop the command (the CLI prints one line)."""
+
+
+class StorageError(PeganError, OSError):
+    """A write failed for want of space, quota or permission; what was saved before is kept."""

@@ -1,15 +1,21 @@
-"""Image helpers: [-1, 1] float images <-> uint8, grids and labelled PNG sheets (Pillow)."""
+"""Image helpers: [-1, 1] float images <-> uint8, grids and labelled PNG sheets (Pillow), and
+the one conversion of every image pegan reads into 8-bit RGB (``to_rgb``)."""
 
 from __future__ import annotations
 
 import os
+import re
 from typing import Optional, Sequence
 
 import numpy as np
 
+from pegan.checks import storage_errors
 from pegan.errors import DataError, MissingFileError
 
-__all__ = ["to_uint8", "image_grid", "save_png", "labelled_row", "stack_rows", "read_image"]
+__all__ = ["IMAGE_EXTS", "to_uint8", "image_grid", "save_png", "labelled_row", "stack_rows", "to_rgb",
+           "read_image"]
+
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")   # what the folder readers list and sample writes
 
 
 def to_uint8(x, value_range=(-1.0, 1.0)) -> np.ndarray:
@@ -61,10 +67,59 @@ def save_png(path, image: np.ndarray) -> str:
     from PIL import Image
 
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     arr = image[..., 0] if image.shape[-1] == 1 else image
-    Image.fromarray(arr).save(path)
+    with storage_errors(path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        Image.fromarray(arr).save(path)
     return path
+
+
+def _source_bits(im) -> Optional[int]:
+    """Bits per sample of a single-channel integer image (modes I;16* and I) as its mode or its
+    decoder's raw mode tells (a 16-bit PNG opens as mode I in older Pillow, a 32-bit TIFF as I
+    from I;32S); ask before the pixels load (loading drops the decoder's tiles). None: unknown."""
+    if im.mode.startswith("I;16"):
+        return 16
+    for tile in getattr(im, "tile", None) or []:
+        args = tile[3] if len(tile) > 3 else None
+        raw = args if isinstance(args, str) else (args[0] if isinstance(args, tuple) and args else None)
+        m = re.match(r"I(?:;(\d+))?", raw) if isinstance(raw, str) else None
+        if m:
+            return int(m.group(1) or 32)
+    return None
+
+
+def to_rgb(im):
+    """An opened Pillow image as an 8-bit RGB Pillow image; every image pegan reads goes
+    through here. 8-bit modes (L, P, RGB, RGBA, CMYK, ...) are Pillow's ``convert('RGB')``.
+    Single-channel images of more bits, which ``convert`` would clip to near-white, are scaled
+    from their full range to 0..255 and rounded, then repeated on the three channels:
+
+    * 16-bit (modes I;16, I;16B, I;16L): 0..65535 -> 0..255, i.e. round(v / 257);
+    * mode I (32-bit signed): full range 2**bits - 1 by the source's bits per sample (a
+      16-bit PNG opened by an older Pillow: 65535; a 32-bit file: 2**31 - 1, negatives black),
+      or, for an image not read from a file, by its values: 255 if they fit in 8 bits, 65535
+      in 16, else 2**31 - 1;
+    * mode F (32-bit float): 0..1 is black..white when every value lies in [0, 1], else the
+      values are 8-bit levels (Pillow's own convention for F); clipped, NaN black.
+    """
+    from PIL import Image
+
+    if im.mode != "F" and im.mode != "I" and not im.mode.startswith("I;"):
+        return im.convert("RGB")
+    bits = None if im.mode == "F" else _source_bits(im)
+    v = np.asarray(im).astype(np.float64)
+    if im.mode == "F":
+        finite = v[np.isfinite(v)]
+        full = 1.0 if finite.size == 0 or (finite.min() >= 0 and finite.max() <= 1) else 255.0
+    else:
+        if bits is None:
+            top = float(v.max()) if v.size else 0.0
+            bits = 8 if top <= 255 else 16 if top <= 65535 else 32
+        full = 2.0 ** min(bits, 31) - 1          # mode I is signed: 32 bits hold 0..2**31 - 1
+    v = np.nan_to_num(v, nan=0.0, posinf=full, neginf=0.0)
+    u8 = np.clip(np.rint(v / full * 255.0), 0, 255).astype(np.uint8)
+    return Image.fromarray(u8).convert("RGB")
 
 
 def read_image(path) -> np.ndarray:
@@ -76,6 +131,6 @@ def read_image(path) -> np.ndarray:
         raise MissingFileError(f"image {path} does not exist")
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return np.asarray(to_rgb(im))
     except (UnidentifiedImageError, OSError, SyntaxError) as e:
         raise DataError(f"cannot read image {path}: {e} (is it a complete PNG/JPEG file?)") from None

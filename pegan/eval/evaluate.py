@@ -39,7 +39,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from pegan.checks import MAX_SIDE
 from pegan.errors import InputError, MissingFileError
+from pegan.imageio import to_rgb
 from pegan.eval import metrics as M
 from pegan.eval.inception import load_inception
 from pegan.eval.vgg import load_vgg16
@@ -148,7 +150,7 @@ class RealImages:
         p = self._files[i]
         try:
             with Image.open(p) as im:
-                return np.asarray(im.convert("RGB"))
+                return np.asarray(to_rgb(im))
         except (UnidentifiedImageError, OSError, SyntaxError) as e:
             raise InputError(f"cannot read real image {p}: {e}; remove it or prepare the folder with "
                              "`pegan prepare --skip-bad`") from None
@@ -449,8 +451,9 @@ def make_evaluator(metrics="fid50k,pr10k", real=None, real_stats=None, inception
 def evaluate_checkpoint(path, metrics="fid50k,pr10k", chosen_scale=None, size=None, real=None,
                         real_stats=None, inception=None, vgg16=None, batch: int = 16,
                         protocol: Protocol = Protocol(), cache_dir=None, experiment=None, step=None,
-                        log: Callable[[str], None] = print) -> dict:
-    """Evaluate a pegan checkpoint directory (or a reference ``.pth``) and return the report."""
+                        log: Callable[[str], None] = print, max_side: Optional[int] = MAX_SIDE) -> dict:
+    """Evaluate a pegan checkpoint directory (or a reference ``.pth``) and return the report
+    (no side of the evaluated images may exceed ``max_side`` px)."""
     from pegan import api
     from pegan.models.stylegan2 import Generator, image_size
 
@@ -458,7 +461,7 @@ def evaluate_checkpoint(path, metrics="fid50k,pr10k", chosen_scale=None, size=No
     if not isinstance(loaded.model, Generator):
         raise InputError(f"{path} is not a StyleGAN2 / MS-PIE generator: FID and P&R evaluate those "
                          "(SinGAN models are single-image models)")
-    scale = api.resolve_scale(loaded.model, chosen_scale, size)
+    scale = api.resolve_scale(loaded.model, chosen_scale, size, max_side)
     ev = make_evaluator(metrics, real=real, real_stats=real_stats, inception=inception, vgg16=vgg16,
                         batch=batch, protocol=protocol, cache_dir=cache_dir, log=log)
     h, w = image_size(loaded.model.out_size, scale)

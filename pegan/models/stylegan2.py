@@ -29,14 +29,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from pegan import encodings, ops
+from pegan import checks, encodings, ops
+from pegan.errors import InputError
 from pegan.nn.layers import EqualConv, EqualDense, StyleConv, ToRGB, random_noise
 from pegan.compute import forms_of, module_dtype, resolve as resolve_compute
 from pegan.models._config import module_kwargs
 from pegan.ops.forms import Forms
 
 __all__ = ["channel_table", "Generator", "Discriminator", "scale_pair", "compute_mean_latent",
-           "image_size", "build_generator", "build_discriminator", "abstract_variables"]
+           "image_size", "checked_scale", "build_generator", "build_discriminator", "abstract_variables"]
 
 Scale = Union[int, Tuple[int, int], Sequence[int]]
 
@@ -62,6 +63,19 @@ def image_size(out_size: int, chosen_scale: Scale) -> Tuple[int, int]:
     sh, sw = scale_pair(chosen_scale)
     f = out_size // 4
     return (4 + sh) * f, (4 + sw) * f
+
+
+def checked_scale(out_size: int, chosen_scale: Scale, max_side: Optional[int] = checks.MAX_SIDE,
+                  what: Optional[str] = None) -> Tuple[int, int]:
+    """``scale_pair(chosen_scale)`` when it makes an image: every offset at least -3 (a head of
+    at least 1 x 1) and no side over ``max_side`` px (None: no bound); else an InputError."""
+    sh, sw = scale_pair(chosen_scale)
+    what = what or f"chosen scale {sh},{sw}"
+    if min(sh, sw) < -3:
+        raise InputError(f"{what}: every scale offset must be at least -3 (the image side is (4 + S) * "
+                         f"{out_size // 4} px at out_size {out_size})")
+    checks.image_size(image_size(out_size, (sh, sw)), what, max_side)
+    return sh, sw
 
 
 class Generator(nn.Module):
@@ -178,13 +192,13 @@ class Generator(nn.Module):
         shapes = self.noise_shapes(chosen_scale)
         if noise is None:
             if rng is None:
-                raise ValueError("generator needs `noise` (a list, or 'const') or an `rng` to draw it")
+                raise InputError("generator needs `noise` (a list, or 'const') or an `rng` to draw it")
             return random_noise(rng, shapes, batch, dtype)
         if isinstance(noise, str):
             if noise != "const":
-                raise ValueError(f"noise must be a list of arrays, 'const' or None; got {noise!r}")
+                raise InputError(f"noise must be a list of arrays, 'const' or None; got {noise!r}")
             if scale_pair(chosen_scale) != (0, 0):
-                raise ValueError("the stored (const) noise exists only at chosen_scale 0; pass noise "
+                raise InputError("the stored (const) noise exists only at chosen_scale 0; pass noise "
                                  "explicitly or draw it from an rng at other scales")
             return [v.value.astype(dtype) for v in self.injected_noise]
         noise = list(noise)

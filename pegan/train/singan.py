@@ -29,7 +29,7 @@ import numpy as np
 import optax
 
 from pegan.errors import DataError, InputError, NonFiniteError
-from pegan import compute, ops
+from pegan import checks, compute, ops
 from pegan.models import singan as sm
 
 __all__ = ["pyramid_sizes", "create_real_pyramid", "d_loss", "g_loss", "SinGANTrainer",
@@ -360,9 +360,12 @@ def run(cfg, image_uint8: np.ndarray, out_dir, seed: int = 0, iters: Optional[in
         step: Optional[int] = None):
     """Train all remaining stages, checkpointing into ``out_dir`` after each; resumes a run
     found there from its latest step, or from ``step`` (the later steps are moved aside into
-    ``out_dir/superseded``). Returns (trainer, [StageReport])."""
+    ``out_dir/superseded``); ``out_dir`` must be new, empty or a pegan run
+    (``checkpoint.check_run_dir``). Returns (trainer, [StageReport])."""
     from pegan import checkpoint as ckpt
 
+    ckpt.check_run_dir(out_dir, "out_dir")
+    checks.at_least(cfg.train.iters_per_scale if iters is None else iters, 1, "iterations per stage")
     stop, reals = create_real_pyramid(image_uint8, cfg.data.min_size, cfg.data.max_size, cfg.data.scale_factor)
     cfg = fit_config_to_pyramid(cfg, stop)
     if iters is not None:
@@ -399,7 +402,8 @@ def run(cfg, image_uint8: np.ndarray, out_dir, seed: int = 0, iters: Optional[in
         log(f"stage {t} {rep.size[0]}x{rep.size[1]}: {rep.seconds:.1f} s (compile {rep.compile_seconds:.1f} s), "
             f"D {rep.d_loss:.3f} G {rep.g_loss:.3f} recon MSE {rep.mse:.4f}"
             + (f", next noise amplitude {rep.noise_weight:.4f}" if t < stop else ""))
-        ckpt.save(out_dir, t + 1, {"generator": trainer.state["generator"],
-                                   "discriminator": trainer.state["discriminator"],
-                                   "singan": trainer.singan_item()}, cfg, info)
+        with checks.storage_errors(f"stage {t} into {out_dir}", lambda: ckpt.kept_note(out_dir)):
+            ckpt.save(out_dir, t + 1, {"generator": trainer.state["generator"],
+                                       "discriminator": trainer.state["discriminator"],
+                                       "singan": trainer.singan_item()}, cfg, info)
     return trainer, reports

@@ -4,7 +4,8 @@
   the same on every host. Default: uniform over ``cfg.scales`` (what the reference really does,
   REFERENCE §1.3); ``train.scale_sampling = 'configured'`` uses ``train.scale_probs``.
 * Per-scale batch: ``train.batch_per_scale`` ({scale: batch}) overrides ``train.batch`` (the
-  batch of one step on this machine). One compiled step per (scale, batch).
+  batch of one step on this machine). One compiled step per (scale, batch). ``check_config``
+  refuses scales and batches the loop cannot run before anything is built.
 * Data: ``ImageFolder`` keeps a folder's images in memory at the stored size, and
   ``pegan.data.PreparedImages`` reads a ``pegan prepare`` dataset (same contract, per-host rows,
   prefetch of the batches the schedule names next); the images of step k come from a permutation
@@ -12,11 +13,13 @@
   and a resumed run sees exactly what a straight run sees.
 * Checkpoints: ``pegan.checkpoint`` layout, items generator_ema / generator / discriminator
   (what ``pegan sample`` reads) and train_state (everything for an exact resume). SIGTERM and
-  Ctrl-C save and exit cleanly.
+  Ctrl-C save and exit cleanly; a write that fails (a full disk) is one ``StorageError`` and
+  the last complete checkpoint is kept.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -29,16 +32,17 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from pegan.errors import DataError, MissingFileError, NonFiniteError
+from pegan.errors import DataError, InputError, MissingFileError, NonFiniteError, PeganError
+from pegan.imageio import IMAGE_EXTS, to_rgb
 from pegan import checkpoint as ckpt
+from pegan import checks
 from pegan import compute
-from pegan.models.stylegan2 import build_discriminator, build_generator, compute_mean_latent, image_size
+from pegan.models.stylegan2 import (build_discriminator, build_generator, checked_scale, compute_mean_latent,
+                                    image_size)
 from pegan.train import sharded
 from pegan.train import stylegan2 as tr
 
-__all__ = ["ImageFolder", "choose_scale", "batch_for_scale", "Trainer"]
-
-IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+__all__ = ["ImageFolder", "choose_scale", "batch_for_scale", "check_config", "Trainer"]
 
 
 class ImageFolder:
@@ -61,7 +65,7 @@ class ImageFolder:
         for p in files:
             try:
                 with Image.open(p) as im:
-                    im = im.convert("RGB")
+                    im = to_rgb(im)
                     if im.size != (size, size):
                         im = im.resize((size, size), Image.LANCZOS)
                     imgs.append(np.asarray(im))
@@ -117,6 +121,27 @@ def batch_for_scale(tcfg, scale: int) -> int:
     return int(tcfg.batch)
 
 
+def check_config(cfg, devices: int, statistics: Optional[str] = None) -> None:
+    """Refuse, before anything is built, a config the loop cannot train on ``devices`` devices:
+    every entry of ``scales`` must make an image (``checked_scale``); ``train.batch`` and each
+    ``train.batch_per_scale`` entry must be a positive multiple of ``devices`` whose share (per
+    device with ``statistics`` 'per_device', else all of it) the discriminator's minibatch-stddev
+    layer can group: at most ``discriminator.mbstd_group_size`` images or a multiple of it."""
+    for s in cfg.scales:
+        checked_scale(cfg.generator.out_size, s, max_side=None, what=f"scales entry {s}")
+    per = cfg.train.get("batch_per_scale", None) or {}
+    if not hasattr(per, "items"):
+        raise InputError(f"train.batch_per_scale maps scales to batches, e.g. {{\"4\": 16}}; got {per!r}")
+    per_device = (statistics or cfg.train.get("statistics", "per_device")) == "per_device"
+    group = int(cfg.discriminator.get("mbstd_group_size", 4))
+    for what, b in [("train.batch", cfg.train.batch)] + [(f"train.batch_per_scale[{s}]", b) for s, b in per.items()]:
+        n = checks.batch_size(b, what, devices) // (devices if per_device else 1)
+        if n > group and n % group:
+            raise InputError(f"{what} is {b} images, {n} per {'device' if per_device else 'step'} for the "
+                             f"discriminator's minibatch-stddev groups of {group} "
+                             "(discriminator.mbstd_group_size): use at most that or a multiple of it")
+
+
 def _shape_name(scale: int, batch: int, kind) -> str:
     """'scale_2_batch_4', plus the lazy terms of the program ('_r1_pl', '_pl', '_plain') when
     they are fixed per program."""
@@ -137,6 +162,13 @@ class Trainer:
     def __init__(self, cfg, data: ImageFolder, workdir, seed: int = 0, log: Callable[[str], None] = print,
                  mesh=None, statistics: Optional[str] = None, writer=None, step: Optional[int] = None):
         self.cfg, self.data, self.workdir, self.seed, self.log = cfg, data, Path(workdir), seed, log
+        self.mesh = mesh if mesh is not None else sharded.make_mesh()
+        check_config(cfg, self.mesh.devices.size, statistics)
+        ckpt.check_run_dir(self.workdir, "workdir")
+        resume = ckpt.is_checkpoint_dir(self.workdir) and bool(ckpt.steps(self.workdir))
+        held = ckpt.read_config(self.workdir).name if resume else cfg.name
+        if held != cfg.name:
+            raise ckpt.CheckpointError(f"{self.workdir} holds a run of {held}, not {cfg.name}; use another directory")
         if step is not None:
             ckpt.check_step(self.workdir, step)          # before the state is built: fail fast
         self.compute = compute.resolve(cfg)          # 'auto' resolved once, for this backend
@@ -144,7 +176,6 @@ class Trainer:
         self.G = build_generator(cfg, forms, dtype=dtype)
         self.D = build_discriminator(cfg, forms, dtype=dtype)
         self.tcfg = cfg.train
-        self.mesh = mesh if mesh is not None else sharded.make_mesh()
         self.statistics = statistics or self.tcfg.get("statistics", "per_device")
         self.writer = writer
         self.offset = 0
@@ -155,7 +186,7 @@ class Trainer:
         self.state = sharded.init_state(self.G, self.D, self.tcfg, seed, self.mesh, self.statistics)
         self._stop = False
         self._ckpt: Optional[ckpt.CheckpointWriter] = None
-        if step is not None or (ckpt.is_checkpoint_dir(self.workdir) and ckpt.steps(self.workdir)):
+        if step is not None or resume:
             self._restore(step)
 
     # -- steps ---------------------------------------------------------------------------
@@ -167,10 +198,7 @@ class Trainer:
     def _step_fn(self, scale: int, batch: int, kind=None):
         key = (scale, batch, kind)
         if key not in self._fns:
-            n = self.mesh.devices.size
-            if batch % n:
-                raise DataError(f"the batch of chosen scale {scale} is {batch} images, not a multiple of the "
-                                 f"{n} devices; set train.batch (and train.batch_per_scale) to multiples of {n}")
+            n = self.mesh.devices.size        # check_config made the batch a multiple of it
             self._fns[key] = sharded.make_sharded_step(self.mesh, self.G, self.D, self.tcfg, scale, batch // n,
                                                        self.statistics, state=self.state, lazy=kind)
         return self._fns[key]
@@ -214,8 +242,7 @@ class Trainer:
         log_every = log_every or int(self.tcfg.get("log_every", 100))
         window: List[dict] = []
         t_window, kimg_window = time.time(), 0.0
-        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
-        try:
+        with self._running():
             while int(self.state.step) < num_steps and not self._any_stop():
                 step = int(self.state.step)
                 scale, batch = self.schedule(step)
@@ -254,14 +281,27 @@ class Trainer:
                     self.write_samples()
                 if evaluator is not None and eval_every and done % eval_every == 0:
                     self.evaluate(evaluator)
+            if self._stop:
+                self.log(f"stopping at step {int(self.state.step)}: saving")
+            self.save()
+            self.close()
+        return history
+
+    @contextlib.contextmanager
+    def _running(self):
+        """Around the loop: SIGTERM and Ctrl-C ask it to stop (it saves the step reached), a write
+        that fails (a full disk) becomes one ``StorageError``, and after any failure the checkpoint
+        in flight is finished and the writer released."""
+        old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            with checks.storage_errors(f"into the run directory {self.workdir}", lambda: ckpt.kept_note(self.workdir)):
+                yield
+        except BaseException:
+            self._abandon_writes()
+            raise
         finally:
             for s, h in old.items():
                 signal.signal(s, h)
-        if self._stop:
-            self.log(f"stopping at step {int(self.state.step)}: saving")
-        self.save()
-        self.close()
-        return history
 
     def _write_scalars(self, step: int, values: dict):
         if self.writer is not None:
@@ -336,6 +376,16 @@ class Trainer:
             self._ckpt = None
         if self.writer is not None:
             self.writer.flush()
+
+    def _abandon_writes(self):
+        """After a failure: let the checkpoint in flight finish and release the writer; a failure
+        of that write too is dropped (the first error is the one reported)."""
+        if self._ckpt is not None:
+            try:
+                self._ckpt.close()
+            except PeganError:
+                pass
+            self._ckpt = None
 
     @staticmethod
     def _fixed_shape(host):

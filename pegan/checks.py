@@ -1,0 +1,179 @@
+"""Checks of what a user hands pegan (counts, batch sizes, image sizes, paths to write), shared
+by the command line and the library.
+
+One function per kind of check; each raises a ``pegan.errors.PeganError`` subclass whose message
+names the argument and the fix, so the command line prints it as one line (exit status 2).
+Callers run them before anything slow (reading data, compiling). Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import operator
+import os
+import re
+import secrets
+import shutil
+from pathlib import Path
+from typing import Callable, Iterator, Optional, Sequence, Tuple, Union
+
+from pegan.errors import ExistingPathError, InputError, PeganError, StorageError
+
+__all__ = ["MAX_SIDE", "MAX_STORED_SIDE", "at_least", "batch_size", "image_size", "output_file", "output_dir",
+           "replacing_dir", "storage_errno", "storage_errors"]
+
+MAX_SIDE = 4096           # px: the largest image side `sample` / `evaluate` make unless raised (--max-side)
+MAX_STORED_SIDE = 16384   # px: the largest side `pegan prepare` stores
+
+
+# -- numbers ---------------------------------------------------------------------------------
+
+def at_least(value, minimum: int, what: str) -> int:
+    """``value`` as an int, when it is a whole number (not a bool) of at least ``minimum``."""
+    if isinstance(value, bool):
+        raise InputError(f"{what} must be a whole number, got {value!r}")
+    try:
+        v = operator.index(value)
+    except TypeError:
+        raise InputError(f"{what} must be a whole number, got {value!r}") from None
+    if v < minimum:
+        raise InputError(f"{what} must be at least {minimum}, got {v}")
+    return v
+
+
+def batch_size(value, what: str, devices: int) -> int:
+    """A global batch: a positive whole number that splits evenly over ``devices``."""
+    b = at_least(value, 1, what)
+    if b % devices:
+        up = -(-b // devices) * devices
+        raise InputError(f"{what} is {b} images, not a multiple of the {devices} devices: set it to a "
+                         f"multiple of {devices} (e.g. {up})")
+    return b
+
+
+def image_size(size: Sequence[int], what: str, max_side: Optional[int] = MAX_SIDE,
+               raise_with: Optional[str] = "--max-side (max_side= in Python)") -> Tuple[int, ...]:
+    """An image size (H, W): every side at least 1 px and at most ``max_side`` (None: no bound);
+    ``raise_with`` names the option that raises the bound, if there is one."""
+    sides = tuple(int(v) for v in size)
+    shown = "x".join(str(v) for v in sides)
+    if min(sides) < 1:
+        raise InputError(f"{what} gives a {shown} px image: every side must be at least 1 px")
+    if max_side is not None and max(sides) > max_side:
+        more = f"; raise the bound with {raise_with}" if raise_with else ""
+        raise InputError(f"{what} gives a {shown} px image, over the largest side of {max_side} px{more}")
+    return sides
+
+
+# -- paths to write --------------------------------------------------------------------------
+
+def _file_above(path: Path) -> Optional[Path]:
+    """The nearest existing ancestor of ``path`` when it is not a folder (then nothing can be
+    created under it), else None."""
+    for p in path.absolute().parents:
+        if p.exists():
+            return None if p.is_dir() else p
+    return None
+
+
+def output_file(path, what: str, exts: Sequence[str] = ()) -> Path:
+    """A file pegan is about to write: not a folder, no part of its folder a file (the folder
+    may be missing: it is created), and ending in one of ``exts`` (lower case, with the dot)
+    when given."""
+    p = Path(path)
+    if p.is_dir():
+        example = f", e.g. {p / ('samples' + exts[0])}" if exts else ""
+        raise ExistingPathError(f"{what} {p} is a folder; name the file to write{example}")
+    if exts and p.suffix.lower() not in exts:
+        got = f"{p.suffix!r}" if p.suffix else "no extension"
+        raise InputError(f"{what} {p} has {got}; name a {' / '.join(exts)} file")
+    bad = _file_above(p)
+    if bad is not None:
+        raise ExistingPathError(f"{what} {p}: {bad} is a file, not a folder")
+    return p
+
+
+def output_dir(path, what: str) -> Path:
+    """A folder pegan is about to write into: a folder or missing, with no file above it."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ExistingPathError(f"{what} {p} is a file, not a folder")
+    bad = _file_above(p)
+    if bad is not None:
+        raise ExistingPathError(f"{what} {p}: {bad} is a file, not a folder")
+    return p
+
+
+@contextlib.contextmanager
+def replacing_dir(path, what: str, kind: str, owned: Callable[[Path], bool],
+                  overwrite: bool = False) -> Iterator[Path]:
+    """Write a new output folder: yields an empty temporary folder beside ``path`` that takes
+    its place when the block completes, and is removed when the block fails (so a failed write
+    never loses what was there). ``path`` must be missing or empty, or, with ``overwrite``, a
+    ``kind`` (``owned(path)`` true): nothing else is ever replaced."""
+    out = output_dir(path, what).absolute()
+    existed = out.exists() and any(out.iterdir())
+    if existed and not overwrite:
+        raise ExistingPathError(f"{what} {out} is not empty; choose a new folder, or pass --overwrite to "
+                                f"replace the {kind} there")
+    if existed and not owned(out):
+        raise ExistingPathError(f"{what} {out} is not empty and not a {kind}: not replacing it "
+                                f"(--overwrite replaces only a {kind}); choose a new folder")
+    unchanged = f"{out} is unchanged" if existed else "nothing was left behind"
+    tmp = out.with_name(f".{out.name}.incomplete-{secrets.token_hex(4)}")
+    with storage_errors(f"{kind} {out}", unchanged, rephrase=True):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        try:
+            yield tmp
+            if out.exists():
+                old = out.with_name(f".{out.name}.old-{secrets.token_hex(4)}")
+                os.replace(out, old)
+                os.replace(tmp, out)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, out)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+# -- failed writes ---------------------------------------------------------------------------
+
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
+_OS_ERROR_CODE = re.compile(r"os_error_code='?(\d+)")
+
+
+def storage_errno(exc: BaseException) -> Optional[int]:
+    """The errno of a write that failed for want of space, quota or permission (a full disk, a
+    read-only or foreign folder): an ``OSError``'s, or the OS error code that tensorstore (orbax's
+    array writer) puts into the message of its ``ValueError``; None for any other exception."""
+    if isinstance(exc, OSError):
+        code = exc.errno
+    elif isinstance(exc, ValueError):
+        m = _OS_ERROR_CODE.search(str(exc))
+        code = int(m.group(1)) if m else None
+    else:
+        code = None
+    return code if code in STORAGE_ERRNOS else None
+
+
+@contextlib.contextmanager
+def storage_errors(what: str, kept: Union[str, Callable[[], str]] = "", rephrase: bool = False):
+    """Turn a failed write inside the block (``storage_errno``) into one ``StorageError``:
+    'cannot write {what}: {the OS's reason}; {kept}' (``kept`` says what is intact; a callable
+    is asked at the time). A ``PeganError`` passes unchanged, unless ``rephrase`` and it is a
+    ``StorageError`` (an outer writer that knows better what is kept)."""
+    try:
+        yield
+    except BaseException as e:
+        if isinstance(e, PeganError) and not (rephrase and isinstance(e, StorageError)):
+            raise
+        code = storage_errno(e)
+        if code is None:
+            raise
+        note = kept() if callable(kept) else kept
+        err = StorageError(f"cannot write {what}: {os.strerror(code)}" + (f"; {note}" if note else ""))
+        err.errno = code
+        raise err from e

@@ -1,0 +1,392 @@
+"""Every user mistake is one `pegan <cmd>: error: ...` line with exit status 2, found before
+anything is read or compiled, and nothing the user owns is damaged: foreign folders are never
+replaced, grey 16-bit images are scaled rather than clipped, a full disk keeps the last
+checkpoint. A bug still raises with its traceback."""
+
+import errno
+import json
+import pathlib
+import resource
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from PIL import Image
+
+import pegan.api as pg
+from pegan import checkpoint as ckpt
+from pegan import checks
+from pegan.cli import main
+from pegan.configs import apply_overrides, singan_config, stylegan2_config
+from pegan.errors import ExistingPathError, InputError, StorageError
+from pegan.models.stylegan2 import abstract_variables, build_generator
+
+CFG_F = "mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512"
+EXP_F = f"experiments/{CFG_F}.py"
+REPO = pathlib.Path(__file__).resolve().parents[1]
+COMPILE_EVENTS = ("/jax/core/compile/jaxpr_to_mlir_module_duration", "/jax/core/compile/backend_compile_duration")
+
+
+@pytest.fixture
+def refused(capsys, monkeypatch):
+    """run(*argv): main(argv) must exit with 2 after printing exactly one line,
+    `pegan <cmd>: error: ...`, with no traceback and without compiling anything; returns it."""
+    monkeypatch.chdir(REPO)
+    compiled = []
+
+    def listen(event, duration, **kw):
+        if event in COMPILE_EVENTS:
+            compiled.append(kw.get("fun_name", event))
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+
+    def run(*argv):
+        compiled.clear()
+        rc = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        lines = err.splitlines()
+        assert rc == 2, (rc, out, err)
+        assert len(lines) == 1 and lines[0].startswith(f"pegan {argv[0]}: error: "), err
+        assert "Traceback" not in err
+        assert not compiled, f"compiled {compiled} before refusing"
+        return lines[0]
+
+    yield run
+    jax.monitoring.unregister_event_duration_listener(listen)
+
+
+@pytest.fixture(scope="module")
+def ck(tmp_path_factory):
+    """A tiny config-f checkpoint directory (zero weights: nothing here samples from it)."""
+    cfg = stylegan2_config(CFG_F, "tiny")
+    v = jax.tree.map(lambda s: np.zeros(s.shape, s.dtype), abstract_variables(build_generator(cfg)))
+    d = tmp_path_factory.mktemp("ck")
+    ckpt.save(d, 0, {"generator_ema": v}, cfg, {"family": "stylegan2", "experiment": cfg.name,
+                                                 "variant": "tiny", "color_order": "RGB"})
+    return d
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    d = tmp_path_factory.mktemp("imgs")
+    for i in range(4):
+        rgb = np.random.default_rng(i).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        Image.fromarray(rgb).save(d / f"{i}.png")
+    return d
+
+
+def listing(path):
+    return sorted((str(p.relative_to(path)), p.read_bytes() if p.is_file() else None) for p in path.rglob("*"))
+
+
+def a_project(tmp_path):
+    proj = tmp_path / "project"
+    (proj / "src").mkdir(parents=True)
+    (proj / "src" / "main.py").write_text("print('mine')\n")
+    (proj / "README.md").write_text("my project\n")
+    (proj / "config.json").write_text('{"mine": true}\n')
+    return proj
+
+
+# -- part 4: nothing the user owns is damaged ----------------------------------------------------
+
+def test_convert_overwrite_replaces_only_a_checkpoint_and_only_when_complete(fixtures, ck, tmp_path, refused):
+    src = fixtures / "mspie_stylegan2_config-f_tiny.mmgen.pth"
+    proj = a_project(tmp_path)
+    before = listing(proj)
+    line = refused("convert", src, proj, "--experiment", CFG_F, "--variant", "tiny", "--overwrite")
+    assert "not a pegan checkpoint directory" in line and "not replacing" in line
+    assert listing(proj) == before
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    assert "is a file" in refused("convert", src, afile, "--experiment", CFG_F, "--variant", "tiny")
+    assert "afile is a file, not a folder" in refused("convert", src, afile / "out", "--experiment", CFG_F)
+    # a failed conversion over a checkpoint leaves it as it was, and no temporary folder behind
+    import shutil
+
+    old = tmp_path / "old"
+    shutil.copytree(ck, old)
+    before = listing(old)
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(src.read_bytes()[:5000])
+    assert "bad.pth" in refused("convert", bad, old, "--overwrite")
+    assert listing(old) == before and sorted(p.name for p in tmp_path.iterdir()) == ["afile", "bad.pth", "old",
+                                                                                     "project"]
+    # a checkpoint directory is replaced by the new conversion
+    with pytest.raises(ExistingPathError, match="not empty"):
+        pg.convert(src, old, experiment=CFG_F, variant="tiny")
+    pg.convert(src, old, experiment=CFG_F, variant="tiny", overwrite=True)
+    assert ckpt.read_info(old)["source"]["file"] == src.name and ckpt.steps(old) == [0]
+    assert not list(tmp_path.glob(".old.*"))
+    assert pg.load(old).variables["params"]    # the swapped-in directory reads back
+
+
+def test_train_refuses_a_non_empty_foreign_workdir_in_both_families(ck, images, tmp_path, refused):
+    proj = a_project(tmp_path)
+    before = listing(proj)
+    line = refused("train", EXP_F, "--variant", "tiny", "--data", images, "--steps", 2, "--workdir", proj)
+    assert "not a pegan run directory" in line and "README.md" in line
+    refused("train", "singan-csg_fish", "--variant", "tiny", "--image", images / "0.png", "--workdir", proj)
+    assert listing(proj) == before
+    # the library refuses too, before building anything
+    with pytest.raises(ExistingPathError, match="not a pegan run"):
+        from pegan.train.stylegan2_loop import Trainer
+        Trainer(stylegan2_config(CFG_F, "tiny"), None, proj)
+    with pytest.raises(ExistingPathError, match="not a pegan run"):
+        from pegan.train import singan as ts
+        ts.run(singan_config("singan-csg_fish", "tiny"), np.zeros((40, 40, 3), np.uint8), proj)
+    assert listing(proj) == before
+    # fine: missing, empty, a checkpoint, or what a run writes before its first checkpoint
+    (tmp_path / "empty").mkdir()
+    early = tmp_path / "early"
+    (early / "tensorboard").mkdir(parents=True)
+    (early / "samples_0000010.png").write_bytes(b"")
+    for ok in (tmp_path / "new", tmp_path / "empty", ck, early):
+        assert ckpt.check_run_dir(ok) == ok
+
+
+def grey16(tmp_path):
+    """A 16-bit grey PNG over the whole range, and what 8 bits it must give: round(v / 257)."""
+    v = np.concatenate([np.array([0, 128, 129, 385, 386, 32767, 32896, 65406, 65407, 65535]),
+                        np.random.default_rng(0).integers(0, 65536, 54)]).reshape(8, 8).astype(np.uint16)
+    path = tmp_path / "grey16" / "g.png"
+    path.parent.mkdir()
+    Image.fromarray(v).save(path)
+    assert Image.open(path).mode == "I;16"
+    want = ((v.astype(np.int64) + 128) // 257).astype(np.uint8)       # integer rounding, no floats
+    return path, v, np.repeat(want[..., None], 3, axis=-1)
+
+
+def test_sixteen_bit_grey_is_scaled_from_its_full_range_wherever_images_are_read(tmp_path):
+    from pegan import data as D
+    from pegan.eval.evaluate import RealImages
+    from pegan.imageio import read_image, to_rgb
+    from pegan.train.stylegan2_loop import ImageFolder
+
+    path, v, want = grey16(tmp_path)
+    np.testing.assert_array_equal(read_image(path), want)
+    np.testing.assert_array_equal(D.load_image(path, 8)[0], want)
+    np.testing.assert_array_equal(RealImages(path.parent).read(0), want)
+    np.testing.assert_array_equal(ImageFolder(path.parent, 8).images[0], want.astype(np.float32) / 127.5 - 1.0)
+    # big-endian 16-bit, and a 16-bit PGM (Pillow opens it as 32-bit mode I from I;16B samples)
+    np.testing.assert_array_equal(np.asarray(to_rgb(Image.fromarray(v.astype(">u2")))), want)
+    Image.fromarray(v).save(tmp_path / "g.pgm")
+    assert Image.open(tmp_path / "g.pgm").mode == "I"
+    np.testing.assert_array_equal(read_image(tmp_path / "g.pgm"), want)
+    # mode I made in memory: by its values (8-bit values stay, 32-bit ones scale from 2**31 - 1)
+    small = np.arange(64, dtype=np.int32).reshape(8, 8) * 4
+    np.testing.assert_array_equal(np.asarray(to_rgb(Image.fromarray(small)))[..., 0], small)
+    big = np.arange(64, dtype=np.int64).reshape(8, 8) * 33_000_000
+    np.testing.assert_array_equal(np.asarray(to_rgb(Image.fromarray(big.astype(np.int32))))[..., 0],
+                                  (big * 255 * 2 + (2**31 - 1)) // (2 * (2**31 - 1)))
+    # mode F: 0..1 when every value lies in it, else 8-bit levels; clipped
+    f = np.linspace(0, 1, 64, dtype=np.float32).reshape(8, 8)
+    np.testing.assert_array_equal(np.asarray(to_rgb(Image.fromarray(f)))[..., 0],
+                                  np.floor(f.astype(np.float64) * 255 + 0.5).astype(np.uint8))
+    levels = np.array([[-3.0, 0.4, 254.6, 300.0]], np.float32)
+    np.testing.assert_array_equal(np.asarray(to_rgb(Image.fromarray(levels)))[..., 0], [[0, 0, 255, 255]])
+    # `pegan prepare` stores the same pixels
+    info = D.prepare(path.parent, tmp_path / "ds", 8)
+    with D.PreparedImages(tmp_path / "ds", process_index=0, process_count=1, prefetch=0, workers=0) as ds:
+        np.testing.assert_array_equal(ds.read(0), want)
+    assert info["num_images"] == 1
+
+
+# -- part 6: validate before compiling; one line, exit 2 ----------------------------------------
+
+def test_an_existing_file_where_a_folder_is_needed(ck, images, tmp_path, refused):
+    afile = tmp_path / "somefile"
+    afile.write_text("x")
+    assert "somefile is a file, not a folder" in refused("sample", ck, "--out", afile / "x.png")
+    assert "somefile is a file, not a folder" in refused("sample", ck, "--npy", afile / "x.npy")
+    assert "is a file, not a folder" in refused("train", EXP_F, "--variant", "tiny", "--data", images,
+                                                "--steps", 2, "--workdir", afile)
+    assert "is a file, not a folder" in refused("evaluate", ck, "--metrics", "fid10", "--real-stats",
+                                                tmp_path / "s.npz", "--out", afile / "m.json")
+    assert "is a file, not a folder" in refused("prepare", images, "--out", afile / "ds")
+    assert afile.read_text() == "x"
+
+
+def test_set_checks_each_value_against_the_type_of_its_field(images, tmp_path, refused):
+    w = tmp_path / "w"
+    args = ("train", EXP_F, "--variant", "tiny", "--data", images, "--steps", 2, "--workdir", w, "--set")
+    for item, says in [("train.batch=abc", "train.batch takes a whole number"),
+                       ("train.batch=2.5", "train.batch takes a whole number"),
+                       ("train.pl_detach_mean=1", "train.pl_detach_mean takes true or false"),
+                       ("train.g_lr=fast", "train.g_lr takes a number"),
+                       ("train.g_betas=0.5", "train.g_betas takes a JSON list"),
+                       ("scales=[0,2.5]", "scales takes a JSON list whose items are each a whole number"),
+                       ("train.data=5", "train.data takes a JSON object or null"),
+                       ("train.nope=1", "the config has no 'train.nope'"),
+                       ("train.batch.x=1", "train.batch is a value, not a section")]:
+        assert says in refused(*args, item), item
+    assert not w.exists()
+    cfg = apply_overrides(stylegan2_config(CFG_F, "tiny"), [
+        "train.g_lr=1", "train.pl_detach_mean=True", "train.regularisation=separate", "scales=[0,2]",
+        'train.batch_per_scale={"2": 2}', "generator.head_pos_encoding=null"])
+    assert cfg.train.g_lr == 1.0 and isinstance(cfg.train.g_lr, float) and cfg.train.pl_detach_mean is True
+    assert cfg.train.regularisation == "separate" and list(cfg.scales) == [0, 2]
+    assert dict(cfg.train.batch_per_scale) == {"2": 2} and cfg.generator.head_pos_encoding is None
+
+
+def test_train_checks_batches_and_steps_before_building_anything(images, tmp_path, refused, monkeypatch):
+    w = tmp_path / "w"
+    args = ("train", EXP_F, "--variant", "tiny", "--data", images, "--workdir", w)
+    assert "train.batch must be at least 1, got 0" in refused(*args, "--steps", 2, "--set", "train.batch=0")
+    assert "train.batch_per_scale[4] must be at least 1" in refused(
+        *args, "--steps", 2, "--set", 'train.batch_per_scale={"4": 0}')
+    assert "scales entry -4" in refused(*args, "--steps", 2, "--set", "scales=[0,-4]")
+    assert "minibatch-stddev groups of 4" in refused(*args, "--steps", 2, "--set", "train.batch=6")
+    assert "--steps: the value must be at least 1, got -5" in refused(*args, "--steps", -5)
+    assert "--steps: the value must be at least 1, got 0" in refused(*args, "--steps", 0)
+    assert "--checkpoint-every: the value must be at least 0" in refused(*args, "--steps", 2,
+                                                                          "--checkpoint-every", -1)
+    assert "--iters: the value must be at least 1" in refused("train", "singan-csg_fish", "--image",
+                                                              images / "0.png", "--workdir", w, "--iters", -3)
+    monkeypatch.setattr(jax, "device_count", lambda: 2)
+    line = refused(*args, "--steps", 2, "--set", "train.batch=3")
+    assert "train.batch is 3 images, not a multiple of the 2 devices" in line
+    line = refused(*args, "--steps", 2, "--set", 'train.batch_per_scale={"2": 3}')
+    assert "train.batch_per_scale[2] is 3 images" in line
+    assert not w.exists()
+
+
+def test_chosen_scale_and_size_must_make_an_image_of_bounded_size(ck, tmp_path, refused):
+    out = tmp_path / "x.png"
+    for scale in ("-4", "-5", "0,-4"):
+        assert "every scale offset must be at least -3" in refused("sample", ck, "--chosen-scale", scale, "--out", out)
+    line = refused("sample", ck, "--chosen-scale", 100000, "--out", out)
+    assert "800032x800032 px image, over the largest side of 4096 px" in line and "--max-side" in line
+    assert "over the largest side of 4096 px" in refused("sample", ck, "--size", 1000000, "--out", out)
+    assert "over the largest side of 100 px" in refused("sample", ck, "--size", 128, "--max-side", 100,
+                                                        "--out", out)
+    assert "at least -3" in refused("evaluate", ck, "--metrics", "fid10", "--real-stats", tmp_path / "s.npz",
+                                    "--chosen-scale", -4, "--out", tmp_path / "m.json")
+    assert "4096 px" in refused("evaluate", ck, "--metrics", "fid10", "--real-stats", tmp_path / "s.npz",
+                                "--size", 1000000, "--out", tmp_path / "m.json")
+    assert not out.exists()
+    # the library refuses the same, and --max-side / max_side raises the bound
+    G = build_generator(stylegan2_config(CFG_F, "tiny"))
+    with pytest.raises(InputError, match="at least -3"):
+        pg.resolve_scale(G, -4)
+    with pytest.raises(InputError, match="4096 px"):
+        pg.resolve_scale(G, None, (1_000_000, 1_000_000))
+    assert pg.resolve_scale(G, -3) == (-3, -3) and pg.resolve_scale(G, 600, max_side=5000) == (600, 600)
+    import ml_collections
+
+    singan = pg.Loaded(None, {}, ml_collections.ConfigDict({"generator": {"padding": 1}}),
+                       state={"sizes": [(12, 16), (30, 40)], "curr_stage": 1})
+    with pytest.raises(InputError, match="over the largest side of 4096 px"):
+        pg.singan_sizes(singan, (1_000_000, 1_000_000))
+    assert pg.singan_sizes(singan, width_factor=2.0)[-1] == (30, 80)
+
+
+def test_counts_must_be_positive(ck, images, tmp_path, refused):
+    out = tmp_path / "x.png"
+    for flag in ("--num", "--batch", "--ncol"):
+        assert f"argument {flag}: the value must be at least 1, got 0" in refused("sample", ck, flag, 0, "--out", out)
+    assert "argument --num: expected a whole number, got 'many'" in refused("sample", ck, "--num", "many")
+    assert "argument --batch" in refused("evaluate", ck, "--batch", 0, "--real-stats", tmp_path / "s.npz")
+    assert "argument --workers" in refused("prepare", images, "--out", tmp_path / "ds", "--workers", 0)
+    assert "argument --iters" in refused("demo", "--iters", -1)
+    assert "the following arguments are required: --out" in refused("prepare", images)
+
+
+def test_prepare_checks_the_size_first(images, tmp_path, refused):
+    line = refused("prepare", images, "--out", tmp_path / "ds", "--size", 100000)
+    assert "--size 100000" in line and "16384 px" in line and ".png" not in line
+    assert "at least 1 px" in refused("prepare", images, "--out", tmp_path / "ds", "--size", 0)
+    assert not (tmp_path / "ds").exists() and not list(tmp_path.iterdir())
+
+
+def test_sample_out_must_name_an_image_file(ck, tmp_path, refused):
+    assert "is a folder; name the file to write, e.g." in refused("sample", ck, "--out", tmp_path)
+    assert "has no extension" in refused("sample", ck, "--out", tmp_path / "grid")
+    assert "name a .npy file" in refused("sample", ck, "--out", tmp_path / "g.png", "--npy", tmp_path / "g.txt")
+    assert not list(tmp_path.iterdir())
+
+
+def fail_writes_of_step(monkeypatch, step, code=errno.ENOSPC):
+    """Every array orbax writes for ``step`` fails as on a full disk (in its background threads)."""
+    from orbax.checkpoint._src.serialization import type_handlers
+
+    write = type_handlers.NumpyHandler._open_and_write
+
+    async def full_disk(self, value, tspec, ts_context):
+        if f"/{step}.orbax-checkpoint-tmp" in json.dumps(tspec):
+            raise OSError(code, "No space left on device")
+        return await write(self, value, tspec, ts_context)
+
+    monkeypatch.setattr(type_handlers.NumpyHandler, "_open_and_write", full_disk)
+
+
+def a_quick_step(*args, **kwargs):
+    """Stands in for the compiled train step (the disk, not the step, is under test): the step
+    counter moves on and the metrics are finite."""
+    @jax.jit
+    def step(state, real):
+        loss = jnp.mean(real)
+        return state.replace(step=state.step + 1), {k: loss for k in ("d_loss", "g_loss", "r1_penalty",
+                                                                      "pl_penalty")}
+    return step
+
+
+def test_disk_full_during_training_is_one_line_and_keeps_the_last_checkpoint(images, tmp_path, capsys,
+                                                                            monkeypatch):
+    from pegan.train import sharded
+
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr(sharded, "make_sharded_step", a_quick_step)
+    fail_writes_of_step(monkeypatch, 2)
+    w = tmp_path / "w"
+    rc = main(["train", EXP_F, "--variant", "tiny", "--data", str(images), "--steps", "3", "--workdir", str(w),
+               "--checkpoint-every", "1", "--sample-every", "0", "--no-tensorboard", "--set", "scales=[0]"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err and "ERROR" not in err, err
+    errors = [line for line in err.splitlines() if "error" in line.lower()]
+    assert errors == [err.rstrip().splitlines()[-1]], err          # one error line, the last
+    assert errors[0].startswith("pegan train: error: cannot write step 2 of the checkpoint in")
+    assert "No space left on device" in errors[0] and "last complete step, 1, is kept" in errors[0]
+    assert ckpt.steps(w) == [1]
+    got = ckpt.restore(w, ["generator_ema", "discriminator", "train_state"], step=1)
+    assert int(got["train_state"]["state"]["step"]) == 1
+    assert all(np.isfinite(x).all() for x in jax.tree.leaves(got))
+
+
+def test_a_real_write_failure_inside_tensorstore_is_one_storage_error(tmp_path, capfd):
+    """The form a full disk takes below orbax (tensorstore's ValueError with the OS error
+    code), made real with a file-size limit: one StorageError, no log records, step 1 intact."""
+    cfg = stylegan2_config(CFG_F, "tiny")
+    info = {"family": "stylegan2", "experiment": cfg.name, "variant": "tiny", "color_order": "RGB"}
+    items = {"a": {"x": np.random.default_rng(0).random(300_000, dtype=np.float32)},
+             "b": {"y": np.ones(3, np.float32)}}
+    writer = ckpt.CheckpointWriter(tmp_path / "run", cfg, info)
+    writer.save(1, items)
+    writer.wait()
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, hard))     # no file over 200 kB: 1.2 MB fails
+    try:
+        writer.save(2, items)
+        with pytest.raises(StorageError, match=r"step 2 of the checkpoint in .*: File too large; its last "
+                                               r"complete step, 1, is kept") as e:
+            writer.wait()
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        writer.close()
+    assert e.value.errno == errno.EFBIG and checks.storage_errno(e.value.__cause__) == errno.EFBIG
+    out, err = capfd.readouterr()
+    assert err == "" and out == ""
+    assert ckpt.steps(tmp_path / "run") == [1]
+    np.testing.assert_array_equal(ckpt.restore(tmp_path / "run", ["a"], 1)["a"]["x"], items["a"]["x"])
+
+
+def test_a_bug_keeps_its_traceback(monkeypatch):
+    import pegan.cli
+
+    def broken(args):
+        raise AssertionError("internal invariant")
+
+    monkeypatch.setattr(pegan.cli, "_experiments", broken)
+    with pytest.raises(AssertionError, match="internal invariant"):
+        main(["experiments"])
