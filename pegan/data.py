@@ -12,7 +12,7 @@
   ``out_dir/pegan_prepare.json`` records the settings, the number of images and every skipped
   file with its reason.
 * ``PreparedImages(path)`` reads it by random access (``tfds.data_source``) with the contract of
-  ``pegan.train.stylegan2_loop.ImageFolder``: ``batch(seed, step, batch, offset)`` is a pure
+  ``ImageFolder``: ``batch(seed, step, batch, offset)`` is a pure
   function of its arguments (epoch permutation from (seed, epoch), flips from (seed, step)), so the
   data position of a run is its step counter and sample offset, and a resumed run reads exactly
   what a straight run reads. Per-host sharding: ``batch`` is the global batch; host ``h`` of ``P``
@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Optional
 
+import jax
 import numpy as np
 
 from pegan.checks import MAX_STORED_SIDE, image_size, replacing_dir
@@ -42,7 +43,7 @@ from pegan.errors import DataError, InputError, MissingFileError
 from pegan.imageio import IMAGE_EXTS, to_rgb
 
 __all__ = ["IMAGE_EXTS", "INFO_FILE", "host_rows", "list_images", "load_image", "prepare", "find_prepared",
-           "PreparedImages", "open_data"]
+           "PreparedImages", "ImageFolder", "open_data"]
 
 INFO_FILE = "pegan_prepare.json"
 _BUILDER_NAME = "pegan_image_folder"
@@ -155,6 +156,64 @@ def _read_ordered(files, size, workers, on_error, skipped, counts, progress):
             yield str(p.relative_to(root)), pixels
     if bar is not None:
         bar.close()
+
+
+class ImageFolder:
+    """All images of a folder, resized (Lanczos) to ``size`` x ``size``, as float32 in [-1, 1]."""
+
+    def __init__(self, folder, size: int, on_error: str = "raise", process_index: Optional[int] = None,
+                 process_count: Optional[int] = None):
+        from PIL import Image, UnidentifiedImageError
+
+        self.process_index = jax.process_index() if process_index is None else int(process_index)
+        self.process_count = jax.process_count() if process_count is None else int(process_count)
+
+        folder = Path(folder)
+        if not folder.is_dir():
+            raise MissingFileError(f"data folder {folder} does not exist")
+        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
+        if not files:
+            raise MissingFileError(f"no images ({', '.join(IMAGE_EXTS)}) under {folder}")
+        imgs, self.skipped = [], []
+        for p in files:
+            try:
+                with Image.open(p) as im:
+                    im = to_rgb(im)
+                    if im.size != (size, size):
+                        im = im.resize((size, size), Image.LANCZOS)
+                    imgs.append(np.asarray(im))
+            except (UnidentifiedImageError, OSError, SyntaxError) as e:
+                if on_error != "skip":
+                    raise DataError(f"cannot read image {p}: {e}; remove it or pass on_error='skip'") from None
+                self.skipped.append(str(p))
+        if not imgs:
+            raise DataError(f"no readable image under {folder}")
+        self.images = (np.stack(imgs).astype(np.float32) / 127.5 - 1.0)
+        self.size = size
+
+    def __len__(self):
+        return len(self.images)
+
+    def rows(self, batch: int):
+        """This host's rows [lo, hi) of a global batch of ``batch`` images."""
+        return host_rows(batch, self.process_index, self.process_count)
+
+    def batch(self, seed: int, step: int, batch: int, offset: int) -> np.ndarray:
+        """This host's rows of the images of a step: positions ``offset .. offset + batch`` of the
+        epoch stream (permutation by (seed, epoch)), flips by (seed, step)."""
+        n = len(self.images)
+        lo, hi = self.rows(batch)
+        perms = {}                               # one permutation per epoch the batch touches
+        out = []
+        for pos in range(offset + lo, offset + hi):
+            epoch, i = divmod(pos, n)
+            if epoch not in perms:
+                perms[epoch] = np.random.default_rng([seed, 1, epoch]).permutation(n)
+            out.append(self.images[perms[epoch][i]])
+        x = np.stack(out)
+        flip = (np.random.default_rng([seed, 2, step]).random(batch) < 0.5)[lo:hi]
+        x[flip] = x[flip, :, ::-1]
+        return x
 
 
 def prepare(folder, out_dir, size: int, on_error: str = "raise", encoding: str = "raw",
@@ -280,7 +339,6 @@ class PreparedImages:
         self.size = shape[0]
         self.skipped: List[str] = []       # files skipped by ``pegan prepare`` are in prepare_info
         if process_index is None or process_count is None:
-            import jax
 
             process_index = jax.process_index() if process_index is None else process_index
             process_count = jax.process_count() if process_count is None else process_count
@@ -431,6 +489,4 @@ def open_data(path, size: int, on_error: str = "raise", **loader_kw):
         return data
     if p.is_dir() and (p / INFO_FILE).exists():
         raise MissingFileError(f"{path} is a damaged prepared dataset; {_HINT}")
-    from pegan.train.stylegan2_loop import ImageFolder
-
     return ImageFolder(p, size, on_error=on_error)

@@ -19,7 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
+from pegan import loading
+from pegan.checks import output_file
+from pegan.configs import singan_config
 from pegan.errors import MissingFileError
+from pegan.imageio import IMAGE_EXTS, labelled_row, read_image, save_png, stack_rows, to_uint8
+from pegan.train import singan as ts
 
 DEFAULT_IMAGE = "skimage:rocket"
 
@@ -29,7 +34,6 @@ def load_demo_image(spec: str, max_size: int) -> np.ndarray:
     scaled (Lanczos) so that its long side is ``max_size``."""
     from PIL import Image
 
-    from pegan.imageio import read_image
 
     if spec.startswith("skimage:"):
         import skimage.data
@@ -60,7 +64,6 @@ def _progress_factory(label):
 
 
 def _train(cfg, image, out_dir, args, label):
-    from pegan.train import singan as ts
 
     t0 = time.time()
     trainer, reports = ts.run(cfg, image, out_dir, seed=args.seed, iters=args.iters,
@@ -70,13 +73,11 @@ def _train(cfg, image, out_dir, args, label):
 
 
 def _rows(out_dir, image, label, args):
-    import pegan.api as pg
-    from pegan.imageio import labelled_row, to_uint8
 
-    g = pg.load(out_dir)
-    recon = pg.singan_sample(g, mode="recon")[0]
-    native = pg.singan_sample(g, args.num, seed=args.seed + 1)
-    wide = pg.singan_sample(g, max(2, args.num // 2), seed=args.seed + 2, width_factor=2.0)
+    g = loading.load(out_dir)
+    recon = loading.singan_sample(g, mode="recon")[0]
+    native = loading.singan_sample(g, args.num, seed=args.seed + 1)
+    wide = loading.singan_sample(g, max(2, args.num // 2), seed=args.seed + 2, width_factor=2.0)
     z = args.zoom
 
     def up(a):
@@ -94,9 +95,6 @@ def _rows(out_dir, image, label, args):
 def run_demo(args) -> int:
     import jax
 
-    from pegan.checks import output_file
-    from pegan.configs import singan_config
-    from pegan.imageio import IMAGE_EXTS, save_png, stack_rows
 
     output_file(args.out, "--out", IMAGE_EXTS)
 

@@ -42,9 +42,13 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from pegan.checks import MAX_SIDE
 from pegan.errors import InputError, MissingFileError
 from pegan.imageio import to_rgb
+from pegan import data, loading
+from pegan.convert.torchpickle import load_pickle
 from pegan.eval import metrics as M
+from pegan.eval import weights as W
 from pegan.eval.inception import load_inception
 from pegan.eval.vgg import load_vgg16
+from pegan.models.stylegan2 import Generator, image_size
 
 __all__ = ["Protocol", "parse_metrics", "Evaluator", "RealImages", "load_real_stats", "save_real_stats",
            "quantize_8bit", "make_evaluator", "evaluate_checkpoint"]
@@ -118,7 +122,6 @@ class RealImages:
     ``pegan prepare`` or a plain image folder (all images of one size)."""
 
     def __init__(self, path):
-        from pegan import data
 
         self.path = Path(path)
         if not self.path.exists():
@@ -189,7 +192,6 @@ def load_real_stats(path) -> Tuple[np.ndarray, np.ndarray, int, dict]:
         if p.suffix == ".npz":
             with np.load(p) as f:
                 return f["mu"], f["sigma"], int(f["num"]), json.loads(str(f["meta"]))
-        from pegan.convert.torchpickle import load_pickle
 
         d = load_pickle(p)
         if not isinstance(d, dict) or "mean" not in d or "cov" not in d:
@@ -431,7 +433,6 @@ def make_evaluator(metrics="fid50k,pr10k", real=None, real_stats=None, inception
                    log: Callable[[str], None] = print) -> Evaluator:
     """An :class:`Evaluator` with the networks its metrics need, loaded from the weight files
     (arguments or ``$PEGAN_INCEPTION_WEIGHTS`` / ``$PEGAN_VGG16_WEIGHTS``)."""
-    from pegan.eval import weights as W
 
     kinds = {k for _, k, _ in parse_metrics(metrics)}
     if real is None and (real_stats is None or "pr" in kinds):
@@ -454,14 +455,12 @@ def evaluate_checkpoint(path, metrics="fid50k,pr10k", chosen_scale=None, size=No
                         log: Callable[[str], None] = print, max_side: Optional[int] = MAX_SIDE) -> dict:
     """Evaluate a pegan checkpoint directory (or a reference ``.pth``) and return the report
     (no side of the evaluated images may exceed ``max_side`` px)."""
-    from pegan import api
-    from pegan.models.stylegan2 import Generator, image_size
 
-    loaded = api.load(path, which="ema", experiment=experiment, step=step)
+    loaded = loading.load(path, which="ema", experiment=experiment, step=step)
     if not isinstance(loaded.model, Generator):
         raise InputError(f"{path} is not a StyleGAN2 / MS-PIE generator: FID and P&R evaluate those "
                          "(SinGAN models are single-image models)")
-    scale = api.resolve_scale(loaded.model, chosen_scale, size, max_side)
+    scale = loading.resolve_scale(loaded.model, chosen_scale, size, max_side)
     ev = make_evaluator(metrics, real=real, real_stats=real_stats, inception=inception, vgg16=vgg16,
                         batch=batch, protocol=protocol, cache_dir=cache_dir, log=log)
     h, w = image_size(loaded.model.out_size, scale)

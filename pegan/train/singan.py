@@ -29,6 +29,7 @@ import numpy as np
 import optax
 
 from pegan.errors import DataError, InputError, NonFiniteError
+from pegan import checkpoint as ckpt
 from pegan import checks, compute, ops
 from pegan.models import singan as sm
 
@@ -362,7 +363,6 @@ def run(cfg, image_uint8: np.ndarray, out_dir, seed: int = 0, iters: Optional[in
     found there from its latest step, or from ``step`` (the later steps are moved aside into
     ``out_dir/superseded``); ``out_dir`` must be new, empty or a pegan run
     (``checkpoint.check_run_dir``). Returns (trainer, [StageReport])."""
-    from pegan import checkpoint as ckpt
 
     ckpt.check_run_dir(out_dir, "out_dir")
     checks.at_least(cfg.train.iters_per_scale if iters is None else iters, 1, "iterations per stage")

@@ -33,8 +33,9 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from pegan.errors import DataError, InputError, MissingFileError, NonFiniteError, PeganError
-from pegan.imageio import IMAGE_EXTS, to_rgb
 from pegan import checkpoint as ckpt
+from pegan.data import ImageFolder
+from pegan.imageio import image_grid, labelled_row, save_png, stack_rows, to_uint8
 from pegan import checks
 from pegan import compute
 from pegan.models.stylegan2 import (build_discriminator, build_generator, checked_scale, compute_mean_latent,
@@ -43,66 +44,6 @@ from pegan.train import sharded
 from pegan.train import stylegan2 as tr
 
 __all__ = ["ImageFolder", "choose_scale", "batch_for_scale", "check_config", "Trainer"]
-
-
-class ImageFolder:
-    """All images of a folder, resized (Lanczos) to ``size`` x ``size``, as float32 in [-1, 1]."""
-
-    def __init__(self, folder, size: int, on_error: str = "raise", process_index: Optional[int] = None,
-                 process_count: Optional[int] = None):
-        from PIL import Image, UnidentifiedImageError
-
-        self.process_index = jax.process_index() if process_index is None else int(process_index)
-        self.process_count = jax.process_count() if process_count is None else int(process_count)
-
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise MissingFileError(f"data folder {folder} does not exist")
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
-        if not files:
-            raise MissingFileError(f"no images ({', '.join(IMAGE_EXTS)}) under {folder}")
-        imgs, self.skipped = [], []
-        for p in files:
-            try:
-                with Image.open(p) as im:
-                    im = to_rgb(im)
-                    if im.size != (size, size):
-                        im = im.resize((size, size), Image.LANCZOS)
-                    imgs.append(np.asarray(im))
-            except (UnidentifiedImageError, OSError, SyntaxError) as e:
-                if on_error != "skip":
-                    raise DataError(f"cannot read image {p}: {e}; remove it or pass on_error='skip'") from None
-                self.skipped.append(str(p))
-        if not imgs:
-            raise DataError(f"no readable image under {folder}")
-        self.images = (np.stack(imgs).astype(np.float32) / 127.5 - 1.0)
-        self.size = size
-
-    def __len__(self):
-        return len(self.images)
-
-    def rows(self, batch: int):
-        """This host's rows [lo, hi) of a global batch of ``batch`` images."""
-        from pegan.data import host_rows
-
-        return host_rows(batch, self.process_index, self.process_count)
-
-    def batch(self, seed: int, step: int, batch: int, offset: int) -> np.ndarray:
-        """This host's rows of the images of a step: positions ``offset .. offset + batch`` of the
-        epoch stream (permutation by (seed, epoch)), flips by (seed, step)."""
-        n = len(self.images)
-        lo, hi = self.rows(batch)
-        perms = {}                               # one permutation per epoch the batch touches
-        out = []
-        for pos in range(offset + lo, offset + hi):
-            epoch, i = divmod(pos, n)
-            if epoch not in perms:
-                perms[epoch] = np.random.default_rng([seed, 1, epoch]).permutation(n)
-            out.append(self.images[perms[epoch][i]])
-        x = np.stack(out)
-        flip = (np.random.default_rng([seed, 2, step]).random(batch) < 0.5)[lo:hi]
-        x[flip] = x[flip, :, ::-1]
-        return x
 
 
 def choose_scale(seed: int, step: int, scales, probs=None) -> int:
@@ -438,7 +379,6 @@ class Trainer:
     def write_samples(self, num: int = 4, path=None):
         """A grid of EMA samples at every scale (fixed latents and noise) as
         ``workdir/samples_<step>.png`` (process 0), also written to the metric writer."""
-        from pegan.imageio import image_grid, labelled_row, save_png, stack_rows, to_uint8
 
         v = sharded.to_host({"params": self.state.ema_params, "buffers": self.state.g_buffers})
         z = jax.random.normal(jax.random.PRNGKey(1234), (num, self.G.style_channels))
