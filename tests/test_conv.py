@@ -71,3 +71,22 @@ def test_the_form_is_an_argument_and_auto_resolves_per_backend():
         C.conv2d(rand((1, 4, 4, 1)), rand((3, 3, 1, 1)), impl="fast")
     with pytest.raises(ValueError, match="compute.conv_impl"):
         compute.resolve({"conv_impl": "fast"}, "cpu")
+
+
+def test_the_models_take_their_forms_from_the_config_compute_section():
+    from pegan import compute
+    from pegan.configs import stylegan2_config, singan_config
+    from pegan.models import singan as sm
+    from pegan.models.stylegan2 import build_discriminator, build_generator
+
+    cfg = stylegan2_config("mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512", "tiny")
+    assert build_generator(cfg).forms == compute.forms_for(cfg)
+    cfg.compute.conv_impl, cfg.compute.upfirdn_impl, cfg.compute.modconv_impl = "xla", "conv", "grouped"
+    cfg.compute.dtype = "bfloat16"
+    g, d = build_generator(cfg), build_discriminator(cfg)
+    assert g.forms == d.forms == ops.Forms(conv="xla", upfirdn="conv", modconv="grouped")
+    assert g.dtype == d.dtype == "bfloat16"
+    assert build_generator(cfg, ops.Forms(conv="taps")).forms.conv == "taps"     # explicit wins
+    s = singan_config("singan-csg_fish", "tiny")
+    s.compute.conv_impl = "xla"
+    assert sm.build_generator(s).forms.conv == "xla" == sm.build_discriminator(s).forms.conv
