@@ -231,8 +231,8 @@ def _prepare_dir(d: Path, config, info: Optional[dict]) -> None:
     for it), and check that an existing one holds the same experiment (every process)."""
     if not is_checkpoint_dir(d) and (config is None or info is None):
         raise CheckpointError("the first save into a directory needs the config and info")
-    check_run_dir(d, "the checkpoint directory")
     if jax.process_index() == 0 and not is_checkpoint_dir(d):
+        check_run_dir(d, "the checkpoint directory")    # process 0 alone: the others may see its writes
         d.mkdir(parents=True, exist_ok=True)
         cfg = config.to_dict() if hasattr(config, "to_dict") else dict(config)
         (d / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
