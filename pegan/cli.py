@@ -249,6 +249,9 @@ def _train_stylegan2(args, cfg, workdir) -> int:
     if lead:
         print(f"{cfg.name}: {n} device(s) ({jax.devices()[0].platform}), statistics {trainer.statistics}, "
               f"batch per scale {[(s, trainer.schedule_batch(s)) for s in cfg.scales]}")
+        from pegan import compute
+
+        print(compute.describe(compute.compute_section(cfg), trainer.compute))
     bar = tqdm(total=args.steps, initial=int(trainer.state.step), unit="step", dynamic_ncols=True,
                disable=not lead)
     t0 = time.time()
