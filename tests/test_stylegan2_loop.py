@@ -98,6 +98,16 @@ def test_cli_trains_a_tiny_mspie_and_writes_samples_at_three_scales(folder, tmp_
     assert pngs and ckpt.steps(tmp_path / "w") == [2]
     w = Image.open(pngs[-1])
     assert w.size[1] > 32 + 48 + 64                  # three rows: scales 0, 2, 4
+    # the run records the compute section as requested and as resolved on this backend, and says it
+    import json
+
+    import jax
+    from pegan import compute
+
+    stored = json.loads((tmp_path / "w" / "config.json").read_text())
+    assert stored["compute"]["conv_impl"] == "auto"
+    assert stored["compute_resolved"] == compute.resolve({}, jax.default_backend())
+    assert f"conv_impl={stored['compute_resolved']['conv_impl']} (auto)" in r.stdout
 
 
 def pytest_root():

@@ -298,7 +298,9 @@ class Trainer:
         if self._ckpt is None:
             info = {"family": "stylegan2", "experiment": self.cfg.name, "variant": self.cfg.get("variant", "full"),
                     "color_order": "RGB", "source": {"trained_by": "pegan", "seed": self.seed}}
-            self._ckpt = ckpt.CheckpointWriter(self.workdir, self.cfg, info,
+            # config.json: the config as requested, plus the compute section as resolved here
+            stored = {**self.cfg.to_dict(), "compute_resolved": dict(self.compute)}
+            self._ckpt = ckpt.CheckpointWriter(self.workdir, stored, info,
                                                max_to_keep=self.tcfg.get("keep_checkpoints", None))
         items = {"generator_ema": self._generator_item(host.ema_params, host.g_buffers),
                  "generator": self._generator_item(host.g_params, host.g_buffers),
@@ -337,6 +339,10 @@ class Trainer:
         old = ckpt.read_config(self.workdir)
         if old.name != self.cfg.name:
             raise ckpt.CheckpointError(f"{self.workdir} holds a run of {old.name}, not {self.cfg.name}")
+        stored = old.get("compute_resolved", None)
+        changed = compute.differences(stored.to_dict() if stored is not None else None, self.compute)
+        if changed:
+            self.log(f"note: the compute section resolves differently from the stored run: {'; '.join(changed)}")
         host = self._fixed_shape(self.host_state())
         abstract = {"state": flax.serialization.to_state_dict(host), "data_offset": np.asarray(0)}
         spec = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), abstract)
