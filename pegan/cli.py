@@ -171,6 +171,9 @@ def _train(args) -> int:
     cfg = apply_overrides(load_experiment(name, args.variant), args.set)
     if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
         _init_distributed(args)
+    from pegan import compute
+
+    compute.apply_process_settings(compute.resolve(cfg))    # matmul precision, compile cache: before tracing
     if cfg.family == "singan":
         return _train_singan(args, cfg, workdir)
     return _train_stylegan2(args, cfg, workdir)
