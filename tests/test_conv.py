@@ -90,3 +90,15 @@ def test_the_models_take_their_forms_from_the_config_compute_section():
     s = singan_config("singan-csg_fish", "tiny")
     s.compute.conv_impl = "xla"
     assert sm.build_generator(s).forms.conv == "xla" == sm.build_discriminator(s).forms.conv
+
+
+def test_a_bad_compute_value_is_one_line_before_anything_runs(tmp_path, capsys):
+    from pegan.cli import main
+
+    exp = "experiments/mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512.py"
+    root = __import__("pathlib").Path(__file__).resolve().parents[1]
+    rc = main(["train", str(root / exp), "--variant", "tiny", "--data", str(tmp_path / "none"), "--steps", "1",
+               "--workdir", str(tmp_path / "w"), "--set", "compute.conv_impl=fast"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "compute.conv_impl" in err[0] and "taps" in err[0]
+    assert not (tmp_path / "w").exists()
