@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from pegan.errors import DataError, InputError, MissingFileError, NonFiniteError, PeganError
+from pegan.errors import InputError, NonFiniteError, PeganError
 from pegan import checkpoint as ckpt
 from pegan.data import ImageFolder
 from pegan.imageio import image_grid, labelled_row, save_png, stack_rows, to_uint8
