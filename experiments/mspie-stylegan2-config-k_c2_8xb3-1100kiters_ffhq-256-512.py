@@ -1,22 +1,40 @@
 """Tab.5 config-k: MS-PIE with an SPE head at 6+s, no padding, interp_pad 4.
 
-Released model (FFHQ), metrics reported at the largest scale (512 px):
-    FID50k 4.17   precision10k 73.05   recall10k 51.07
-Chosen scales (offset -> px): 0 -> 256, 2 -> 384, 4 -> 512
-Weights: https://download.openmmlab.com/mmediting/pe_in_gans/mspie-stylegan2_c2_config-k_ffhq_256-512_b3x8_1100k_20210406_145105-6d8cc39f.pth
-Reference config: configs/positional_encoding_in_gans/mspie-stylegan2_c2_config-k_ffhq_256-512_b3x8_1100k.py (mmgeneration)
+Train (FFHQ prepared at 512 px; the reference used 8 GPUs x 3 images):
+    pegan prepare ffhq/images1024x1024 --out data/ffhq-512 --size 512
+    pegan train --config experiments/mspie-stylegan2-config-k_c2_8xb3-1100kiters_ffhq-256-512.py \
+        --workdir runs/mspie-stylegan2-config-k_c2_8xb3-1100kiters_ffhq-256-512 --config.data.path=data/ffhq-512
 
-Use (the released file name identifies this experiment):
+Cost: 1,100,002 steps of 24 images (26,400 kimg) at 256, 384, 512 px, uniformly drawn
+(mean pixels per image 2.42x a 256 px image). Not yet measured with pegan on a GPU; at NVIDIA's
+StyleGAN2 speed (2.47 s/kimg at 256 px on 8 A100, stylegan3 docs/configs.md) this is about
+44 hours on 8 A100.
+Result (the released model, FFHQ, at 512 px): FID50k 4.17   precision10k 73.05   recall10k 51.07
+
+The released weights (https://download.openmmlab.com/mmediting/pe_in_gans/mspie-stylegan2_c2_config-k_ffhq_256-512_b3x8_1100k_20210406_145105-6d8cc39f.pth):
     pegan convert mspie-stylegan2_c2_config-k_ffhq_256-512_b3x8_1100k_20210406_145105-6d8cc39f.pth ckpt/mspie-stylegan2-config-k_c2_8xb3-1100kiters_ffhq-256-512
-    pegan sample ckpt/mspie-stylegan2-config-k_c2_8xb3-1100kiters_ffhq-256-512 --chosen-scale 4 --num 16 --truncation 0.7 --seed 0 --out samples.png
+    pegan sample ckpt/mspie-stylegan2-config-k_c2_8xb3-1100kiters_ffhq-256-512 --chosen-scale 4 --num 16 --truncation 0.7 --out samples.png
+    pegan evaluate ckpt/mspie-stylegan2-config-k_c2_8xb3-1100kiters_ffhq-256-512 --real data/ffhq-512 --metrics fid50k,pr10k
+Reference config: mmgeneration configs/positional_encoding_in_gans/mspie-stylegan2_c2_config-k_ffhq_256-512_b3x8_1100k.py
 
-Variants: 'full' (default, the released model) and 'tiny' (fixture-size widths, same flags):
-    from pegan.configs import load_experiment
-    cfg = load_experiment("mspie-stylegan2-config-k_c2_8xb3-1100kiters_ffhq-256-512", "tiny")
+Try it small (the 'tiny' variant: the same switches at fixture widths, 32 px at scale 0, batch 4):
+    pegan train --config experiments/mspie-stylegan2-config-k_c2_8xb3-1100kiters_ffhq-256-512.py:tiny --workdir runs/tiny \
+        --config.data.path=IMAGE_FOLDER --config.train.total_iters=200
 """
 
-from pegan.configs import stylegan2_config
+from pegan.configs import base
 
 
 def get_config(variant=None):
-    return stylegan2_config("mspie-stylegan2-config-k_c2_8xb3-1100kiters_ffhq-256-512", variant)
+    c = base.stylegan2()
+    c.scales = [0, 2, 4]
+    c.generator.update(
+        deconv2conv=True,
+        head_pos_encoding=base.SPE,
+        head_pos_size=[6, 6],
+        interp_pad=4,
+        no_pad=True,
+    )
+    c.discriminator.with_adaptive_pool = True
+    c.train.scale_probs = [0.5, 0.25, 0.25]
+    return base.finish(c, variant)

@@ -1,22 +1,39 @@
-"""PE-SinGAN singan-csg_bohemian: CSG (2 channels) added to the stage-0 noise; zero padding 1 inside the blocks.
+"""PE-SinGAN singan-csg_bohemian: CSG (2 channels) added to the stage-0 noise; zero padding 1 inside
+the blocks.
 
-Discriminator with BatchNorm. Trained on bohemian.png (long side 500 px, 11 stages,
-2000 iterations per stage of 3 D + 3 G steps). No metrics were reported (qualitative results).
-Weights: https://download.openmmlab.com/mmediting/pe_in_gans/singan_csg_bohemian_20210407_195455-5ed56db2.pth
-Noises:  https://download.openmmlab.com/mmediting/pe_in_gans/singan_csg_bohemian_20210407_195455-5ed56db2.pkl
+Train on the reference's image (bohemian.png, https://download.openmmlab.com/mmediting/dataset/singan/bohemian.png):
+    pegan train --config experiments/singan-csg_bohemian.py --workdir runs/singan-csg_bohemian \
+        --config.data.image=bohemian.png
 
-Use (download both files; the .pkl is found next to the .pth):
+Cost: 11 stages (long side 500 px) x 2000 iterations of 3 D + 3 G steps. Not yet
+measured with pegan on a GPU; the built-in demo (a 64 px CSG model, 120 iterations per stage) takes
+about 6 minutes on 2 CPU cores.
+Result: no metrics were reported (qualitative results); look at random samples, wider ones too:
+    pegan sample runs/singan-csg_bohemian --num 8 --width-factor 2 --out samples.png
+
+The released weights (https://download.openmmlab.com/mmediting/pe_in_gans/singan_csg_bohemian_20210407_195455-5ed56db2.pth, with the fixed noises in https://download.openmmlab.com/mmediting/pe_in_gans/singan_csg_bohemian_20210407_195455-5ed56db2.pkl):
     pegan convert singan_csg_bohemian_20210407_195455-5ed56db2.pth ckpt/singan-csg_bohemian
-    pegan sample ckpt/singan-csg_bohemian --num 8 --width-factor 2 --out samples.png
-    pegan train --experiment singan-csg_bohemian --image bohemian.png --out runs/singan-csg_bohemian
+    pegan sample ckpt/singan-csg_bohemian --num 8 --out samples.png
 
-Variants: 'full' (default) and 'tiny' (base/min widths 16/8, 4 scales, 40 px, 20 iterations per stage):
-    from pegan.configs import load_experiment
-    cfg = load_experiment("singan-csg_bohemian", "tiny")
+Try it small (the 'tiny' variant: widths 16 / 8, 4 scales, a 40 px image, 20 iterations per stage):
+    pegan train --config experiments/singan-csg_bohemian.py:tiny --workdir runs/tiny --config.data.image=IMAGE
 """
 
-from pegan.configs import singan_config
+from pegan.configs import base
 
 
 def get_config(variant=None):
-    return singan_config("singan-csg_bohemian", variant)
+    c = base.singan()
+    c.generator.update(
+        first_stage_in_channels=2,
+        interp_pad=False,
+        noise_with_pad=False,
+        num_scales=10,
+        pad_at_head=False,
+        padding=1,
+        positional_encoding=base.CSG,
+    )
+    c.discriminator.num_scales = 10
+    c.data.max_size = 500
+    c.noise.update(first_fixed_noises_ch=2, fixed_noise_with_pad=False)
+    return base.finish(c, variant)

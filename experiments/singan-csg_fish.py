@@ -1,22 +1,39 @@
-"""PE-SinGAN singan-csg_fish: CSG (2 channels) added to the stage-0 noise; zero padding 1 inside the blocks.
+"""PE-SinGAN singan-csg_fish: CSG (2 channels) added to the stage-0 noise; zero padding 1 inside the
+blocks.
 
-Discriminator with BatchNorm. Trained on fish-crop.jpg (long side 300 px, 11 stages,
-2000 iterations per stage of 3 D + 3 G steps). No metrics were reported (qualitative results).
-Weights: https://download.openmmlab.com/mmediting/pe_in_gans/singan_csg_fis_20210406_175532-f0ec7b61.pth
-Noises:  https://download.openmmlab.com/mmediting/pe_in_gans/singan_csg_fis_20210406_175532-f0ec7b61.pkl
+Train on the reference's image (fish-crop.jpg, https://download.openmmlab.com/mmediting/dataset/singan/fish-crop.jpg):
+    pegan train --config experiments/singan-csg_fish.py --workdir runs/singan-csg_fish \
+        --config.data.image=fish-crop.jpg
 
-Use (download both files; the .pkl is found next to the .pth):
+Cost: 11 stages (long side 300 px) x 2000 iterations of 3 D + 3 G steps. Not yet
+measured with pegan on a GPU; the built-in demo (a 64 px CSG model, 120 iterations per stage) takes
+about 6 minutes on 2 CPU cores.
+Result: no metrics were reported (qualitative results); look at random samples, wider ones too:
+    pegan sample runs/singan-csg_fish --num 8 --width-factor 2 --out samples.png
+
+The released weights (https://download.openmmlab.com/mmediting/pe_in_gans/singan_csg_fis_20210406_175532-f0ec7b61.pth, with the fixed noises in https://download.openmmlab.com/mmediting/pe_in_gans/singan_csg_fis_20210406_175532-f0ec7b61.pkl):
     pegan convert singan_csg_fis_20210406_175532-f0ec7b61.pth ckpt/singan-csg_fish
-    pegan sample ckpt/singan-csg_fish --num 8 --width-factor 2 --out samples.png
-    pegan train --experiment singan-csg_fish --image fish-crop.jpg --out runs/singan-csg_fish
+    pegan sample ckpt/singan-csg_fish --num 8 --out samples.png
 
-Variants: 'full' (default) and 'tiny' (base/min widths 16/8, 4 scales, 40 px, 20 iterations per stage):
-    from pegan.configs import load_experiment
-    cfg = load_experiment("singan-csg_fish", "tiny")
+Try it small (the 'tiny' variant: widths 16 / 8, 4 scales, a 40 px image, 20 iterations per stage):
+    pegan train --config experiments/singan-csg_fish.py:tiny --workdir runs/tiny --config.data.image=IMAGE
 """
 
-from pegan.configs import singan_config
+from pegan.configs import base
 
 
 def get_config(variant=None):
-    return singan_config("singan-csg_fish", variant)
+    c = base.singan()
+    c.generator.update(
+        first_stage_in_channels=2,
+        interp_pad=False,
+        noise_with_pad=False,
+        num_scales=10,
+        pad_at_head=False,
+        padding=1,
+        positional_encoding=base.CSG,
+    )
+    c.discriminator.num_scales = 10
+    c.data.max_size = 300
+    c.noise.update(first_fixed_noises_ch=2, fixed_noise_with_pad=False)
+    return base.finish(c, variant)

@@ -1,24 +1,44 @@
-"""PE-SinGAN singan_spe-dim8_bohemian: SPE (embedding_dim 8, center_shift 200) added to the stage-0 noise; zero padding 1.
+"""PE-SinGAN singan_spe-dim8_bohemian: SPE (embedding_dim 8, center_shift 200) added to the stage-0
+noise; zero padding 1.
 
-Discriminator with BatchNorm. Trained on bohemian.png (long side 500 px, 11 stages,
-2000 iterations per stage of 3 D + 3 G steps). No metrics were reported (qualitative results).
-Note: mmgeneration's config file sets embedding_dim 4 (a copy of dim4), mmagic's 8: the converter reads the size from the checkpoint's shapes.
+Note: mmgeneration's config file sets embedding_dim 4 (a copy of dim4), mmagic's 8: the converter reads the size from the checkpoint's shapes (REFERENCE pitfall 23).
 
-Weights: https://download.openmmlab.com/mmediting/pe_in_gans/singan_spe-dim8_bohemian_20210406_175858-7faa50f3.pth
-Noises:  https://download.openmmlab.com/mmediting/pe_in_gans/singan_spe-dim8_bohemian_20210406_175858-7faa50f3.pkl
+Note: mmgeneration's config file sets embedding_dim 4 (a copy of dim4), mmagic's 8; the released file
+holds dim 8, and the converter reads the size from the checkpoint's shapes (REFERENCE pitfall 23).
 
-Use (download both files; the .pkl is found next to the .pth):
+Train on the reference's image (bohemian.png, https://download.openmmlab.com/mmediting/dataset/singan/bohemian.png):
+    pegan train --config experiments/singan_spe-dim8_bohemian.py --workdir runs/singan_spe-dim8_bohemian \
+        --config.data.image=bohemian.png
+
+Cost: 11 stages (long side 500 px) x 2000 iterations of 3 D + 3 G steps. Not yet
+measured with pegan on a GPU; the built-in demo (a 64 px CSG model, 120 iterations per stage) takes
+about 6 minutes on 2 CPU cores.
+Result: no metrics were reported (qualitative results); look at random samples, wider ones too:
+    pegan sample runs/singan_spe-dim8_bohemian --num 8 --width-factor 2 --out samples.png
+
+The released weights (https://download.openmmlab.com/mmediting/pe_in_gans/singan_spe-dim8_bohemian_20210406_175858-7faa50f3.pth, with the fixed noises in https://download.openmmlab.com/mmediting/pe_in_gans/singan_spe-dim8_bohemian_20210406_175858-7faa50f3.pkl):
     pegan convert singan_spe-dim8_bohemian_20210406_175858-7faa50f3.pth ckpt/singan_spe-dim8_bohemian
-    pegan sample ckpt/singan_spe-dim8_bohemian --num 8 --width-factor 2 --out samples.png
-    pegan train --experiment singan_spe-dim8_bohemian --image bohemian.png --out runs/singan_spe-dim8_bohemian
+    pegan sample ckpt/singan_spe-dim8_bohemian --num 8 --out samples.png
 
-Variants: 'full' (default) and 'tiny' (base/min widths 16/8, 4 scales, 40 px, 20 iterations per stage):
-    from pegan.configs import load_experiment
-    cfg = load_experiment("singan_spe-dim8_bohemian", "tiny")
+Try it small (the 'tiny' variant: widths 16 / 8, 4 scales, a 40 px image, 20 iterations per stage):
+    pegan train --config experiments/singan_spe-dim8_bohemian.py:tiny --workdir runs/tiny --config.data.image=IMAGE
 """
 
-from pegan.configs import singan_config
+from pegan.configs import base
 
 
 def get_config(variant=None):
-    return singan_config("singan_spe-dim8_bohemian", variant)
+    c = base.singan()
+    c.generator.update(
+        first_stage_in_channels=16,
+        interp_pad=False,
+        noise_with_pad=False,
+        num_scales=10,
+        pad_at_head=False,
+        padding=1,
+        positional_encoding=dict(base.SPE, center_shift=200, div_half_dim=False, embedding_dim=8, init_size=512),
+    )
+    c.discriminator.num_scales = 10
+    c.data.max_size = 500
+    c.noise.update(first_fixed_noises_ch=16, fixed_noise_with_pad=False)
+    return base.finish(c, variant)

@@ -103,7 +103,8 @@ def _sample(args) -> int:
     if args.step is not None and not os.path.isdir(args.checkpoint):
         raise UserError("--step applies to a pegan checkpoint directory, not a .pth")
     loaded = api.load(args.checkpoint, which=args.which, experiment=args.experiment,
-                      variant=args.variant, pkl=args.pkl, step=args.step)
+                      variant=args.variant, pkl=args.pkl, step=args.step, compute=compute_overrides(args))
+    _print_compute(loaded)
     if loaded.info.get("family") == "singan":
         return _sample_singan(args, loaded, t0)
     if args.recon or args.input or args.width_factor != 1.0:
@@ -117,6 +118,28 @@ def _sample(args) -> int:
                       batch=args.batch, noise=args.noise, max_side=args.max_side)
     return _save_samples(args, imgs, loaded, f"chosen scale {scale}, truncation {args.truncation}, "
                          f"seed {args.seed}", t0)
+
+
+def compute_overrides(args) -> dict:
+    """``--config.compute.FIELD=VALUE`` of ``sample`` / ``evaluate`` as {field: value}: these
+    commands build the stored model, so only its compute section can be chosen."""
+    out = {}
+    for item in args.config_overrides or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.startswith("compute.") or key.count(".") != 1:
+            raise UserError(f"--config.{item}: {args.command} takes only --config.compute.FIELD=VALUE "
+                            "(the rest of the config is the checkpoint's)")
+        out[key.split(".", 1)[1]] = value
+    return out
+
+
+def _print_compute(loaded) -> None:
+    """The compute header of sample / evaluate, and what resolves otherwise than in the run."""
+    from pegan import compute
+
+    print(compute.describe(compute.compute_section(loaded.config), loaded.compute))
+    if loaded.compute_changes:
+        print(f"note: the compute section resolves differently from the stored run: {'; '.join(loaded.compute_changes)}")
 
 
 def _save_samples(args, imgs, loaded, what, t0):
@@ -157,23 +180,77 @@ def _sample_singan(args, loaded, t0) -> int:
     return _save_samples(args, imgs, loaded, what, t0)
 
 
-def _train(args) -> int:
-    from pegan import checkpoint as ckpt
+# Flags kept as aliases of config fields: dest -> (family or None for both, field, value or None for
+# the flag's own). The config is the one place a setting lives; a flag only writes it.
+ALIASES = {
+    "seed": (None, "train.seed", None),
+    "data": ("stylegan2", "data.path", None),
+    "steps": ("stylegan2", "train.total_iters", None),
+    "checkpoint_every": ("stylegan2", "train.checkpoint_every", None),
+    "sample_every": ("stylegan2", "train.sample_every", None),
+    "log_every": ("stylegan2", "train.log_every", None),
+    "no_tensorboard": ("stylegan2", "train.tensorboard", False),
+    "skip_bad_images": ("stylegan2", "data.on_error", "skip"),
+    "eval": ("stylegan2", "eval.metrics", None),
+    "eval_every": ("stylegan2", "eval.every", None),
+    "eval_real": ("stylegan2", "eval.real", None),
+    "eval_batch": ("stylegan2", "eval.batch", None),
+    "inception": ("stylegan2", "eval.inception", None),
+    "vgg16": ("stylegan2", "eval.vgg16", None),
+    "image": ("singan", "data.image", None),
+    "max_size": ("singan", "data.max_size", None),
+    "iters": ("singan", "train.iters_per_scale", None),
+}
+
+
+def _flag(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
+
+
+def train_config(args):
+    """The run's config: the experiment (``--config`` or its aliases), then the alias flags, then
+    the ``--config.KEY=VALUE`` overrides (``--set`` is one of those); a field given by both an
+    alias and an override is refused, so no setting is silently replaced."""
     from pegan.configs import apply_overrides, load_experiment
 
-    name = args.experiment_file or args.experiment
-    if not name:
-        raise UserError("name the experiment: pegan train experiments/<name>.py --workdir DIR ...")
+    given = [n for n in (args.config, args.experiment_file, args.experiment) if n]
+    if not given:
+        raise UserError("name the experiment: pegan train --config experiments/<name>.py --workdir DIR")
+    if len(set(given)) > 1:
+        raise UserError(f"the experiment is named twice ({', '.join(given)}): give one --config")
+    cfg = load_experiment(given[0], args.variant)
+    set_by = {}
+    for dest, (family, key, value) in ALIASES.items():
+        got = getattr(args, dest, None)
+        if got is None or got is False:
+            continue
+        if family is not None and family != cfg.family:
+            raise UserError(f"{_flag(dest)} applies to {family} experiments; {cfg.name} is a {cfg.family} experiment")
+        sec, field = key.split(".")
+        cfg[sec][field] = got if value is None else value
+        set_by[key] = _flag(dest)
+    pairs = list(args.config_overrides or []) + list(args.set or [])
+    for item in pairs:
+        key = item.split("=", 1)[0]
+        if key in set_by:
+            raise UserError(f"{key} is given twice, by {set_by[key]} and by --config.{key}: give one")
+    return apply_overrides(cfg, pairs)
+
+
+def _train(args) -> int:
+    from pegan import checkpoint as ckpt
+
     workdir = args.workdir or args.out
     if not workdir:
         raise UserError("pass --workdir DIR (the run's checkpoint directory)")
+    cfg = train_config(args)
     ckpt.check_run_dir(workdir, "--workdir")
-    cfg = apply_overrides(load_experiment(name, args.variant), args.set)
     if args.distributed or args.coordinator or args.num_processes or args.process_id is not None:
         _init_distributed(args)
     from pegan import compute
 
-    compute.apply_process_settings(compute.resolve(cfg))    # matmul precision, compile cache: before tracing
+    resolved = compute.resolve(cfg)     # an unknown value is refused here, before anything runs
+    compute.apply_process_settings(resolved)    # matmul precision, compile cache: before tracing
     if cfg.family == "singan":
         return _train_singan(args, cfg, workdir)
     return _train_stylegan2(args, cfg, workdir)
@@ -197,19 +274,20 @@ def _init_distributed(args) -> None:
 
 
 def _train_singan(args, cfg, workdir) -> int:
+    from pegan import compute
     from pegan.demo import _progress_factory
     from pegan.imageio import read_image
     from pegan.train import singan as ts
 
-    if args.image is None:
-        raise UserError(f"a SinGAN trains on one image: pass --image (the reference used {cfg.data.image}, "
-                        f"{cfg.data.url})")
-    image = read_image(args.image)
-    if args.max_size:
-        cfg.data.max_size = args.max_size
+    ts.check_config(cfg)
+    if cfg.data.image is None:
+        raise UserError("a SinGAN trains on one image: set --config.data.image=FILE (the experiment's docstring "
+                        "names the image the reference used)")
+    image = read_image(cfg.data.image)
+    print(compute.describe(compute.compute_section(cfg), compute.resolve(cfg)))
     t0 = time.time()
-    ts.run(cfg, image, workdir, seed=args.seed, iters=args.iters,
-           progress_factory=_progress_factory(cfg.name), image_name=os.path.basename(args.image), step=args.step)
+    ts.run(cfg, image, workdir, progress_factory=_progress_factory(cfg.name),
+           image_name=os.path.basename(cfg.data.image), step=args.step)
     print(f"trained {cfg.name} into {workdir} in {time.time() - t0:.0f} s; sample with "
           f"`pegan sample {workdir} --num 8 --width-factor 2`")
     return 0
@@ -219,43 +297,43 @@ def _train_stylegan2(args, cfg, workdir) -> int:
     import jax
     from tqdm import tqdm
 
+    from pegan import compute
     from pegan.data import PreparedImages, open_data
     from pegan.train.stylegan2_loop import Trainer, check_config
 
-    if not args.data:
-        raise UserError("pass --data PATH (a `pegan prepare` dataset, or a folder of training images)")
-    if not args.steps:
-        raise UserError("pass --steps N (the reference trains 1,100,002 iterations)")
     check_config(cfg, jax.device_count())
+    if not cfg.data.path:
+        raise UserError("set the training images: --config.data.path=PATH (a `pegan prepare` dataset, or a "
+                        "folder of images)")
     stored = max(cfg.generator.out_size // 4 * (4 + s) for s in cfg.scales)
-    data = open_data(args.data, stored, on_error="skip" if args.skip_bad_images else "raise")
+    data = open_data(cfg.data.path, stored, on_error=cfg.data.on_error, hflip=cfg.data.hflip)
     if isinstance(data, PreparedImages):
         print(f"data: {len(data)} images of {data.size} px prepared in {data.path}"
               + (f" (host {data.process_index} of {data.process_count})" if data.process_count > 1 else ""))
     elif data.skipped:
         print(f"skipped {len(data.skipped)} unreadable images (first: {data.skipped[0]})")
     evaluator = None
-    if args.eval:
+    ev = cfg.eval
+    if ev.metrics:
         from pegan.eval.evaluate import Protocol, make_evaluator
 
-        real = args.eval_real or args.data
-        evaluator = make_evaluator(args.eval, real=None if real.endswith((".npz", ".pkl")) else real,
-                                   real_stats=real if real.endswith((".npz", ".pkl")) else None,
-                                   inception=args.inception, vgg16=args.vgg16, batch=args.eval_batch,
+        real = ev.real or cfg.data.path
+        is_stats = str(real).endswith((".npz", ".pkl"))
+        evaluator = make_evaluator(ev.metrics, real=None if is_stats else real, real_stats=real if is_stats else None,
+                                   inception=ev.inception, vgg16=ev.vgg16, batch=ev.batch,
                                    protocol=Protocol(fid_method="eigh"), log=lambda m: tqdm.write(m))
     from pegan.train.writers import create_writers
 
     lead = jax.process_index() == 0
-    writer = create_writers(workdir, tensorboard=not args.no_tensorboard, log=tqdm.write)
-    trainer = Trainer(cfg, data, workdir, seed=args.seed, writer=writer, log=tqdm.write, step=args.step)
+    writer = create_writers(workdir, tensorboard=cfg.train.tensorboard, log=tqdm.write)
+    trainer = Trainer(cfg, data, workdir, writer=writer, log=tqdm.write, step=args.step)
     n = trainer.mesh.devices.size
     if lead:
         print(f"{cfg.name}: {n} device(s) ({jax.devices()[0].platform}), statistics {trainer.statistics}, "
-              f"batch per scale {[(s, trainer.schedule_batch(s)) for s in cfg.scales]}")
-        from pegan import compute
-
+              f"batch per scale {[(s, trainer.schedule_batch(s)) for s in cfg.scales]}, "
+              f"{cfg.train.total_iters} steps")
         print(compute.describe(compute.compute_section(cfg), trainer.compute))
-    bar = tqdm(total=args.steps, initial=int(trainer.state.step), unit="step", dynamic_ncols=True,
+    bar = tqdm(total=cfg.train.total_iters, initial=int(trainer.state.step), unit="step", dynamic_ncols=True,
                disable=not lead)
     t0 = time.time()
     kimg = [0.0]
@@ -267,8 +345,7 @@ def _train_stylegan2(args, cfg, workdir) -> int:
                         R1=f"{m['r1_penalty']:.2e}", PL=f"{m['pl_penalty']:.2e}")
 
     try:
-        trainer.run(args.steps, checkpoint_every=args.checkpoint_every, sample_every=args.sample_every,
-                    progress=progress, evaluator=evaluator, eval_every=args.eval_every, log_every=args.log_every)
+        trainer.run(progress=progress, evaluator=evaluator)     # lengths and intervals: the config's
     finally:
         bar.close()             # before an error line, so that the error is the last line
     path = trainer.write_samples()
@@ -282,6 +359,7 @@ def _train_stylegan2(args, cfg, workdir) -> int:
     print(f"step {int(trainer.state.step)} in {workdir} ({secs:.0f} s, {secs / max(kimg[0], 1e-9):.0f} s/kimg; "
           f"compile {comp}); samples at every scale: {path}")
     return 0
+
 
 def _prepare(args) -> int:
     from pegan.data import prepare
@@ -326,7 +404,8 @@ def _evaluate(args) -> int:
         chosen_scale=None if args.chosen_scale is None else _pair(args.chosen_scale, "--chosen-scale"),
         size=_pair(args.size, "--size") if args.size else None, real=real, real_stats=stats,
         inception=args.inception, vgg16=args.vgg16, batch=args.batch, protocol=protocol,
-        cache_dir=args.cache_dir, experiment=args.experiment, step=args.step, max_side=args.max_side)
+        cache_dir=args.cache_dir, experiment=args.experiment, step=args.step, max_side=args.max_side,
+        compute=compute_overrides(args))
     report["seconds"] = round(time.time() - t0, 1)
     h, w = report["image_size"]
     print(f"{report['checkpoint']} ({report['experiment']}), chosen scale {tuple(report['chosen_scale'])} "
@@ -352,18 +431,24 @@ def _evaluate(args) -> int:
 
 
 def _experiments(args) -> int:
-    from pegan.configs import RELEASED, SINGAN_RELEASED, singan_config, stylegan2_config
+    from pegan.configs import experiment_names, load_experiment
+    from pegan.configs.release import entry
 
-    for name in RELEASED:
-        c = stylegan2_config(name)
-        f = c.generator.out_size // 4
-        print(f"{name:60s} {c.paper:16s} px {','.join(str((4 + s) * f) for s in c.scales):14s} "
-              f"FID50k {c.release.fid50k:.2f}")
-    for name in SINGAN_RELEASED:
-        c = singan_config(name)
-        pe = c.generator.positional_encoding
-        kind = "no PE, interp-pad" if pe is None else f"{pe.type}" + (f" dim {pe.embedding_dim}" if pe.type == "SPE" else "")
-        print(f"{name:60s} {'PE-SinGAN':16s} {c.data.image} ({c.generator.num_scales + 1} stages), {kind}")
+    for name in experiment_names():
+        c, e = load_experiment(name), entry(name)
+        if c.family == "stylegan2":
+            f = c.generator.out_size // 4
+            what = f"px {','.join(str((4 + s) * f) for s in c.scales):14s}"
+            if e is not None:
+                what += f" FID50k {e['fid50k']:.2f}"
+            paper = e["paper"] if e else "(not released)"
+        else:
+            pe = c.generator.positional_encoding
+            kind = ("no PE, interp-pad" if pe is None else
+                    f"{pe.type}" + (f" dim {pe.embedding_dim}" if pe.type == "SPE" else ""))
+            what = (f"{e['image']} " if e else "") + f"({c.generator.num_scales + 1} stages), {kind}"
+            paper = "PE-SinGAN" if e else "(not released)"
+        print(f"{name:60s} {paper:16s} {what}")
     return 0
 
 
@@ -396,7 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--pkl", help="SinGAN: the .pkl of fixed noises (default: next to the .pth)")
     c.set_defaults(func=_convert)
 
-    s = sub.add_parser("sample", help="sample a grid of images from a checkpoint directory or a .pth")
+    s = sub.add_parser("sample", help="sample a grid of images from a checkpoint directory or a .pth",
+                       description="--config.compute.FIELD=VALUE chooses how the stored model computes "
+                       "(e.g. --config.compute.conv_impl=xla; see pegan/compute.py).")
     s.add_argument("checkpoint", help="pegan checkpoint directory (or a reference .pth)")
     s.add_argument("--chosen-scale", help="scale offset S or SH,SW (out_size 256: 0 -> 256 px, 2 -> 384, "
                    "4 -> 512, 12 -> 1024); default 0")
@@ -425,51 +512,53 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_sample)
 
     t = sub.add_parser("train", help="train an experiment: StyleGAN2 / MS-PIE on an image folder, "
-                       "or a PE-SinGAN on one image")
-    t.add_argument("experiment_file", nargs="?", help="experiments/<name>.py (or an experiment name)")
-    t.add_argument("--experiment", help="the same, as an option")
-    t.add_argument("--variant", choices=["full", "tiny"], default=None)
+                       "or a PE-SinGAN on one image", description="Every setting is a field of the experiment's "
+                       "config: --config.SECTION.FIELD=VALUE sets one (typed; see pegan/configs/base.py). The "
+                       "other options below --step are aliases of config fields.")
+    t.add_argument("--config", metavar="FILE[:tiny]", help="the experiment: experiments/<name>.py (':tiny' for the "
+                   "tiny variant), or an experiment name")
     t.add_argument("--workdir", help="run directory: new, empty, or a pegan run (resumed if it holds this "
                    "run); a folder holding anything else is refused")
     t.add_argument("--step", type=int, default=None, help="resume from this step of WORKDIR instead of the latest; "
                    "the later steps are moved aside into WORKDIR/superseded/<step> (kept, not deleted)")
-    t.add_argument("--out", help=argparse.SUPPRESS)
-    t.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override, e.g. train.batch=8")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--data", help="StyleGAN2: a `pegan prepare` dataset, or a folder of training images")
-    t.add_argument("--steps", type=_count(1), help="StyleGAN2: train until this step")
-    t.add_argument("--checkpoint-every", type=_count(0), default=1000,
-                   help="StyleGAN2: steps between checkpoints (0: only at the end)")
-    t.add_argument("--sample-every", type=_count(0), default=1000,
-                   help="StyleGAN2: steps between sample grids (0: only at the end)")
-    t.add_argument("--skip-bad-images", action="store_true", help="StyleGAN2: skip (and count) unreadable images")
-    t.add_argument("--eval", metavar="METRICS", help="StyleGAN2: metrics to run every --eval-every steps on the "
-                   "EMA generator at the largest scale, e.g. fid10k or fid10k,pr1k (see `pegan evaluate`); "
-                   "appended to WORKDIR/metrics.jsonl (FID's root trace from eigenvalues, see --fid-method of evaluate)")
-    t.add_argument("--eval-every", type=_count(0), default=10000,
-                   help="StyleGAN2: steps between evaluations (0: none)")
-    t.add_argument("--eval-real", help="StyleGAN2: real data for --eval (default: --data), or a FID statistics file")
-    t.add_argument("--eval-batch", type=_count(1), default=16, help="StyleGAN2: images per evaluation step")
-    t.add_argument("--inception", help="FID weights pt_inception-2015-12-05-6726825d.pth (or $PEGAN_INCEPTION_WEIGHTS)")
-    t.add_argument("--vgg16", help="P&R weights vgg16-397923af.pth (or $PEGAN_VGG16_WEIGHTS)")
-    t.add_argument("--log-every", type=_count(1), default=None, help="StyleGAN2: steps between metric writes "
-                   "(TensorBoard under WORKDIR/tensorboard and the console; default: the config's train.log_every)")
-    t.add_argument("--no-tensorboard", action="store_true", help="StyleGAN2: do not write TensorBoard event files")
     t.add_argument("--distributed", action="store_true", help="multi-host: call jax.distributed.initialize() "
                    "first (TPU pods and SLURM are detected; elsewhere give --coordinator, --num-processes and "
                    "--process-id, or JAX's JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID)")
     t.add_argument("--coordinator", help="multi-host: HOST:PORT of process 0")
     t.add_argument("--num-processes", type=_count(1), help="multi-host: number of processes")
     t.add_argument("--process-id", type=_count(0), help="multi-host: this process's index")
-    t.add_argument("--image", help="SinGAN: the training image")
-    t.add_argument("--max-size", type=_count(1), default=None, help="SinGAN: override the image's long side")
-    t.add_argument("--iters", type=_count(1), default=None, help="SinGAN: iterations per stage (default: the config's)")
+    a = t.add_argument_group("aliases", "older spellings; each sets the config field named")
+    a.add_argument("experiment_file", nargs="?", help="= --config")
+    a.add_argument("--experiment", help="= --config")
+    a.add_argument("--variant", choices=["full", "tiny"], default=None, help="= the :tiny suffix of --config")
+    a.add_argument("--set", action="append", metavar="KEY=VALUE", help="= --config.KEY=VALUE")
+    a.add_argument("--out", help=argparse.SUPPRESS)
+    a.add_argument("--seed", type=int, default=None, help="train.seed")
+    a.add_argument("--data", help="StyleGAN2: data.path")
+    a.add_argument("--steps", type=_count(1), help="StyleGAN2: train.total_iters")
+    a.add_argument("--checkpoint-every", type=_count(0), help="StyleGAN2: train.checkpoint_every")
+    a.add_argument("--sample-every", type=_count(0), help="StyleGAN2: train.sample_every")
+    a.add_argument("--log-every", type=_count(1), help="StyleGAN2: train.log_every")
+    a.add_argument("--no-tensorboard", action="store_true", help="StyleGAN2: train.tensorboard=false")
+    a.add_argument("--skip-bad-images", action="store_true", help="StyleGAN2: data.on_error=skip")
+    a.add_argument("--eval", metavar="METRICS", help="StyleGAN2: eval.metrics, e.g. fid10k or fid10k,pr1k")
+    a.add_argument("--eval-every", type=_count(0), help="StyleGAN2: eval.every")
+    a.add_argument("--eval-real", help="StyleGAN2: eval.real")
+    a.add_argument("--eval-batch", type=_count(1), help="StyleGAN2: eval.batch")
+    a.add_argument("--inception", help="StyleGAN2: eval.inception")
+    a.add_argument("--vgg16", help="StyleGAN2: eval.vgg16")
+    a.add_argument("--image", help="SinGAN: data.image")
+    a.add_argument("--max-size", type=_count(1), default=None, help="SinGAN: data.max_size")
+    a.add_argument("--iters", type=_count(1), default=None, help="SinGAN: train.iters_per_scale")
     t.set_defaults(func=_train)
 
-    e = sub.add_parser("evaluate", help="FID / precision-recall of a checkpoint at any scale (writes JSON)")
+    e = sub.add_parser("evaluate", help="FID / precision-recall of a checkpoint at any scale (writes JSON)",
+                       description="--config.compute.FIELD=VALUE chooses how the stored model computes "
+                       "(e.g. --config.compute.conv_impl=xla; see pegan/compute.py).")
     e.add_argument("checkpoint", help="pegan checkpoint directory (or a reference .pth)")
     e.add_argument("--metrics", default="fid50k,pr10k", help="comma list of fid<N> / pr<N> (default fid50k,pr10k)")
-    e.add_argument("--chosen-scale", help="scale offset S or SH,SW (4 -> 512 px for out_size 256); default 0")
+    e.add_argument("--chosen-scale", help="scale offset S or SH,SW (4 -> 512 px for out_size 256); default: the "
+                   "experiment's eval.scale, else its largest trained scale (where the paper reports)")
     e.add_argument("--size", help="image size H,W in pixels instead")
     e.add_argument("--max-side", type=_count(1), default=checks.MAX_SIDE,
                    help=f"refuse images with a side over this many px (default {checks.MAX_SIDE})")
@@ -523,9 +612,35 @@ def _warning_line(show):
     return one_line
 
 
+def split_config_overrides(argv: List[str]):
+    """(the other arguments, ['KEY=VALUE', ...]) from ``--config.KEY=VALUE`` and
+    ``--config.KEY VALUE`` (ml_collections' config_flags spelling)."""
+    rest, pairs, i = [], [], 0
+    while i < len(argv):
+        a = argv[i]
+        if a.startswith("--config."):
+            key, sep, value = a[len("--config."):].partition("=")
+            if not sep:
+                if i + 1 >= len(argv):
+                    raise _ArgumentError("pegan", f"{a} needs a value: {a}=VALUE")
+                value, i = argv[i + 1], i + 1
+            if not key:
+                raise _ArgumentError("pegan", f"{a}: name a field, e.g. --config.train.batch=8")
+            pairs.append(f"{key}={value}")
+        else:
+            rest.append(a)
+        i += 1
+    return rest, pairs
+
+
 def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        argv, pairs = split_config_overrides(argv)
         args = build_parser().parse_args(argv)
+        if pairs and args.command not in ("train", "sample", "evaluate"):
+            raise _ArgumentError(f"pegan {args.command}", "--config.KEY=VALUE applies to train, sample and evaluate")
+        args.config_overrides = pairs
     except _ArgumentError as e:
         print(f"{e.prog}: error: {e} (see {e.prog} --help)", file=sys.stderr)
         return 2

@@ -46,8 +46,7 @@ def compute_section(cfg) -> Dict[str, Any]:
     """The requested compute section of a config (or of a ``compute`` section itself), with the
     defaults for missing fields (configs written before the section existed)."""
     sec = cfg.get("compute", None) if hasattr(cfg, "get") and "conv_impl" not in cfg else cfg
-    sec = {} if sec is None else (sec.to_dict() if hasattr(sec, "to_dict") else dict(sec))
-    return {**DEFAULTS, **{k: v for k, v in sec.items() if k in DEFAULTS}}
+    return {**DEFAULTS, **{k: v for k, v in (sec or {}).items() if k in DEFAULTS}}
 
 
 def resolve(cfg=None, backend: Optional[str] = None) -> Dict[str, Any]:

@@ -62,6 +62,15 @@ def host_rows(batch: int, process_index: int, process_count: int):
     return process_index * per, (process_index + 1) * per
 
 
+def flips(seed: int, step: int, batch: int, rows, hflip: bool = True) -> np.ndarray:
+    """Which rows ``rows`` = (lo, hi) of step ``step``'s batch are mirrored: a fair coin per image
+    from (seed, step), drawn for the whole global batch so every host agrees; none without ``hflip``."""
+    lo, hi = rows
+    if not hflip:
+        return np.zeros(hi - lo, bool)
+    return (np.random.default_rng([seed, 2, step]).random(batch) < 0.5)[lo:hi]
+
+
 def list_images(folder) -> List[Path]:
     """Image files under ``folder`` (recursively), sorted, as ``ImageFolder`` lists them."""
     folder = Path(folder)
@@ -162,9 +171,10 @@ class ImageFolder:
     """All images of a folder, resized (Lanczos) to ``size`` x ``size``, as float32 in [-1, 1]."""
 
     def __init__(self, folder, size: int, on_error: str = "raise", process_index: Optional[int] = None,
-                 process_count: Optional[int] = None):
+                 process_count: Optional[int] = None, hflip: bool = True):
         from PIL import Image, UnidentifiedImageError
 
+        self.hflip = bool(hflip)        # mirror half the images (``flips``); the config's data.hflip
         self.process_index = jax.process_index() if process_index is None else int(process_index)
         self.process_count = jax.process_count() if process_count is None else int(process_count)
 
@@ -211,7 +221,7 @@ class ImageFolder:
                 perms[epoch] = np.random.default_rng([seed, 1, epoch]).permutation(n)
             out.append(self.images[perms[epoch][i]])
         x = np.stack(out)
-        flip = (np.random.default_rng([seed, 2, step]).random(batch) < 0.5)[lo:hi]
+        flip = flips(seed, step, batch, (lo, hi), self.hflip)
         x[flip] = x[flip, :, ::-1]
         return x
 
@@ -315,9 +325,10 @@ class PreparedImages:
     threads per batch (0: read in the calling thread)."""
 
     def __init__(self, path, *, process_index: Optional[int] = None, process_count: Optional[int] = None,
-                 prefetch: int = 2, workers: Optional[int] = None):
+                 prefetch: int = 2, workers: Optional[int] = None, hflip: bool = True):
         import tensorflow_datasets as tfds
 
+        self.hflip = bool(hflip)        # mirror half the images (``flips``); the config's data.hflip
         vdir = find_prepared(path)
         if vdir is None:
             raise MissingFileError(f"{path} is not a prepared dataset (no dataset_info.json); {_HINT}")
@@ -406,7 +417,7 @@ class PreparedImages:
     def _assemble(self, seed: int, step: int, batch: int, offset: int) -> np.ndarray:
         lo, hi = self.rows(batch)
         idx = self.indices(seed, batch, offset)
-        flip = np.random.default_rng([seed, 2, step]).random(batch)[lo:hi] < 0.5
+        flip = flips(seed, step, batch, (lo, hi), self.hflip)
         u8 = np.empty((hi - lo, self.size, self.size, 3), np.uint8)
 
         def fill(j):             # row j only: the result does not depend on the threads
@@ -472,16 +483,16 @@ class PreparedImages:
         return False
 
 
-def open_data(path, size: int, on_error: str = "raise", **loader_kw):
-    """The loader for ``--data PATH``: ``PreparedImages`` for a prepared dataset (whose images must
+def open_data(path, size: int, on_error: str = "raise", hflip: bool = True, **loader_kw):
+    """The loader for ``data.path``: ``PreparedImages`` for a prepared dataset (whose images must
     be at least ``size`` px: the training step only resizes down), else ``ImageFolder`` reading
-    the folder's images into memory at ``size`` px."""
+    the folder's images into memory at ``size`` px. ``hflip``: random mirroring (data.hflip)."""
     p = Path(path)
     if not p.exists():
-        raise MissingFileError(f"--data {path} does not exist")
+        raise MissingFileError(f"data.path {path} does not exist (--config.data.path=DIR)")
     vdir = find_prepared(p) if p.is_dir() else None
     if vdir is not None:
-        data = PreparedImages(vdir, **loader_kw)
+        data = PreparedImages(vdir, hflip=hflip, **loader_kw)
         if data.size < size:
             data.close()
             raise DataError(f"prepared dataset {path} is {data.size} px but the largest trained scale is {size} px; "
@@ -489,4 +500,4 @@ def open_data(path, size: int, on_error: str = "raise", **loader_kw):
         return data
     if p.is_dir() and (p / INFO_FILE).exists():
         raise MissingFileError(f"{path} is a damaged prepared dataset; {_HINT}")
-    return ImageFolder(p, size, on_error=on_error)
+    return ImageFolder(p, size, on_error=on_error, hflip=hflip)

@@ -16,7 +16,7 @@ import numpy as np
 
 from pegan.errors import InputError
 from pegan import checkpoint as ckpt
-from pegan import checks, ops
+from pegan import checks, compute as compute_mod, ops
 from pegan.configs import release_url, scale_for_size
 from pegan.convert import mmgen
 from pegan.convert.mmgen import ConversionError
@@ -44,6 +44,8 @@ class Loaded:
     config: Any                     # the experiment ConfigDict
     info: Dict[str, Any] = field(default_factory=dict)   # color_order, source, ...
     state: Dict[str, Any] = field(default_factory=dict)  # SinGAN: fixed_noises, noise_weights, curr_stage
+    compute: Dict[str, Any] = field(default_factory=dict)  # the compute section as resolved here
+    compute_changes: List[str] = field(default_factory=list)  # vs the resolution stored with the run
 
     def __iter__(self):             # model, variables, config = pegan.api.load(...)
         return iter((self.model, self.variables, self.config))
@@ -133,37 +135,62 @@ def convert(path, out_dir, experiment: Optional[str] = None, variant: Optional[s
     return Path(out_dir)
 
 
+def with_compute(cfg, compute: Optional[Dict[str, Any]] = None):
+    """``cfg`` with the ``compute`` overrides (field -> value, e.g. ``{'conv_impl': 'xla'}``) set,
+    checked (unknown fields and values are an InputError); returns (cfg, resolved, changes), the
+    changes being those from the resolution stored with a run (``compute_resolved``)."""
+    for k, v in (compute or {}).items():
+        if k not in compute_mod.DEFAULTS:
+            raise InputError(f"the compute section has no field {k!r}; it has {', '.join(compute_mod.DEFAULTS)}")
+    if compute:
+        cfg.compute = {**compute_mod.compute_section(cfg), **compute}
+    resolved = compute_mod.resolve(cfg)
+    stored = cfg.get("compute_resolved", None)
+    changes = compute_mod.differences(stored.to_dict() if hasattr(stored, "to_dict") else stored, resolved)
+    return cfg, resolved, changes
+
+
+def _loaded(model, variables, cfg, info, resolved, changes, state=None) -> Loaded:
+    return Loaded(model, variables, cfg, info, state or {}, resolved, changes)
+
+
 def load(path, which: str = "ema", experiment: Optional[str] = None, variant: Optional[str] = None,
-         keep_bgr: bool = False, step: Optional[int] = None, pkl=None) -> Loaded:
+         keep_bgr: bool = False, step: Optional[int] = None, pkl=None,
+         compute: Optional[Dict[str, Any]] = None) -> Loaded:
     """A ready model from a reference ``.pth`` or a pegan checkpoint directory.
 
     which: 'ema' (the EMA generator, what the papers sample from), 'orig' (the raw generator)
     or 'discriminator' (a SinGAN has one generator: 'ema' and 'orig' both give it; its ``.pkl``
     is found next to the ``.pth`` or given as ``pkl``). ``experiment``/``variant`` name the config of a ``.pth`` whose file name
     and shapes do not identify it. ``keep_bgr`` keeps the reference's BGR output order.
+    ``compute`` overrides fields of the config's compute section (``with_compute``); 'auto' is
+    resolved for the backend this runs on, and ``Loaded.compute_changes`` lists the fields that
+    resolve otherwise than when the run was trained.
     """
     item = _which(which)
     p = Path(path)
     if p.is_dir() and ckpt.is_checkpoint_dir(p) and ckpt.read_info(p).get("family") == "singan":
-        return _load_singan_dir(p, item, step)
+        return _load_singan_dir(p, item, step, compute)
     if not p.is_dir():     # a reference .pth (a missing path fails in the reader, naming it)
         sd, meta = _read_reference(p)
         if is_singan_state_dict(sd):
             cfg, items, info = convert_singan_reference(p, pkl, experiment, variant, keep_bgr, state_dict=sd)
-            return _singan_loaded(cfg, items, info, "discriminator" if item == "discriminator" else "generator")
+            return _singan_loaded(cfg, items, info, "discriminator" if item == "discriminator" else "generator",
+                                  compute)
         cfg, items, info = convert_reference(p, experiment, variant, keep_bgr, items=(item,), state_dict=sd, meta=meta)
         if item not in items:
             raise ConversionError(f"{p} holds no {item}")
+        cfg, resolved, changes = with_compute(cfg, compute)
         model = build_discriminator(cfg) if item == "discriminator" else build_generator(cfg)
-        return Loaded(model, jax.tree.map(jnp.asarray, items[item]), cfg, info)
+        return _loaded(model, jax.tree.map(jnp.asarray, items[item]), cfg, info, resolved, changes)
     if keep_bgr:
         raise InputError("keep_bgr applies when converting a .pth; a pegan checkpoint keeps the "
                          "colour order it was written with (see its pegan.json)")
     info = ckpt.read_info(p)
-    cfg = ckpt.read_config(p)
+    cfg, resolved, changes = with_compute(ckpt.read_config(p), compute)
     model = build_discriminator(cfg) if item == "discriminator" else build_generator(cfg)
     variables = ckpt.restore(p, [item], step, {item: abstract_variables(model)})[item]
-    return Loaded(model, variables, cfg, info)
+    return _loaded(model, variables, cfg, info, resolved, changes)
 
 
 # -- PE-SinGAN ------------------------------------------------------------------------------
@@ -225,7 +252,8 @@ def convert_singan_reference(path, pkl=None, experiment: Optional[str] = None, v
     return cfg, items, info
 
 
-def _singan_loaded(cfg, items, info, which):
+def _singan_loaded(cfg, items, info, which, compute=None):
+    cfg, resolved, changes = with_compute(cfg, compute)
     st = items["singan"]
     stage = int(np.asarray(st["curr_stage"]))
     if stage < 0:
@@ -237,8 +265,10 @@ def _singan_loaded(cfg, items, info, which):
     if which == "discriminator":
         if "discriminator" not in items:
             raise ConversionError("this checkpoint holds no discriminator")
-        return Loaded(sm.build_discriminator(cfg), jax.tree.map(jnp.asarray, items["discriminator"]), cfg, info, state)
-    return Loaded(sm.build_generator(cfg), jax.tree.map(jnp.asarray, items["generator"]), cfg, info, state)
+        return _loaded(sm.build_discriminator(cfg), jax.tree.map(jnp.asarray, items["discriminator"]), cfg, info,
+                       resolved, changes, state)
+    return _loaded(sm.build_generator(cfg), jax.tree.map(jnp.asarray, items["generator"]), cfg, info, resolved,
+                   changes, state)
 
 
 def singan_sizes(loaded: Loaded, size: Optional[Tuple[int, int]] = None, width_factor: float = 1.0,
@@ -364,9 +394,9 @@ def sample(loaded: Loaded, num: int, chosen_scale=0, truncation: float = 1.0, se
     return (imgs, np.concatenate(lats)) if return_latents else imgs
 
 
-def _load_singan_dir(p: Path, item: str, step=None) -> Loaded:
+def _load_singan_dir(p: Path, item: str, step=None, compute=None) -> Loaded:
     info = ckpt.read_info(p)
     cfg = ckpt.read_config(p)
     name = "discriminator" if item == "discriminator" else "generator"
     got = ckpt.restore(p, [name, "singan"], step)
-    return _singan_loaded(cfg, got, info, name)
+    return _singan_loaded(cfg, got, info, name, compute)

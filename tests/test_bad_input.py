@@ -217,7 +217,7 @@ def test_set_checks_each_value_against_the_type_of_its_field(images, tmp_path, r
                        ("train.g_lr=fast", "train.g_lr takes a number"),
                        ("train.g_betas=0.5", "train.g_betas takes a JSON list"),
                        ("scales=[0,2.5]", "scales takes a JSON list whose items are each a whole number"),
-                       ("train.data=5", "train.data takes a JSON object or null"),
+                       ("eval=5", "eval takes a JSON object or null"),
                        ("train.nope=1", "the config has no 'train.nope'"),
                        ("train.batch.x=1", "train.batch is a value, not a section")]:
         assert says in refused(*args, item), item

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import pegan.api as pg
-from pegan.configs import SINGAN_RELEASED, recognise_filename
+from pegan.configs import recognise_filename
+from pegan.configs.release import SINGAN as SINGAN_RELEASED
 from pegan.convert import singan as sconv
 from pegan.convert.mmgen import split_prefixes
 from pegan.models import singan as sm

@@ -19,7 +19,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import jax
 import numpy as np
 
-from pegan.configs import builtin_config, experiment_names, load_experiment, recognise_filename
+from pegan.configs import load_experiment
+from pegan.configs.release import names as released_names, recognise_filename
 from pegan.encodings import encoding_channels
 from pegan.errors import PeganError
 from pegan.models.stylegan2 import channel_table
@@ -331,8 +332,8 @@ def choose_experiment(family: str, problems: Callable, filename: Optional[str] =
                 + "\n  ".join(bad) + "\nName the experiment it was trained with (--experiment).")
         return cfg, how, notes
     fits = []
-    for name in experiment_names(family):
-        cfg, notes = adapt(builtin_config(name, variant))
+    for name in released_names(family):
+        cfg, notes = adapt(load_experiment(name, variant))
         if not problems(cfg):
             fits.append((name, cfg, notes))
     if len(fits) == 1:

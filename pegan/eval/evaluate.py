@@ -40,6 +40,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from pegan.checks import MAX_SIDE
+from pegan.configs import eval_scale
 from pegan.errors import InputError, MissingFileError
 from pegan.imageio import to_rgb
 from pegan import data, loading
@@ -452,14 +453,19 @@ def make_evaluator(metrics="fid50k,pr10k", real=None, real_stats=None, inception
 def evaluate_checkpoint(path, metrics="fid50k,pr10k", chosen_scale=None, size=None, real=None,
                         real_stats=None, inception=None, vgg16=None, batch: int = 16,
                         protocol: Protocol = Protocol(), cache_dir=None, experiment=None, step=None,
-                        log: Callable[[str], None] = print, max_side: Optional[int] = MAX_SIDE) -> dict:
-    """Evaluate a pegan checkpoint directory (or a reference ``.pth``) and return the report
-    (no side of the evaluated images may exceed ``max_side`` px)."""
+                        log: Callable[[str], None] = print, max_side: Optional[int] = MAX_SIDE,
+                        compute: Optional[dict] = None) -> dict:
+    """Evaluate a pegan checkpoint directory (or a reference ``.pth``) and return the report (no
+    side of the evaluated images may exceed ``max_side`` px). Without ``chosen_scale`` and
+    ``size``, at the experiment's evaluation scale (``configs.eval_scale``: its largest scale,
+    where the paper reports). ``compute`` overrides the compute section (``loading.with_compute``)."""
 
-    loaded = loading.load(path, which="ema", experiment=experiment, step=step)
+    loaded = loading.load(path, which="ema", experiment=experiment, step=step, compute=compute)
     if not isinstance(loaded.model, Generator):
         raise InputError(f"{path} is not a StyleGAN2 / MS-PIE generator: FID and P&R evaluate those "
                          "(SinGAN models are single-image models)")
+    if chosen_scale is None and size is None:
+        chosen_scale = eval_scale(loaded.config)
     scale = loading.resolve_scale(loaded.model, chosen_scale, size, max_side)
     ev = make_evaluator(metrics, real=real, real_stats=real_stats, inception=inception, vgg16=vgg16,
                         batch=batch, protocol=protocol, cache_dir=cache_dir, log=log)
@@ -469,5 +475,5 @@ def evaluate_checkpoint(path, metrics="fid50k,pr10k", chosen_scale=None, size=No
         "checkpoint": str(path), "experiment": loaded.config.get("name"),
         "chosen_scale": list(scale), "image_size": [h, w],
         "devices": f"{jax.process_count()} host(s), {jax.device_count()} {jax.devices()[0].platform} device(s)",
-        "batch": ev.batch, "protocol": protocol.describe(), "metrics": results,
+        "batch": ev.batch, "protocol": protocol.describe(), "compute": loaded.compute, "metrics": results,
     }

@@ -352,24 +352,43 @@ def fit_config_to_pyramid(cfg, num_scales: int):
     cfg = cfg.copy_and_resolve_references() if hasattr(cfg, "copy_and_resolve_references") else cfg
     cfg.generator.num_scales = num_scales
     cfg.discriminator.num_scales = num_scales
-    cfg.data.num_scales = num_scales
     return cfg
 
 
-def run(cfg, image_uint8: np.ndarray, out_dir, seed: int = 0, iters: Optional[int] = None,
+def check_config(cfg) -> None:
+    """Refuse, before anything is built, a PE-SinGAN config the trainer cannot run."""
+    t, d = cfg.train, cfg.data
+    for name in ("iters_per_scale", "d_steps", "g_steps"):
+        checks.at_least(t[name], 1, f"train.{name}")
+    checks.at_least(d.min_size, 1, "data.min_size")
+    checks.at_least(d.max_size, d.min_size, "data.max_size (at least data.min_size)")
+    if not 0 < float(d.scale_factor) < 1:
+        raise InputError(f"data.scale_factor must be between 0 and 1, got {d.scale_factor}")
+    if cfg.noise.amplitude not in ("first_iteration", "last_iteration"):
+        raise InputError(f"noise.amplitude must be 'first_iteration' or 'last_iteration', got {cfg.noise.amplitude!r}")
+
+
+def run(cfg, image_uint8: np.ndarray, out_dir, seed: Optional[int] = None, iters: Optional[int] = None,
         progress_factory=None, log: Callable[[str], None] = print, image_name: str = "image",
         step: Optional[int] = None):
     """Train all remaining stages, checkpointing into ``out_dir`` after each; resumes a run
     found there from its latest step, or from ``step`` (the later steps are moved aside into
     ``out_dir/superseded``); ``out_dir`` must be new, empty or a pegan run
-    (``checkpoint.check_run_dir``). Returns (trainer, [StageReport])."""
+    (``checkpoint.check_run_dir``). ``seed`` and ``iters`` (per stage), when given, replace the
+    config's ``train.seed`` and ``train.iters_per_scale`` (and are recorded so). The run's
+    ``config.json`` holds the config, its resolved compute section (``compute_resolved``) and
+    the pyramid. Returns (trainer, [StageReport])."""
 
     ckpt.check_run_dir(out_dir, "out_dir")
-    checks.at_least(cfg.train.iters_per_scale if iters is None else iters, 1, "iterations per stage")
+    cfg = cfg.copy_and_resolve_references()
+    if seed is not None:
+        cfg.train.seed = int(seed)
+    if iters is not None:
+        cfg.train.iters_per_scale = checks.at_least(iters, 1, "iterations per stage")
+    check_config(cfg)
+    seed = int(cfg.train.seed)
     stop, reals = create_real_pyramid(image_uint8, cfg.data.min_size, cfg.data.max_size, cfg.data.scale_factor)
     cfg = fit_config_to_pyramid(cfg, stop)
-    if iters is not None:
-        cfg.train.iters_per_scale = int(iters)
     key = jax.random.PRNGKey(seed)
     k_init, key = jax.random.split(key)
     trainer = SinGANTrainer(cfg, reals, k_init)
@@ -386,8 +405,13 @@ def run(cfg, image_uint8: np.ndarray, out_dir, seed: int = 0, iters: Optional[in
         trainer.state["discriminator"] = jax.tree.map(jnp.asarray, got["discriminator"])
         trainer.load_singan_item(got["singan"])
         ckpt.set_aside_later_steps(out_dir, step, log)
+        stored = old.get("compute_resolved", None)
+        changed = compute.differences(stored.to_dict() if stored is not None else None, trainer.compute)
+        if changed:
+            log(f"note: the compute section resolves differently from the stored run: {'; '.join(changed)}")
         log(f"resuming {out_dir} at stage {trainer.state['next_stage']} of {stop}")
-    cfg.pyramid = [list(s) for s in trainer.sizes]
+    cfg.pyramid = [list(s) for s in trainer.sizes]               # records (base.RECORDS)
+    cfg.compute_resolved = dict(trainer.compute)
     reports = []
     while trainer.state["next_stage"] <= stop:
         t = trainer.state["next_stage"]

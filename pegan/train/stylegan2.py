@@ -83,7 +83,7 @@ def init_state(G: Generator, D: Discriminator, tcfg, key, g_vars=None, d_vars=No
 def pl_scale_of(tcfg, scale):
     """The chosen scale of the path-length term: ``train.pl_scale`` (0, the reference, REFERENCE
     §1.3), or the scale of the step with ``train.pl_at_current_scale``."""
-    return scale if tcfg.get("pl_at_current_scale", False) else tcfg.get("pl_scale", 0)
+    return scale if tcfg.pl_at_current_scale else tcfg.pl_scale
 
 
 def draw_randomness(key, G: Generator, scale, batch: int, pl_batch: int, mix_prob: float,
@@ -205,7 +205,7 @@ def regularisation_mode(tcfg) -> str:
     """``train.regularisation``: 'joint' (the reference: the lazy R1 / path-length terms are added
     to the loss of the same Adam step) or 'separate' (NVIDIA's stylegan2-ada: a second Adam step
     on the regulariser alone, at the parameters the main step produced)."""
-    mode = tcfg.get("regularisation", "joint")
+    mode = tcfg.regularisation
     if mode not in ("joint", "separate"):
         raise InputError(f"train.regularisation must be 'joint' or 'separate', got {mode!r}")
     return mode
@@ -229,7 +229,7 @@ def g_phase(state: TrainState, d_params, rnd: Randomness, *, G, D, tcfg, scale, 
     (gl, terms), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
         state.g_params if g_params is None else g_params, G, state.g_buffers, d_params, D, rnd, scale,
         state.pl_mean, do_pl, tcfg.pl_weight, tcfg.pl_decay, pl_scale_of(tcfg, scale),
-        bool(tcfg.get("pl_detach_mean", False)), adversarial)
+        bool(tcfg.pl_detach_mean), adversarial)
     return grads, terms
 
 

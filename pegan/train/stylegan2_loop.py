@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
 import time
 from pathlib import Path
@@ -28,7 +27,6 @@ from typing import Callable, Dict, List, Optional
 
 import flax
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec as P
 
@@ -38,8 +36,8 @@ from pegan.data import ImageFolder
 from pegan.imageio import image_grid, labelled_row, save_png, stack_rows, to_uint8
 from pegan import checks
 from pegan import compute
-from pegan.models.stylegan2 import (build_discriminator, build_generator, checked_scale, compute_mean_latent,
-                                    image_size)
+from pegan.configs import eval_scale
+from pegan.models.stylegan2 import build_discriminator, build_generator, checked_scale, compute_mean_latent
 from pegan.train import sharded
 from pegan.train import stylegan2 as tr
 
@@ -52,7 +50,7 @@ def choose_scale(seed: int, step: int, scales, probs=None) -> int:
 
 
 def batch_for_scale(tcfg, scale: int) -> int:
-    per = tcfg.get("batch_per_scale", None)
+    per = tcfg.batch_per_scale
     if per:
         per = dict(per)
         if str(scale) in per:
@@ -62,20 +60,43 @@ def batch_for_scale(tcfg, scale: int) -> int:
     return int(tcfg.batch)
 
 
+_CHOICES = {"train.scale_sampling": ("uniform", "configured"), "train.regularisation": ("joint", "separate"),
+            "train.statistics": ("per_device", "global"), "data.on_error": ("raise", "skip")}
+
+
 def check_config(cfg, devices: int, statistics: Optional[str] = None) -> None:
     """Refuse, before anything is built, a config the loop cannot train on ``devices`` devices:
-    every entry of ``scales`` must make an image (``checked_scale``); ``train.batch`` and each
-    ``train.batch_per_scale`` entry must be a positive multiple of ``devices`` whose share (per
-    device with ``statistics`` 'per_device', else all of it) the discriminator's minibatch-stddev
-    layer can group: at most ``discriminator.mbstd_group_size`` images or a multiple of it."""
+    the run length and intervals must be counts, the switches known values, every entry of
+    ``scales`` (and ``eval.scale``) must make an image (``checked_scale``); ``train.batch`` and
+    each ``train.batch_per_scale`` entry must be a positive multiple of ``devices`` whose share
+    (per device with ``statistics`` 'per_device', else all of it) the discriminator's
+    minibatch-stddev layer can group: at most ``discriminator.mbstd_group_size`` images or a
+    multiple of it."""
+    t = cfg.train
+    checks.at_least(t.total_iters, 1, "train.total_iters")
+    for name in ("checkpoint_every", "sample_every", "log_every"):
+        checks.at_least(t[name], 1 if name == "log_every" else 0, f"train.{name}")
+    checks.at_least(cfg.eval.every, 0, "eval.every")
+    checks.at_least(cfg.eval.batch, 1, "eval.batch")
+    for key, allowed in _CHOICES.items():
+        sec, field = key.split(".")
+        if cfg[sec][field] not in allowed:
+            raise InputError(f"{key} must be one of {', '.join(allowed)}, got {cfg[sec][field]!r}")
+    if t.scale_sampling == "configured" and (t.scale_probs is None or len(t.scale_probs) != len(cfg.scales)):
+        raise InputError(f"train.scale_sampling 'configured' needs train.scale_probs, one per entry of scales "
+                         f"({len(cfg.scales)})")
+    if not cfg.scales:
+        raise InputError("scales is empty: train on at least one chosen scale, e.g. [0]")
     for s in cfg.scales:
         checked_scale(cfg.generator.out_size, s, max_side=None, what=f"scales entry {s}")
-    per = cfg.train.get("batch_per_scale", None) or {}
+    if cfg.eval.scale is not None:
+        checked_scale(cfg.generator.out_size, cfg.eval.scale, max_side=None, what="eval.scale")
+    per = t.batch_per_scale or {}
     if not hasattr(per, "items"):
         raise InputError(f"train.batch_per_scale maps scales to batches, e.g. {{\"4\": 16}}; got {per!r}")
-    per_device = (statistics or cfg.train.get("statistics", "per_device")) == "per_device"
-    group = int(cfg.discriminator.get("mbstd_group_size", 4))
-    for what, b in [("train.batch", cfg.train.batch)] + [(f"train.batch_per_scale[{s}]", b) for s, b in per.items()]:
+    per_device = (statistics or t.statistics) == "per_device"
+    group = int(cfg.discriminator.mbstd_group_size)
+    for what, b in [("train.batch", t.batch)] + [(f"train.batch_per_scale[{s}]", b) for s, b in per.items()]:
         n = checks.batch_size(b, what, devices) // (devices if per_device else 1)
         if n > group and n % group:
             raise InputError(f"{what} is {b} images, {n} per {'device' if per_device else 'step'} for the "
@@ -100,9 +121,12 @@ class Trainer:
     resumes from its latest step, or from ``step``: the later steps are then moved aside into
     ``workdir/superseded`` (``pegan.checkpoint.set_aside_later_steps``)."""
 
-    def __init__(self, cfg, data: ImageFolder, workdir, seed: int = 0, log: Callable[[str], None] = print,
+    def __init__(self, cfg, data: ImageFolder, workdir, seed: Optional[int] = None, log: Callable[[str], None] = print,
                  mesh=None, statistics: Optional[str] = None, writer=None, step: Optional[int] = None):
-        self.cfg, self.data, self.workdir, self.seed, self.log = cfg, data, Path(workdir), seed, log
+        if seed is not None:              # an explicit seed is the run's train.seed (and recorded so)
+            cfg.train.seed = int(seed)
+        self.cfg, self.data, self.workdir, self.log = cfg, data, Path(workdir), log
+        self.seed = int(cfg.train.seed)
         self.mesh = mesh if mesh is not None else sharded.make_mesh()
         check_config(cfg, self.mesh.devices.size, statistics)
         ckpt.check_run_dir(self.workdir, "workdir")
@@ -117,14 +141,14 @@ class Trainer:
         self.G = build_generator(cfg, forms, dtype=dtype)
         self.D = build_discriminator(cfg, forms, dtype=dtype)
         self.tcfg = cfg.train
-        self.statistics = statistics or self.tcfg.get("statistics", "per_device")
+        self.statistics = statistics or self.tcfg.statistics
         self.writer = writer
         self.offset = 0
         self.compile_seconds: Dict[tuple, float] = {}
         self._fns: Dict[tuple, Callable] = {}
         self._real_sharding = NamedSharding(self.mesh, P("data"))
         self._static_lazy = tr.static_lazy_terms(self.compute)
-        self.state = sharded.init_state(self.G, self.D, self.tcfg, seed, self.mesh, self.statistics)
+        self.state = sharded.init_state(self.G, self.D, self.tcfg, self.seed, self.mesh, self.statistics)
         self._stop = False
         self._ckpt: Optional[ckpt.CheckpointWriter] = None
         if step is not None or resume:
@@ -153,7 +177,7 @@ class Trainer:
     def schedule(self, step: int):
         t = self.tcfg
         probs = None
-        if t.get("scale_sampling", "uniform") == "configured":
+        if t.scale_sampling == "configured":
             probs = list(t.scale_probs)
         scale = choose_scale(self.seed, step, list(self.cfg.scales), probs)
         return scale, batch_for_scale(t, scale)
@@ -172,15 +196,24 @@ class Trainer:
 
         return bool(np.max(multihost_utils.process_allgather(np.int32(self._stop))))
 
-    def run(self, num_steps: int, checkpoint_every: Optional[int] = None, sample_every: Optional[int] = None,
-            progress=None, evaluator=None, eval_every: Optional[int] = None,
+    def run(self, num_steps: Optional[int] = None, checkpoint_every: Optional[int] = None,
+            sample_every: Optional[int] = None, progress=None, evaluator=None, eval_every: Optional[int] = None,
             log_every: Optional[int] = None) -> List[dict]:
-        """Train until the state's step reaches ``num_steps``. With a ``writer`` (clu MetricWriter
-        interface), the mean of the step metrics is written every ``log_every`` steps (default
-        ``train.log_every``), with kimg, sec/kimg and the compile seconds of new shapes; the sample
-        grids are written as images too."""
+        """Train until the state's step reaches ``num_steps`` (default ``train.total_iters``). A
+        checkpoint every ``checkpoint_every`` steps, sample grids every ``sample_every``, the
+        ``evaluator`` every ``eval_every`` (defaults: the config's ``train.checkpoint_every``,
+        ``train.sample_every``, ``eval.every``; 0: only at the end, or never for evaluation). With a
+        ``writer`` (clu MetricWriter interface), the mean of the step metrics is written every
+        ``log_every`` steps (default ``train.log_every``), with kimg, sec/kimg and the compile
+        seconds of new shapes; the sample grids are written as images too."""
         history: List[dict] = []
-        log_every = log_every or int(self.tcfg.get("log_every", 100))
+        t = self.tcfg
+        num_steps = int(t.total_iters if num_steps is None else num_steps)
+        checkpoint_every = t.checkpoint_every if checkpoint_every is None else checkpoint_every
+        sample_every = t.sample_every if sample_every is None else sample_every
+        if evaluator is not None and eval_every is None:
+            eval_every = self.cfg.eval.every
+        log_every = log_every or int(t.log_every)
         window: List[dict] = []
         t_window, kimg_window = time.time(), 0.0
         with self._running():
@@ -296,12 +329,12 @@ class Trainer:
             return
         host = self.host_state()
         if self._ckpt is None:
-            info = {"family": "stylegan2", "experiment": self.cfg.name, "variant": self.cfg.get("variant", "full"),
+            info = {"family": "stylegan2", "experiment": self.cfg.name, "variant": self.cfg.variant,
                     "color_order": "RGB", "source": {"trained_by": "pegan", "seed": self.seed}}
             # config.json: the config as requested, plus the compute section as resolved here
             stored = {**self.cfg.to_dict(), "compute_resolved": dict(self.compute)}
             self._ckpt = ckpt.CheckpointWriter(self.workdir, stored, info,
-                                               max_to_keep=self.tcfg.get("keep_checkpoints", None))
+                                               max_to_keep=self.tcfg.keep_checkpoints)
         items = {"generator_ema": self._generator_item(host.ema_params, host.g_buffers),
                  "generator": self._generator_item(host.g_params, host.g_buffers),
                  "discriminator": {"params": host.d_params},
@@ -363,14 +396,14 @@ class Trainer:
 
     def evaluate(self, evaluator, scales=None) -> dict:
         """Metrics of the EMA generator (``pegan.eval.evaluate.Evaluator``) at ``scales`` (default:
-        the largest trained scale, where the reference reports them), appended to
+        the experiment's ``eval.scale``, else its largest scale, where the paper reports), appended to
         ``workdir/metrics.jsonl`` and logged."""
         import json
 
         v = sharded.to_host({"params": self.state.ema_params, "buffers": self.state.g_buffers})
         step = int(self.state.step)
         out = {"step": step, "kimg": round(self.offset / 1000, 3)}
-        for s in scales or [max(self.cfg.scales)]:
+        for s in scales or [eval_scale(self.cfg)]:
             res = evaluator(self.G, v, s)
             out[f"scale_{s}"] = {k: r for k, r in res.items() if not k.startswith("_")}
             for name, r in out[f"scale_{s}"].items():

@@ -1,0 +1,1 @@
+"""The networks: StyleGAN2 / MS-PIE (``stylegan2``) and PE-SinGAN (``singan``)."""

@@ -1,0 +1,1 @@
+"""Flax layers: equalized-lr dense / conv, modulated convs, noise injection, SinGAN blocks."""
