@@ -134,9 +134,11 @@ def compute_overrides(args) -> dict:
 
 
 def _print_compute(loaded) -> None:
-    """The compute header of sample / evaluate, and what resolves otherwise than in the run."""
+    """The compute header of sample / evaluate, and what resolves otherwise than in the run; the
+    process-wide settings (matmul precision, compile cache) are applied before anything runs."""
     from pegan import compute
 
+    compute.apply_process_settings(loaded.compute)
     print(compute.describe(compute.compute_section(loaded.config), loaded.compute))
     if loaded.compute_changes:
         print(f"note: the compute section resolves differently from the stored run: {'; '.join(loaded.compute_changes)}")

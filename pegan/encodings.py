@@ -26,7 +26,7 @@ This module imports nothing from training, data or checkpoint code.
 from __future__ import annotations
 
 import math
-from typing import Any, Optional, Tuple
+from typing import Any, Optional
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -265,7 +265,3 @@ def encoding_channels(cfg) -> int:
     enc = encoding_from_config(cfg)
     return 0 if enc is None else enc.channels
 
-
-def grid_for(encoding: nn.Module, size: Tuple[int, int], batch: int = 1, dtype=jnp.float32):
-    """Grid of ``encoding`` (an SPE2d or CSG2d) at ``size=(H, W)`` without binding the module."""
-    return encoding.grid(size[0], size[1], batch, dtype)

@@ -5,6 +5,7 @@ import ast
 import contextlib
 import inspect
 import json
+import os
 import pathlib
 import subprocess
 import sys
@@ -360,22 +361,33 @@ def test_config_flags_override_typed_fields_and_aliases_never_shadow(images, tmp
 
 
 def test_experiments_are_found_by_name_in_an_installed_pegan(tmp_path):
-    """A wheel carries experiments/ to <prefix>/share/pegan/experiments, where lookup by name finds it."""
+    """A wheel carries experiments/ to <prefix>/share/pegan/experiments, where lookup by name finds
+    it. The wheel is unpacked by hand into a prefix of its own (as an installer lays it out), so
+    this environment's pegan is left alone."""
+    import zipfile
+
     whl = tmp_path / "whl"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(whl), str(ROOT)],
                    check=True, capture_output=True, timeout=600)
     prefix = tmp_path / "prefix"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--prefix", str(prefix),
-                    str(next(whl.glob("*.whl")))], check=True, capture_output=True, timeout=600)
-    site = next(prefix.glob("lib/python*/site-packages"))
+    site = prefix / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
+    with zipfile.ZipFile(next(whl.glob("*.whl"))) as z:
+        for name in z.namelist():
+            head, _, rest = name.partition(".data/data/")
+            target = prefix / rest if rest else site / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(z.read(name))
+    assert (prefix / "share/pegan/experiments").is_dir() and (site / "pegan/models/__init__.py").is_file()
     code = textwrap.dedent("""
         import pegan.configs as c
         cfg = c.load_experiment("mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512", "tiny")
         print(c.experiments_dir(), cfg.name, cfg.variant, c.__file__)
     """)
+    env = {k: v for k, v in os.environ.items() if k != "PEGAN_EXPERIMENTS"}
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                         env={"PYTHONPATH": str(site), "PATH": "/usr/bin:/bin"})
+                         env={**env, "PYTHONPATH": str(site)})
     assert out.returncode == 0, out.stderr
     where, name, variant, module = out.stdout.split()
-    assert pathlib.Path(module).is_relative_to(site) and pathlib.Path(where) == prefix / "share/pegan/experiments"
+    assert pathlib.Path(module).is_relative_to(site)
     assert (name, variant) == ("mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512", "tiny")
+    assert pathlib.Path(where) == prefix / "share/pegan/experiments"

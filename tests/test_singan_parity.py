@@ -29,8 +29,13 @@ def close(actual, expected_nchw, what):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_generator_every_output(fixtures, variant):
+    check_generator(fixtures, variant)
+
+
+def check_generator(fixtures, variant, compute=None):
+    """Every output of the ``variant`` fixture; ``compute`` overrides the compute section."""
     g = pg.load(fixtures / f"pe_singan_{variant}_tiny.mmgen.pth", experiment=VARIANTS[variant],
-                variant="tiny", keep_bgr=True)
+                variant="tiny", keep_bgr=True, compute=compute)
     d = np.load(fixtures / f"pe_singan_{variant}_tiny.npz")
     G, v = g.model, g.variables
     fixed = [nhwc(d[f"fixed_noises.{i}"]) for i in range(5)]

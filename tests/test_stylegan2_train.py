@@ -38,11 +38,11 @@ def leaf(tree, path):
     return np.asarray(tree)
 
 
-@pytest.fixture(scope="module")
-def setup(fixtures):
+def build_setup(fixtures, compute=None):
+    """The fixture's models and state; ``compute`` overrides the compute section (the forms)."""
     d = np.load(fixtures / "mspie_train_step_config-f_tiny.npz")
     path = fixtures / "mspie_stylegan2_config-f_tiny.mmgen.pth"
-    kw = dict(experiment=NAME, variant="tiny", keep_bgr=True)
+    kw = dict(experiment=NAME, variant="tiny", keep_bgr=True, compute=compute)
     G, D, E = pg.load(path, which="orig", **kw), pg.load(path, which="discriminator", **kw), pg.load(path, **kw)
     cfg = stylegan2_config(NAME, "tiny")
     st = tr.init_state(G.model, D.model, cfg.train, jax.random.PRNGKey(0), g_vars=G.variables, d_vars=D.variables)
@@ -56,8 +56,18 @@ def setup(fixtures):
     return d, G, D, cfg, st, ref
 
 
+@pytest.fixture(scope="module")
+def setup(fixtures):
+    return build_setup(fixtures)
+
+
 @pytest.mark.parametrize("c", [0, 2])
 def test_one_iteration_matches_the_reference(setup, c):
+    check_iteration(setup, c)
+
+
+def check_iteration(setup, c):
+    """One iteration at chosen scale ``c`` against the fixture (the lazy terms behind lax.cond)."""
     d, G, D, cfg, st, ref = setup
     s = f"s{c}."
     size = 32 + 8 * c

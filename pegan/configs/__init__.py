@@ -20,7 +20,7 @@ import os
 import sys
 import sysconfig
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Tuple
 
 import ml_collections
 
@@ -49,7 +49,7 @@ def experiments_dir() -> Optional[Path]:
         return here
     # an install: <prefix>/lib/pythonX.Y/site-packages/pegan/configs/__init__.py, data in <prefix>/share
     up = Path(__file__).resolve().parents
-    for prefix in [sysconfig.get_paths()["data"], sys.prefix] + ([up[5]] if len(up) > 5 else []):
+    for prefix in ([up[5]] if len(up) > 5 else []) + [sysconfig.get_paths()["data"], sys.prefix]:
         d = Path(prefix) / "share" / "pegan" / "experiments"
         if d.is_dir():
             return d

@@ -18,7 +18,7 @@ state dict is a rename plus an OIHW -> HWIO transpose (:func:`convert_state_dict
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Tuple
 
 import flax.linen as nn
 import jax

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import warnings
 from functools import partial
-from typing import Dict, Optional, Tuple
+from typing import Dict, Tuple
 
 import jax
 import jax.numpy as jnp

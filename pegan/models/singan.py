@@ -19,7 +19,6 @@ from typing import Any, List, Optional, Sequence, Tuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from pegan import encodings, ops
 from pegan.compute import forms_for

@@ -16,17 +16,16 @@ All randomness of an iteration is one explicit pytree (``Randomness``), drawn by
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, NamedTuple, Optional, Sequence, Tuple
+from typing import Any, NamedTuple, Optional, Sequence, Tuple
 
 import flax
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from pegan.errors import InputError
 from pegan import ops
-from pegan.models.stylegan2 import Discriminator, Generator, image_size, scale_pair
+from pegan.models.stylegan2 import Discriminator, Generator, image_size
 from pegan.nn.layers import random_noise
 
 __all__ = ["TrainState", "Randomness", "draw_randomness", "step_randomness", "pl_scale_of", "r1_penalty", "regularisation_mode",
