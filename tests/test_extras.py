@@ -81,6 +81,7 @@ def test_require_message_and_types(monkeypatch):
     ("pegan.checkpoint", "orbax", "convert"),
     ("pegan.configs", "ml_collections", "convert"),
     ("pegan.train.stylegan2", "optax", "train"),
+    ("pegan.train.writers", "tensorboard", "train"),
     ("pegan.eval.evaluate", "scipy", "eval"),
     ("pegan.api", "ml_collections", "convert"),
 ])
