@@ -17,7 +17,7 @@ from pegan.errors import PeganError
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
 LAYERS = ("pegan.encodings", "pegan.ops", "pegan.nn", "pegan.models", "pegan.nn.layers",
-          "pegan.models.stylegan2", "pegan.models.singan")
+          "pegan.models.stylegan2", "pegan.models.singan", "pegan.convert.torchpickle")
 HEAVY = ("ml_collections", "optax", "orbax", "tensorflow_datasets", "tensorflow", "clu", "scipy",
          "skimage", "PIL", "tqdm", "tensorboard", "absl", "tensorstore", "pyarrow")
 

@@ -1,6 +1,6 @@
 """A real core-only install: a fresh virtual environment (no system site-packages) gets only the
 packages the layers need, from wheels, then pegan's own wheel without dependencies; there the
-layer modules import, a tiny StyleGAN2 and a tiny PE-SinGAN generator run, and the rest of pegan
+layer modules (and the torch-free .pth reader) import, a tiny StyleGAN2 and a tiny PE-SinGAN generator run, and the rest of pegan
 says in one line which extra it needs.
 
 The core set is jax and flax with what they require (read from the installed packages' metadata,
@@ -103,6 +103,7 @@ IN_THE_VENV = textwrap.dedent('''
     import jax, jax.numpy as jnp
     from pegan import encodings, models, nn, ops
     from pegan.models import singan, stylegan2
+    from pegan.convert import torchpickle           # the torch-free .pth reader needs only numpy
 
     heavy = ("ml_collections", "optax", "orbax", "tensorflow_datasets", "tensorflow", "clu", "scipy",
              "skimage", "PIL", "tqdm", "tensorboard", "tensorstore")
