@@ -164,13 +164,17 @@ def test_core_only_environment(tmp_path):
     venv = tmp_path / "venv"
     _timed("venv", times, [sys.executable, "-m", "venv", "--without-pip", str(venv)])
     py = venv / "bin" / "python"
-    _timed("install", times, [sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-compile", "--no-index",
-                              "--no-deps", *map(str, wheels), str(pegan_wheel)])
+    # pip runs itself under the venv's python: nothing of this environment may leak in (a checkout
+    # on PYTHONPATH would count as an installed pegan)
+    clean = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    clean["PYTHONNOUSERSITE"] = "1"
+    _timed("install", times, [sys.executable, "-m", "pip", "--python", str(py), "install", "-q", "--no-compile",
+                              "--no-index", "--no-deps", *map(str, wheels), str(pegan_wheel)], env=clean)
 
     env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "PYTHONNOUSERSITE": "1",
            "JAX_PLATFORMS": "cpu", "XLA_FLAGS": os.environ.get("XLA_FLAGS", "")}
     listed = subprocess.run([sys.executable, "-m", "pip", "--python", str(py), "list", "--format=freeze"],
-                            capture_output=True, text=True, check=True).stdout
+                            capture_output=True, text=True, check=True, env=clean).stdout
     names = {canonicalize_name(line.split("==")[0]) for line in listed.split()}
     assert names == set(dists) | {"pegan"}, names ^ (set(dists) | {"pegan"})
 
