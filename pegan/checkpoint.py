@@ -44,6 +44,10 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import jax
 import numpy as np
+
+from pegan._extras import require
+
+require("orbax.checkpoint", "absl", "ml_collections", extra="convert", by=__name__)
 from absl import logging as absl_logging
 
 from pegan import checks

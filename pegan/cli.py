@@ -20,6 +20,7 @@ from typing import List, Optional
 
 
 from pegan import checks
+from pegan._extras import require_for_command
 from pegan.errors import InputError, PeganError, PeganWarning
 
 
@@ -649,6 +650,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _warning_line(warnings.showwarning)
+            require_for_command(args.command)
             return args.func(args)
     except PeganError as e:
         if os.environ.get("PEGAN_DEBUG"):

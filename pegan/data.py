@@ -38,9 +38,12 @@ from typing import Dict, List, Optional
 import jax
 import numpy as np
 
+from pegan._extras import require
 from pegan.checks import MAX_STORED_SIDE, image_size, replacing_dir
 from pegan.errors import DataError, InputError, MissingFileError
 from pegan.imageio import IMAGE_EXTS, to_rgb
+
+require("tensorflow_datasets", "PIL", extra="train", by=__name__)
 
 __all__ = ["IMAGE_EXTS", "INFO_FILE", "host_rows", "list_images", "load_image", "prepare", "find_prepared",
            "PreparedImages", "ImageFolder", "open_data"]

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from pegan import loading
+from pegan._extras import require
 from pegan.checks import output_file
 from pegan.configs import singan_config
 from pegan.errors import MissingFileError
@@ -36,6 +37,7 @@ def load_demo_image(spec: str, max_size: int) -> np.ndarray:
 
 
     if spec.startswith("skimage:"):
+        require("skimage", extra="demo", by=f"--image {spec}")
         import skimage.data
 
         name = spec.split(":", 1)[1]

@@ -9,7 +9,10 @@ stamp=.venv/.pegan-installed
 if [ ! -f "$stamp" ] || [ setup.cfg -nt "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   .venv/bin/python -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
   .venv/bin/python -m pip install -q -e ".[test]" 2>&1 | grep -v "^WARNING: Location" || true
-  .venv/bin/python -c "import pegan, jax, flax, optax, orbax.checkpoint, pytest" \
+  # the test extra is every extra plus pytest: check that each extra's modules are there
+  .venv/bin/python -c "import pegan, jax, flax, optax, orbax.checkpoint, pytest
+from pegan._extras import EXTRAS, require
+for extra in EXTRAS: require(extra=extra, by='the set-up')" \
     || { echo "pegan set-up failed: see the pip output above" >&2; exit 1; }
   touch "$stamp"
 fi

@@ -11,7 +11,7 @@ PKG = pathlib.Path(__file__).resolve().parents[1] / "pegan"
 
 # lower numbers are lower floors; a module may import its own floor or lower ones
 FLOORS = {
-    "pegan.errors": 0, "pegan": 0,
+    "pegan.errors": 0, "pegan": 0, "pegan._extras": 0,
     "pegan.encodings": 1, "pegan.ops": 1, "pegan.checks": 1,
     "pegan.compute": 2,
     "pegan.nn": 3,

@@ -22,6 +22,8 @@ import sysconfig
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from pegan._extras import require
+require("ml_collections", extra="convert", by=__name__)
 import ml_collections
 
 from pegan.configs import base
