@@ -48,7 +48,7 @@ from pegan.errors import DataError, InputError, MissingFileError
 from pegan.imageio import IMAGE_EXTS, to_rgb
 
 __all__ = ["IMAGE_EXTS", "INFO_FILE", "host_rows", "flips", "permutation", "batch_plan", "list_images",
-           "load_image", "prepare", "find_prepared", "PreparedImages", "ImageFolder", "open_data"]
+           "load_image", "prepare", "find_prepared", "PreparedImages", "ImageFolder", "SyntheticImages", "open_data"]
 
 INFO_FILE = "pegan_prepare.json"
 _BUILDER_NAME = "pegan_image_folder"
@@ -235,6 +235,19 @@ class ImageFolder:
         x = self.images[idx]
         x[flip] = x[flip, :, ::-1]
         return x
+
+
+class SyntheticImages(ImageFolder):
+    """``n`` random uint8 images of ``size`` px made in memory (benchmarks and checks without a
+    dataset), with ``ImageFolder``'s batches."""
+
+    def __init__(self, n: int, size: int, seed: int = 0, process_index: Optional[int] = None,
+                 process_count: Optional[int] = None, hflip: bool = True):
+        self.hflip = bool(hflip)
+        self.process_index = jax.process_index() if process_index is None else int(process_index)
+        self.process_count = jax.process_count() if process_count is None else int(process_count)
+        self.images = np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+        self.size, self.skipped = size, []
 
 
 def prepare(folder, out_dir, size: int, on_error: str = "raise", encoding: str = "raw",
