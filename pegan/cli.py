@@ -336,16 +336,17 @@ def _train_stylegan2(args, cfg, workdir) -> int:
               f"batch per scale {[(s, trainer.schedule_batch(s)) for s in cfg.scales]}, "
               f"{cfg.train.total_iters} steps")
         print(compute.describe(compute.compute_section(cfg), trainer.compute))
-    bar = tqdm(total=cfg.train.total_iters, initial=int(trainer.state.step), unit="step", dynamic_ncols=True,
+    bar = tqdm(total=cfg.train.total_iters, initial=trainer.step, unit="step", dynamic_ncols=True,
                disable=not lead)
     t0 = time.time()
     kimg = [0.0]
 
-    def progress(m):
+    def progress(m):             # the losses come at the steps that fetch them (log steps)
         kimg[0] += m["batch"] / 1000
         bar.update(1)
-        bar.set_postfix(scale=m["scale"], D=f"{m['d_loss']:.3f}", G=f"{m['g_loss']:.3f}",
-                        R1=f"{m['r1_penalty']:.2e}", PL=f"{m['pl_penalty']:.2e}")
+        if "d_loss" in m:
+            bar.set_postfix(scale=m["scale"], D=f"{m['d_loss']:.3f}", G=f"{m['g_loss']:.3f}",
+                            R1=f"{m['r1_penalty']:.2e}", PL=f"{m['pl_penalty']:.2e}")
 
     try:
         trainer.run(progress=progress, evaluator=evaluator)     # lengths and intervals: the config's
@@ -359,7 +360,7 @@ def _train_stylegan2(args, cfg, workdir) -> int:
     from pegan.train.stylegan2_loop import _shape_name
 
     comp = ", ".join(f"{_shape_name(*k)}: {c:.0f} s" for k, c in trainer.compile_seconds.items())
-    print(f"step {int(trainer.state.step)} in {workdir} ({secs:.0f} s, {secs / max(kimg[0], 1e-9):.0f} s/kimg; "
+    print(f"step {trainer.step} in {workdir} ({secs:.0f} s, {secs / max(kimg[0], 1e-9):.0f} s/kimg; "
           f"compile {comp}); samples at every scale: {path}")
     return 0
 

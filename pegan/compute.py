@@ -13,11 +13,13 @@ environment variable or keeps a module global.
 | lazy_branches | cond, static | static | cond | XLA's CPU backend runs lax.cond branches 6-9x slower |
 | dtype | float32, bfloat16 | float32 | float32 | bfloat16: mixed precision (float32 parameters), StyleGAN2 only |
 | matmul_precision | default, high, highest | default | highest (GPU), high (TPU) | float32 convolutions silently become TF32 on Ampere/Hopper and bfloat16 passes on TPU; NVIDIA turns TF32 off for StyleGAN2 training, for accuracy |
-| compile_cache | a directory, or '' | '' | '' | off unless given: JAX's persistent compilation cache |
+| compile_cache | auto, a directory, or '' (off) | $JAX_COMPILATION_CACHE_DIR, else $PEGAN_CACHE_DIR/jax, else ~/.cache/pegan/jax | the same | JAX's persistent compilation cache: a restarted or preempted run (and every sample / evaluate) loads its programs instead of compiling them again |
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import jax
@@ -25,11 +27,11 @@ import jax
 from pegan.errors import InputError
 from pegan.ops.forms import CONV_IMPLS, MODCONV_IMPLS, UPFIRDN_IMPLS, Forms
 
-__all__ = ["DEFAULTS", "CHOICES", "resolve", "forms_for", "forms_of", "module_dtype", "compute_section", "apply_process_settings",
+__all__ = ["DEFAULTS", "CHOICES", "default_cache_dir", "resolve", "forms_for", "forms_of", "module_dtype", "compute_section", "apply_process_settings",
            "describe", "differences"]
 
 DEFAULTS: Dict[str, Any] = dict(conv_impl="auto", upfirdn_impl="auto", modconv_impl="auto", lazy_branches="auto",
-                                dtype="float32", matmul_precision="auto", compile_cache="")
+                                dtype="float32", matmul_precision="auto", compile_cache="auto")
 CHOICES = {"conv_impl": CONV_IMPLS, "upfirdn_impl": UPFIRDN_IMPLS, "modconv_impl": MODCONV_IMPLS,
            "lazy_branches": ("cond", "static"), "dtype": ("float32", "bfloat16"),
            "matmul_precision": ("default", "high", "highest")}
@@ -40,6 +42,15 @@ def _auto(field: str, backend: str) -> str:
     return {"conv_impl": "xla" if accel else "taps", "upfirdn_impl": "slices", "modconv_impl": "scale",
             "lazy_branches": "cond" if accel else "static", "dtype": "float32",
             "matmul_precision": {"cpu": "default", "tpu": "high"}.get(backend, "highest")}[field]
+
+
+def default_cache_dir() -> str:
+    """Where compile_cache='auto' puts JAX's compilation cache (see the table above)."""
+    env = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    if env:
+        return env
+    base = os.environ.get("PEGAN_CACHE_DIR") or str(Path.home() / ".cache" / "pegan")
+    return str(Path(base) / "jax")
 
 
 def compute_section(cfg) -> Dict[str, Any]:
@@ -57,8 +68,8 @@ def resolve(cfg=None, backend: Optional[str] = None) -> Dict[str, Any]:
     for field, value in req.items():
         if field == "compile_cache":
             if not isinstance(value, str):
-                raise InputError(f"compute.compile_cache must be a directory or '' (off), got {value!r}")
-            out[field] = value
+                raise InputError(f"compute.compile_cache must be 'auto', a directory or '' (off), got {value!r}")
+            out[field] = default_cache_dir() if value == "auto" else value
             continue
         if value == "auto":
             value = _auto(field, backend)
@@ -88,6 +99,11 @@ def apply_process_settings(resolved: Dict[str, Any]) -> None:
     jax.config.update("jax_default_matmul_precision",
                       None if resolved["matmul_precision"] == "default" else resolved["matmul_precision"])
     if resolved["compile_cache"]:
+        try:
+            Path(resolved["compile_cache"]).mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise InputError(f"compute.compile_cache {resolved['compile_cache']} cannot be created ({e}); "
+                             "give another directory, or '' to turn the cache off") from None
         jax.config.update("jax_compilation_cache_dir", resolved["compile_cache"])
 
 

@@ -11,11 +11,16 @@
   ``png`` stores Pillow-encoded PNG (lossless, smaller on photos, decoded on read).
   ``out_dir/pegan_prepare.json`` records the settings, the number of images and every skipped
   file with its reason.
-* ``PreparedImages(path)`` reads it by random access (``tfds.data_source``) with the contract of
-  ``ImageFolder``: ``batch(seed, step, batch, offset)`` is a pure
-  function of its arguments (epoch permutation from (seed, epoch), flips from (seed, step)), so the
-  data position of a run is its step counter and sample offset, and a resumed run reads exactly
-  what a straight run reads. Per-host sharding: ``batch`` is the global batch; host ``h`` of ``P``
+* One image policy (``load_image``: centre crop to a square, then Lanczos resize) and one batch
+  plan (``batch_plan``: the stream positions of a step's images, their records from a permutation
+  fixed by (seed, epoch) and their flips from (seed, step), this host's rows only) serve both
+  sources, so they give the same batches of the same files.
+* ``PreparedImages(path)`` reads a prepared dataset by random access (``tfds.data_source``) and
+  ``ImageFolder(folder, size)`` keeps a folder's images in memory; both return ``batch(seed,
+  step, batch, offset)`` as **uint8** [rows, size, size, 3] RGB (a quarter of float32's memory
+  and of the host-to-device copy; the training step normalises and resizes on the device). The
+  batch is a pure function of its arguments, so the data position of a run is its step counter
+  and sample offset, and a resumed run reads exactly what a straight run reads. Per-host sharding: ``batch`` is the global batch; host ``h`` of ``P``
   (``jax.process_index()`` / ``jax.process_count()`` by default) reads and returns only rows
   ``h*batch/P .. (h+1)*batch/P`` of it. Prefetch: a background thread assembles the next batches
   (guessed from the last call, or named by ``prefetch()``) with a pool of reader threads; every
@@ -26,9 +31,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -45,8 +50,8 @@ from pegan.imageio import IMAGE_EXTS, to_rgb
 
 require("tensorflow_datasets", "PIL", extra="train", by=__name__)
 
-__all__ = ["IMAGE_EXTS", "INFO_FILE", "host_rows", "list_images", "load_image", "prepare", "find_prepared",
-           "PreparedImages", "ImageFolder", "open_data"]
+__all__ = ["IMAGE_EXTS", "INFO_FILE", "host_rows", "flips", "permutation", "batch_plan", "list_images",
+           "load_image", "prepare", "find_prepared", "PreparedImages", "ImageFolder", "SyntheticImages", "open_data"]
 
 INFO_FILE = "pegan_prepare.json"
 _BUILDER_NAME = "pegan_image_folder"
@@ -72,6 +77,29 @@ def flips(seed: int, step: int, batch: int, rows, hflip: bool = True) -> np.ndar
     if not hflip:
         return np.zeros(hi - lo, bool)
     return (np.random.default_rng([seed, 2, step]).random(batch) < 0.5)[lo:hi]
+
+
+@functools.lru_cache(maxsize=8)
+def permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+    """The order of the ``n`` images in epoch ``epoch`` (read-only; a few epochs are cached)."""
+    p = np.random.default_rng([seed, 1, epoch]).permutation(n)
+    p.flags.writeable = False
+    return p
+
+
+def batch_plan(seed: int, step: int, batch: int, offset: int, n: int, rows, hflip: bool = True):
+    """(records, flips) of rows ``rows`` = (lo, hi) of step ``step``'s global batch of ``batch``
+    images from a dataset of ``n``: stream positions ``offset + lo .. offset + hi``, each the
+    record ``permutation(seed, epoch)[i]`` for ``epoch, i = divmod(position, n)``, and the flips
+    of ``flips``. A pure function: both sources, every host and a resumed run agree."""
+    lo, hi = rows
+    pos = np.arange(offset + lo, offset + hi)
+    epochs, i = np.divmod(pos, n)
+    idx = np.empty(len(pos), np.int64)
+    for e in np.unique(epochs):
+        sel = epochs == e
+        idx[sel] = permutation(int(seed), int(e), int(n))[i[sel]]
+    return idx, flips(seed, step, batch, rows, hflip)
 
 
 def list_images(folder) -> List[Path]:
@@ -171,37 +199,30 @@ def _read_ordered(files, size, workers, on_error, skipped, counts, progress):
 
 
 class ImageFolder:
-    """All images of a folder, resized (Lanczos) to ``size`` x ``size``, as float32 in [-1, 1]."""
+    """All images of a folder in memory as uint8 at ``size`` x ``size`` (``load_image``: centre
+    crop, then Lanczos resize, as ``pegan prepare`` stores them), read in sorted order; batches
+    by ``batch_plan``. Unreadable files raise a DataError naming the file, or with
+    ``on_error='skip'`` are left out and listed in ``skipped``."""
 
     def __init__(self, folder, size: int, on_error: str = "raise", process_index: Optional[int] = None,
                  process_count: Optional[int] = None, hflip: bool = True):
-        from PIL import Image, UnidentifiedImageError
+        from PIL import UnidentifiedImageError
 
         self.hflip = bool(hflip)        # mirror half the images (``flips``); the config's data.hflip
         self.process_index = jax.process_index() if process_index is None else int(process_index)
         self.process_count = jax.process_count() if process_count is None else int(process_count)
-
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise MissingFileError(f"data folder {folder} does not exist")
-        files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS)
-        if not files:
-            raise MissingFileError(f"no images ({', '.join(IMAGE_EXTS)}) under {folder}")
+        files = list_images(folder)
         imgs, self.skipped = [], []
         for p in files:
             try:
-                with Image.open(p) as im:
-                    im = to_rgb(im)
-                    if im.size != (size, size):
-                        im = im.resize((size, size), Image.LANCZOS)
-                    imgs.append(np.asarray(im))
-            except (UnidentifiedImageError, OSError, SyntaxError) as e:
+                imgs.append(load_image(p, size)[0])
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
                 if on_error != "skip":
                     raise DataError(f"cannot read image {p}: {e}; remove it or pass on_error='skip'") from None
                 self.skipped.append(str(p))
         if not imgs:
             raise DataError(f"no readable image under {folder}")
-        self.images = (np.stack(imgs).astype(np.float32) / 127.5 - 1.0)
+        self.images = np.stack(imgs)            # uint8 [N, size, size, 3]
         self.size = size
 
     def __len__(self):
@@ -212,21 +233,24 @@ class ImageFolder:
         return host_rows(batch, self.process_index, self.process_count)
 
     def batch(self, seed: int, step: int, batch: int, offset: int) -> np.ndarray:
-        """This host's rows of the images of a step: positions ``offset .. offset + batch`` of the
-        epoch stream (permutation by (seed, epoch)), flips by (seed, step)."""
-        n = len(self.images)
-        lo, hi = self.rows(batch)
-        perms = {}                               # one permutation per epoch the batch touches
-        out = []
-        for pos in range(offset + lo, offset + hi):
-            epoch, i = divmod(pos, n)
-            if epoch not in perms:
-                perms[epoch] = np.random.default_rng([seed, 1, epoch]).permutation(n)
-            out.append(self.images[perms[epoch][i]])
-        x = np.stack(out)
-        flip = flips(seed, step, batch, (lo, hi), self.hflip)
+        """This host's rows of the images of a step (``batch_plan``), uint8 [rows, size, size, 3]."""
+        idx, flip = batch_plan(seed, step, batch, offset, len(self.images), self.rows(batch), self.hflip)
+        x = self.images[idx]
         x[flip] = x[flip, :, ::-1]
         return x
+
+
+class SyntheticImages(ImageFolder):
+    """``n`` random uint8 images of ``size`` px made in memory (benchmarks and checks without a
+    dataset), with ``ImageFolder``'s batches."""
+
+    def __init__(self, n: int, size: int, seed: int = 0, process_index: Optional[int] = None,
+                 process_count: Optional[int] = None, hflip: bool = True):
+        self.hflip = bool(hflip)
+        self.process_index = jax.process_index() if process_index is None else int(process_index)
+        self.process_count = jax.process_count() if process_count is None else int(process_count)
+        self.images = np.random.default_rng(seed).integers(0, 256, (n, size, size, 3), dtype=np.uint8)
+        self.size, self.skipped = size, []
 
 
 def prepare(folder, out_dir, size: int, on_error: str = "raise", encoding: str = "raw",
@@ -322,7 +346,7 @@ def find_prepared(path) -> Optional[Path]:
 
 class PreparedImages:
     """A prepared dataset (``pegan prepare``), read by random access: ``batch(seed, step, batch,
-    offset)`` -> float32 [batch / process_count, size, size, 3] RGB in [-1, 1] (this host's rows).
+    offset)`` -> uint8 [batch / process_count, size, size, 3] RGB (this host's rows, ``batch_plan``).
 
     ``prefetch``: batches assembled ahead in a background thread (0: none); ``workers``: reader
     threads per batch (0: read in the calling thread)."""
@@ -364,8 +388,6 @@ class PreparedImages:
         self._readers = ThreadPoolExecutor(workers, thread_name_prefix="pegan-read") if workers > 0 else None
         self._assembler = (ThreadPoolExecutor(1, thread_name_prefix="pegan-prefetch") if self._depth else None)
         self._pending: "OrderedDict[tuple, object]" = OrderedDict()
-        self._perms: "OrderedDict[tuple, np.ndarray]" = OrderedDict()
-        self._lock = threading.Lock()
         self._hinted = False
         self.stats = {"prefetched": 0, "on_demand": 0}   # batches served from prefetch / read on the call
         for i in sorted({0, self._n - 1}):       # a truncated or damaged file fails here, not mid-run
@@ -378,30 +400,13 @@ class PreparedImages:
         return (f"PreparedImages({str(self.path)!r}, {self._n} images of {self.size}px, host "
                 f"{self.process_index}/{self.process_count})")
 
-    # -- the pure part -------------------------------------------------------------------------
-    def _perm(self, seed: int, epoch: int) -> np.ndarray:
-        key = (seed, epoch)
-        with self._lock:
-            p = self._perms.get(key)
-            if p is None:
-                p = np.random.default_rng([seed, 1, epoch]).permutation(self._n)
-                self._perms[key] = p
-                while len(self._perms) > 4:
-                    self._perms.popitem(last=False)
-            return p
-
     def rows(self, batch: int):
         """This host's rows [lo, hi) of a global batch of ``batch`` images."""
         return host_rows(batch, self.process_index, self.process_count)
 
     def indices(self, seed: int, batch: int, offset: int) -> List[int]:
         """The record numbers of this host's rows of the batch at stream positions offset.."""
-        lo, hi = self.rows(batch)
-        out = []
-        for pos in range(offset + lo, offset + hi):
-            epoch, i = divmod(pos, self._n)
-            out.append(int(self._perm(seed, epoch)[i]))
-        return out
+        return [int(i) for i in batch_plan(seed, 0, batch, offset, self._n, self.rows(batch), False)[0]]
 
     def read(self, i: int) -> np.ndarray:
         """Record ``i`` (the ``i``-th readable file, sorted) as stored: uint8 [size, size, 3] RGB."""
@@ -419,8 +424,7 @@ class PreparedImages:
 
     def _assemble(self, seed: int, step: int, batch: int, offset: int) -> np.ndarray:
         lo, hi = self.rows(batch)
-        idx = self.indices(seed, batch, offset)
-        flip = flips(seed, step, batch, (lo, hi), self.hflip)
+        idx, flip = batch_plan(seed, step, batch, offset, self._n, (lo, hi), self.hflip)
         u8 = np.empty((hi - lo, self.size, self.size, 3), np.uint8)
 
         def fill(j):             # row j only: the result does not depend on the threads
@@ -432,10 +436,7 @@ class PreparedImages:
         else:
             for j in range(len(idx)):
                 fill(j)
-        x = u8.astype(np.float32)    # in place: the same float32 values as x / 127.5 - 1.0, 3x faster
-        x /= 127.5
-        x -= 1.0
-        return x
+        return u8
 
     # -- the calls -----------------------------------------------------------------------------
     def batch(self, seed: int, step: int, batch: int, offset: int) -> np.ndarray:

@@ -23,6 +23,9 @@ Case names (scale = MS-PIE chosen scale: 0 -> 256 px, 2 -> 384 px, 4 -> 512 px):
   ``compute.lazy_branches``), timed per kind of iteration (none / PL / R1+PL) and amortised as
   the reference schedules them (R1 every 16, PL every 4); compile seconds per scale (all its
   programs) and compilations after warm-up; ``<scales>`` like ``0-2-4``
+* ``loop:<f|h|a>:<steps>``: the real training loop on a synthetic in-memory dataset and its
+  host-blocked fraction (1 - device step time / loop wall time per step), e.g. ``loop:f:100``
+  with ``--variant tiny``
 * ``singan_iter``: PE-SinGAN (CSG) iteration at the last stage of a 187 x 250 pyramid (3 D + 3 G)
 * ``singan_sample``: PE-SinGAN full-pyramid sample, 187 x 250
 
@@ -595,6 +598,30 @@ def case_iter(name, opts, res, clog):
     res["compile_s_max"] = max(r["compile_s"] for r in per_scale.values())
 
 
+def case_loop(name, opts, res, clog):
+    """``loop:<f|h|a>:<steps>``: the real training loop (``Trainer.run``: data plan, uint8 batches
+    to the devices, metrics fetched at log steps) on an in-memory synthetic dataset, and its
+    host-blocked fraction (``measure_host_blocked``: 1 - device step time / loop wall time per
+    step over ``steps`` steps after warm-up; the device time replays the same programs back to
+    back). ``--variant tiny`` (the default for this case in quick mode) or full."""
+    from pegan.data import SyntheticImages
+    from pegan.train.stylegan2_loop import Trainer, measure_host_blocked
+
+    _, model, steps = name.split(":")
+    cfg, G, _ = stylegan_models(model, opts)
+    cfg.scales = [0]
+    cfg.train.batch = opts.loop_batch or cfg.train.batch
+    stored = G.out_size // 4 * (4 + max(cfg.scales))
+    with tempfile.TemporaryDirectory() as tmp:
+        trainer = Trainer(cfg, SyntheticImages(64, stored), Path(tmp) / "run", log=lambda m: None)
+        out = measure_host_blocked(trainer, steps=int(steps))
+    res.update(out)
+    res["batch"] = cfg.train.batch
+    res["sec_per_kimg"] = out["loop_seconds_per_step"] / cfg.train.batch * 1000
+    res["compile_s"] = sum(trainer.compile_seconds.values())
+    res["compilations"] = trainer.compilations()
+
+
 def _singan_setup(opts):
     import jax
     import numpy as np
@@ -721,7 +748,7 @@ def case_bf16diff(name, opts, res, clog):
 
 CASES = {"gfwd": case_gfwd, "dfwd": case_dfwd, "dstep": case_dstep, "gstep": case_gstep, "iter": case_iter,
          "singan_iter": case_singan_iter, "singan_sample": case_singan_sample, "matmul": case_matmul,
-         "bf16diff": case_bf16diff}
+         "bf16diff": case_bf16diff, "loop": case_loop}
 
 
 def run_case(name, opts):
@@ -828,6 +855,11 @@ def table(results):
         if r.get("profile_top"):
             extra.append(f"\n{r['case']}: profile of one call ({r['profile_total_op_s']:.1f} s in ops), longest ops:")
             extra += [f"    {sec:8.3f} s  {name}" for name, sec in r["profile_top"][:15]]
+        if r["case"].startswith("loop") and "host_blocked_fraction" in r:
+            extra.append(f"\n{r['case']}: the training loop, batch {r['batch']}: {r['loop_seconds_per_step'] * 1e3:.1f} ms "
+                         f"per step ({r['sec_per_kimg']:.1f} s/kimg), the same programs back to back "
+                         f"{r['device_seconds_per_step'] * 1e3:.1f} ms: host-blocked fraction "
+                         f"{100 * r['host_blocked_fraction']:.1f}% ({r['compilations']} programs)")
         if r["case"].startswith("bf16diff") and "image_max_abs_diff" in r:
             extra.append(f"\n{r['case']}: bf16 vs float32 images in [-1, 1]: max |diff| {r['image_max_abs_diff']:.4f}, "
                          f"mean |diff| {r['image_mean_abs_diff']:.5f} (image std {r['image_std_f32']:.3f}); "
@@ -852,6 +884,7 @@ def main(argv=None):
     ap.add_argument("--variant", choices=("full", "tiny"), default="full",
                     help="model size: 'tiny' (the fixtures' widths) only checks that the cases run")
     ap.add_argument("--all-kinds", action="store_true", help="iter: time every kind at every scale")
+    ap.add_argument("--loop-batch", type=int, default=None, help="loop: images per step (default: the config's)")
     ap.add_argument("--inline", action="store_true", help="run cases in this process (peak memory is then cumulative)")
     ap.add_argument("--profile", default=None, help="write a jax.profiler trace of one more call per case "
                     "under this folder and print the ops that took longest")

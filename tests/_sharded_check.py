@@ -14,6 +14,10 @@ from pegan.train import stylegan2 as tr
 
 assert jax.device_count() == 8, jax.devices()
 cfg = stylegan2_config("mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512", "tiny")
+if len(sys.argv) > 1:                  # e.g. conv_impl=xla: the forms accelerators get
+    for item in sys.argv[1:]:
+        k, v = item.split("=")
+        cfg.compute[k] = v
 tcfg = cfg.train
 G, D = build_generator(cfg), build_discriminator(cfg)
 state0 = tr.init_state(G, D, tcfg, jax.random.PRNGKey(0))

@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from pegan import data as D
-from pegan.train.stylegan2_loop import ImageFolder
+from pegan.data import ImageFolder
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 NAME = "mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512"
@@ -97,7 +97,7 @@ def test_loader_equals_the_in_memory_image_folder(prepared, square):
         offset = 0
         for step, b in enumerate([4, 4, 2, 6, 4, 4, 3]):     # crosses epochs 0 -> 1 -> 2
             x = data.batch(7, step, b, offset)
-            assert x.dtype == np.float32 and x.shape == (b, 32, 32, 3)
+            assert x.dtype == np.uint8 and x.shape == (b, 32, 32, 3)
             np.testing.assert_array_equal(x, ref.batch(7, step, b, offset))
             offset += b
         assert offset > 2 * len(ref)
@@ -106,6 +106,48 @@ def test_loader_equals_the_in_memory_image_folder(prepared, square):
         assert sorted(e0) == sorted(e1) == list(range(11)) and e0 != e1
         # flips: some rows mirrored, and a different seed gives different batches
         assert not np.array_equal(data.batch(7, 0, 4, 0), data.batch(8, 0, 4, 0))
+
+
+def test_both_sources_crop_non_square_images_alike(src, tmp_path):
+    """One image policy: a folder read in memory gives the prepared dataset's pixels, non-square
+    images centre-cropped (the folder path used to squash them)."""
+    D.prepare(src, tmp_path / "ds", 32)
+    folder = ImageFolder(src, 32, process_index=0, process_count=1)
+    files = sorted(p for p in src.rglob("*") if p.suffix in (".png", ".jpg"))
+    assert any(Image.open(p).size[0] != Image.open(p).size[1] for p in files)
+    for i, p in enumerate(files):
+        np.testing.assert_array_equal(folder.images[i], _expected(p, 32), err_msg=str(p))
+    with D.PreparedImages(tmp_path / "ds", process_index=0, process_count=1, prefetch=0, workers=0) as data:
+        for step, (b, off) in enumerate([(4, 0), (6, 4), (4, 10)]):
+            np.testing.assert_array_equal(data.batch(3, step, b, off), folder.batch(3, step, b, off))
+
+
+def test_the_batch_plan_is_the_stated_pure_function():
+    """Records from permutation(seed, epoch) at stream positions offset + lo .., flips from
+    (seed, step), each computed here independently with NumPy; hflip=False flips nothing."""
+    n, seed, step, batch, offset = 7, 5, 3, 6, 12
+    for rows in [(0, 6), (2, 4)]:
+        idx, flip = D.batch_plan(seed, step, batch, offset, n, rows)
+        want = []
+        for pos in range(offset + rows[0], offset + rows[1]):
+            epoch, i = divmod(pos, n)
+            want.append(np.random.default_rng([seed, 1, epoch]).permutation(n)[i])
+        np.testing.assert_array_equal(idx, want)
+        coins = np.random.default_rng([seed, 2, step]).random(batch) < 0.5
+        np.testing.assert_array_equal(flip, coins[rows[0]:rows[1]])
+        idx2, flip2 = D.batch_plan(seed, step, batch, offset, n, rows, hflip=False)
+        np.testing.assert_array_equal(idx2, idx)
+        assert not flip2.any()
+
+
+def test_hflip_off_gives_the_same_images_unmirrored(square):
+    on = ImageFolder(square, 32, process_index=0, process_count=1)
+    off = ImageFolder(square, 32, process_index=0, process_count=1, hflip=False)
+    a, b = on.batch(1, 0, 8, 0), off.batch(1, 0, 8, 0)
+    flip = D.flips(1, 0, 8, (0, 8))
+    assert flip.any() and not flip.all()
+    np.testing.assert_array_equal(a[~flip], b[~flip])
+    np.testing.assert_array_equal(a[flip], b[flip][:, :, ::-1])
 
 
 def test_batches_are_a_function_of_the_arguments_whatever_the_threads(prepared):

@@ -158,3 +158,31 @@ def test_precision_recall_radius_rounding_matters(mv):
     dpf = np.sqrt(((fake[:, None, :].astype(np.float64) - real[None]) ** 2).sum(-1)).astype(np.float32)
     unrounded = (dpf <= kth32[None]).any(1)
     assert np.count_nonzero(unrounded != mv["out.pr.lattice_ties.precision_pred"]) == 4
+
+
+def test_the_metric_networks_trace_at_highest_precision_whatever_the_default():
+    """Inside the evaluator, Inception and VGG16 run with float32 convolutions and matmuls at
+    HIGHEST precision even when a run's matmul precision is lower (TF32 / bf16 passes)."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+    from pegan.eval.evaluate import _at_highest
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(3)(nn.Conv(4, (3, 3))(x).mean((1, 2)))
+
+    net, x = Net(), jnp.ones((1, 8, 8, 3))
+    v = net.init(jax.random.PRNGKey(0), x)
+
+    def precisions(fn):
+        eqns = jax.make_jaxpr(fn)(v, x).jaxpr.eqns
+        return {str(e.params.get("precision")) for e in eqns if e.primitive.name in ("conv_general_dilated", "dot_general")}
+
+    with jax.default_matmul_precision("bfloat16"):
+        low = precisions(lambda v, x: net.apply(v, x))
+        high = precisions(lambda v, x: _at_highest(net.apply, v, x))
+    assert not any("HIGHEST" in p for p in low)
+    assert high and all("HIGHEST" in p for p in high), high

@@ -33,7 +33,9 @@ def _env(devices: int):
 def _train_args(data, workdir, steps):
     return [sys.executable, "-m", "pegan.cli", "train", f"experiments/{NAME}.py", "--variant", "tiny",
             "--data", str(data), "--workdir", str(workdir), "--steps", str(steps), "--set", "train.batch=4",
-            "--set", "scales=[0]", "--checkpoint-every", "2", "--sample-every", "1000", "--log-every", "1"]
+            "--set", "scales=[0]", "--checkpoint-every", "2", "--sample-every", "1000", "--log-every", "1",
+            # the forms accelerators get: XLA's convolutions, the lazy terms behind lax.cond
+            "--config.compute.conv_impl=xla", "--config.compute.lazy_branches=cond"]
 
 
 @pytest.fixture(scope="module")

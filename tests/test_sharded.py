@@ -11,10 +11,13 @@ import pytest
 
 
 @pytest.mark.slow
-def test_sharded_steps_on_8_fake_devices():
+@pytest.mark.parametrize("forms", [[], ["conv_impl=xla"]], ids=["cpu-forms", "xla-conv"])
+def test_sharded_steps_on_8_fake_devices(forms):
+    """The sharded steps run their lazy terms behind lax.cond (the accelerator form) in both
+    cases; the second also uses XLA's convolutions, as GPUs and TPUs do."""
     env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8",
                JAX_PLATFORMS="cpu")
     script = pathlib.Path(__file__).with_name("_sharded_check.py")
-    r = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env)
+    r = subprocess.run([sys.executable, str(script)] + forms, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "OK per-device" in r.stdout and "OK global" in r.stdout

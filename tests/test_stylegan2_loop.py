@@ -43,6 +43,28 @@ def test_scale_schedule_is_a_function_of_seed_and_step():
     assert batch_for_scale(cfg.train, 4) == 2 and batch_for_scale(cfg.train, 0) == 4
 
 
+def test_the_accelerator_forms_through_the_real_loop(folder, tmp_path):
+    """XLA's convolutions and the lazy R1 / PL terms behind lax.cond (what GPUs and TPUs resolve
+    'auto' to), through Trainer.run: exactly one program per (scale, batch), the lazy terms on
+    at the steps they are due and off otherwise, uint8 batches in, finite losses."""
+    cfg = stylegan2_config(NAME, "tiny")
+    cfg.scales = [0, 2]
+    cfg.train.batch_per_scale = {"2": 2}
+    cfg.compute.update(conv_impl="xla", lazy_branches="cond")
+    data = ImageFolder(folder, 64)
+    assert data.batch(0, 0, 4, 0).dtype == np.uint8
+    t = Trainer(cfg, data, tmp_path / "w", log=lambda m: None)
+    assert t.compute["lazy_branches"] == "cond" and t.G.forms.conv == "xla" and t.step_kind(0) is None
+    hist = t.run(6, checkpoint_every=0, sample_every=0)
+    assert [m["step"] for m in hist] == list(range(6))
+    assert t.compilations() == len({(m["scale"], m["batch"]) for m in hist}) == 2
+    assert set(t.compile_seconds) == {(0, 4, None), (2, 2, None)}
+    for m in hist:
+        assert np.isfinite(m["d_loss"]) and np.isfinite(m["g_loss"])
+        assert (m["r1_penalty"] > 0) == (m["step"] % 16 == 0) and (m["pl_penalty"] > 0) == (m["step"] % 4 == 0)
+    assert ckpt.steps(tmp_path / "w") == [6] and int(t.state.step) == t.step == 6
+
+
 def test_exact_resume_and_one_compilation_per_shape(folder, tmp_path):
     """2 steps, save, resume (through a prepared dataset, past an interrupted save), 2 steps ==
     4 straight steps bit for bit."""

@@ -45,7 +45,9 @@ def _compute() -> ml_collections.ConfigDict:
     #   dtype            'float32' | 'bfloat16'      bfloat16: mixed precision with float32 parameters (StyleGAN2)
     #   matmul_precision 'default' | 'high' | 'highest'  auto: highest on GPU (no TF32, as NVIDIA trains
     #                    StyleGAN2), high on TPU, default on CPU (already exact float32)
-    #   compile_cache    a directory for JAX's persistent compilation cache, or '' (off)
+    #   compile_cache    'auto' (~/.cache/pegan/jax; $JAX_COMPILATION_CACHE_DIR or $PEGAN_CACHE_DIR move it), a
+    #                    directory, or '' (off): JAX's persistent compilation cache, so a restarted or
+    #                    preempted run loads its programs instead of compiling them again
     return ml_collections.ConfigDict(dict(COMPUTE_DEFAULTS))
 
 

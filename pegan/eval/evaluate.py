@@ -218,6 +218,14 @@ def default_cache_dir() -> Path:
 
 # -- the evaluator -----------------------------------------------------------------------------
 
+def _at_highest(fn, *args):
+    """``fn(*args)`` traced with float32 matmuls and convolutions at full precision: the metric
+    networks (Inception, VGG16) never run in TF32 or bf16 passes, whatever the training's
+    ``compute.matmul_precision``."""
+    with jax.default_matmul_precision("highest"):
+        return fn(*args)
+
+
 class Evaluator:
     """Computes the metrics of a generator against one real dataset / statistics file.
 
@@ -274,7 +282,8 @@ class Evaluator:
                 return type(mod).resize(x[..., ::-1] if flip else x)
 
             x = self._jit(("prep", w, flip, from_uint8), lambda: prep)(images)
-            core = self._jit(("core", w), lambda mod=mod: lambda v, x: mod.clone(resize_input=False).apply(v, x))
+            core = self._jit(("core", w), lambda mod=mod: lambda v, x: _at_highest(mod.clone(resize_input=False).apply,
+                                                                                  v, x))
             out[w] = core(netvars[w], x)
         return out
 

@@ -30,7 +30,7 @@ from pegan.nn.layers import random_noise
 
 __all__ = ["TrainState", "Randomness", "draw_randomness", "step_randomness", "pl_scale_of", "r1_penalty", "regularisation_mode",
            "static_lazy_terms", "lazy_kind", "make_optimizers", "init_state",
-           "d_loss_fn", "g_loss_fn", "train_step", "resize_reals", "ema_update", "d_phase", "g_phase"]
+           "d_loss_fn", "g_loss_fn", "train_step", "reals_to_float", "resize_reals", "ema_update", "d_phase", "g_phase"]
 
 
 @flax.struct.dataclass
@@ -114,8 +114,18 @@ def step_randomness(key, G: Generator, tcfg, scale, batch: int) -> Randomness:
                            pl_scale_of(tcfg, scale))
 
 
+def reals_to_float(x):
+    """The loaders' uint8 pixels as float32 in [-1, 1] (x / 127.5 - 1, on the device); float
+    reals pass through."""
+    if x.dtype == jnp.uint8:
+        return x.astype(jnp.float32) / 127.5 - 1.0
+    return x
+
+
 def resize_reals(x, size: Tuple[int, int]):
-    """The reference's on-the-fly resize: bilinear, align_corners=True, no antialiasing."""
+    """The reals of a step at its size: uint8 or float in, float32 in [-1, 1] out, resized as the
+    reference does on the fly (bilinear, align_corners=True, no antialiasing)."""
+    x = reals_to_float(x)
     if tuple(x.shape[1:3]) == tuple(size):
         return x
     return ops.resize_bilinear(x, size, align_corners=True)

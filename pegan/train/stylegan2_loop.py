@@ -6,11 +6,16 @@
 * Per-scale batch: ``train.batch_per_scale`` ({scale: batch}) overrides ``train.batch`` (the
   batch of one step on this machine). One compiled step per (scale, batch). ``check_config``
   refuses scales and batches the loop cannot run before anything is built.
-* Data: ``ImageFolder`` keeps a folder's images in memory at the stored size, and
-  ``pegan.data.PreparedImages`` reads a ``pegan prepare`` dataset (same contract, per-host rows,
-  prefetch of the batches the schedule names next); the images of step k come from a permutation
-  fixed by (seed, epoch) and a flip fixed by (seed, k), so the data position is the step counter
-  and a resumed run sees exactly what a straight run sees.
+* Data: ``pegan.data`` (``ImageFolder`` in memory, or a ``pegan prepare`` dataset, one batch
+  plan); uint8 batches go to the devices, which normalise and resize them. The images of step k
+  follow from (seed, k), so the data position is the step counter and a resumed run sees
+  exactly what a straight run sees.
+* The host never waits for the device without need: the step counter lives on the host, each
+  step's metrics stay on the device until a log, checkpoint, sample or evaluation step fetches
+  the steps since the last fetch (checked for non-finite losses there: a non-finite state is
+  never saved), and with several processes the stop vote runs at those steps only. Each
+  (scale, batch, kind) program is compiled ahead of time (``lower(...).compile()``), once; its
+  seconds are recorded. ``measure_host_blocked`` gives the loop's host-blocked fraction.
 * Checkpoints: ``pegan.checkpoint`` layout, items generator_ema / generator / discriminator
   (what ``pegan sample`` reads) and train_state (everything for an exact resume). SIGTERM and
   Ctrl-C save and exit cleanly; a write that fails (a full disk) is one ``StorageError`` and
@@ -41,7 +46,7 @@ from pegan.models.stylegan2 import build_discriminator, build_generator, checked
 from pegan.train import sharded
 from pegan.train import stylegan2 as tr
 
-__all__ = ["ImageFolder", "choose_scale", "batch_for_scale", "check_config", "Trainer"]
+__all__ = ["ImageFolder", "choose_scale", "batch_for_scale", "check_config", "Trainer", "measure_host_blocked"]
 
 
 def choose_scale(seed: int, step: int, scales, probs=None) -> int:
@@ -145,10 +150,14 @@ class Trainer:
         self.writer = writer
         self.offset = 0
         self.compile_seconds: Dict[tuple, float] = {}
-        self._fns: Dict[tuple, Callable] = {}
+        self._fns: Dict[tuple, Callable] = {}           # jitted steps, by (scale, batch, kind)
+        self._programs: Dict[tuple, Callable] = {}      # their compiled programs (ahead of time)
+        self._sample_fns: Dict[int, Callable] = {}
+        self._mean_latent_fn = None
         self._real_sharding = NamedSharding(self.mesh, P("data"))
         self._static_lazy = tr.static_lazy_terms(self.compute)
         self.state = sharded.init_state(self.G, self.D, self.tcfg, self.seed, self.mesh, self.statistics)
+        self.step = 0                     # the host's step counter (the state's, never read back per step)
         self._stop = False
         self._ckpt: Optional[ckpt.CheckpointWriter] = None
         if step is not None or resume:
@@ -169,7 +178,21 @@ class Trainer:
         return self._fns[key]
 
     def compilations(self) -> int:
-        return sum(f._cache_size() for f in self._fns.values())
+        """Programs compiled so far: one per (scale, batch, kind) met (a compiled program cannot
+        recompile: a call that does not fit it is an error)."""
+        return len(self._programs)
+
+    def program(self, scale: int, batch: int, kind, real):
+        """The compiled step for (scale, batch, kind), compiled ahead of time on first use with
+        the state and ``real`` as the argument shapes; the seconds go to ``compile_seconds``."""
+        key = (scale, batch, kind)
+        if key not in self._programs:
+            t0 = time.time()
+            self._programs[key] = self._step_fn(scale, batch, kind).lower(self.state, real).compile()
+            secs = time.time() - t0
+            self.compile_seconds[key] = secs
+            self._write_scalars(self.step, {f"compile_seconds/{_shape_name(scale, batch, kind)}": secs})
+        return self._programs[key]
 
     def schedule_batch(self, scale: int) -> int:
         return batch_for_scale(self.tcfg, scale)
@@ -189,23 +212,41 @@ class Trainer:
         return jax.make_array_from_process_local_data(self._real_sharding, local, shape)
 
     def _any_stop(self) -> bool:
-        """A signal seen by any process stops every process at the same step."""
+        """A signal seen by any process stops every process at the same step (called at the same
+        steps on every host)."""
         if jax.process_count() == 1:
             return self._stop
         from jax.experimental import multihost_utils
 
         return bool(np.max(multihost_utils.process_allgather(np.int32(self._stop))))
 
+    def _fetch(self, window) -> List[dict]:
+        """The metrics of the steps in ``window`` [(step, scale, batch, device metrics)] as host
+        rows; a non-finite loss stops the run here (before anything is saved)."""
+        host = jax.device_get([m for _, _, _, m in window])
+        rows = []
+        for (step, scale, batch, _), m in zip(window, host):
+            row = {k: float(np.mean(v)) for k, v in m.items()}
+            if not np.isfinite(row["d_loss"]) or not np.isfinite(row["g_loss"]):
+                raise NonFiniteError(f"non-finite loss at step {step} (D {row['d_loss']}, G {row['g_loss']}); "
+                                     f"the last checkpoint in {self.workdir} is kept")
+            row.update(step=step, scale=scale, batch=batch)
+            rows.append(row)
+        return rows
+
     def run(self, num_steps: Optional[int] = None, checkpoint_every: Optional[int] = None,
             sample_every: Optional[int] = None, progress=None, evaluator=None, eval_every: Optional[int] = None,
-            log_every: Optional[int] = None) -> List[dict]:
-        """Train until the state's step reaches ``num_steps`` (default ``train.total_iters``). A
+            log_every: Optional[int] = None, final_save: bool = True) -> List[dict]:
+        """Train until the step counter reaches ``num_steps`` (default ``train.total_iters``). A
         checkpoint every ``checkpoint_every`` steps, sample grids every ``sample_every``, the
         ``evaluator`` every ``eval_every`` (defaults: the config's ``train.checkpoint_every``,
-        ``train.sample_every``, ``eval.every``; 0: only at the end, or never for evaluation). With a
-        ``writer`` (clu MetricWriter interface), the mean of the step metrics is written every
-        ``log_every`` steps (default ``train.log_every``), with kimg, sec/kimg and the compile
-        seconds of new shapes; the sample grids are written as images too."""
+        ``train.sample_every``, ``eval.every``; 0: only at the end, or never for evaluation).
+        Metrics are fetched from the device at those steps and every ``log_every`` (default
+        ``train.log_every``); with a ``writer`` (clu MetricWriter interface) their means are
+        written then, with kimg, sec/kimg and the compile seconds of new programs.
+        ``progress(m)`` is called after every step with its step, scale and batch, and with the
+        losses too at the steps that fetched them. The step reached is saved at the end (unless
+        ``final_save`` is False: a benchmark's run). Returns every step's metrics."""
         history: List[dict] = []
         t = self.tcfg
         num_steps = int(t.total_iters if num_steps is None else num_steps)
@@ -214,50 +255,60 @@ class Trainer:
         if evaluator is not None and eval_every is None:
             eval_every = self.cfg.eval.every
         log_every = log_every or int(t.log_every)
-        window: List[dict] = []
+        window: list = []
+        logged: List[dict] = []
         t_window, kimg_window = time.time(), 0.0
         with self._running():
-            while int(self.state.step) < num_steps and not self._any_stop():
-                step = int(self.state.step)
+            while self.step < num_steps:
+                step = self.step
+                vote = (jax.process_count() == 1 or step % log_every == 0
+                        or bool(checkpoint_every) and step % checkpoint_every == 0)
+                if vote and self._any_stop():     # the same steps on every host
+                    break
                 scale, batch = self.schedule(step)
                 real = self.global_batch(step, batch)
                 self._hint_next(step, batch, num_steps)
                 kind = self.step_kind(step)
-                fn = self._step_fn(scale, batch, kind)
-                before = fn._cache_size()
-                t0 = time.time()
+                before = len(self._programs)
+                fn = self.program(scale, batch, kind, real)
+                if len(self._programs) != before:
+                    t_window, kimg_window = time.time(), 0.0       # sec/kimg without the compilation
                 self.state, metrics = fn(self.state, real)
-                if fn._cache_size() != before:
-                    jax.block_until_ready(metrics["d_loss"])
-                    secs = time.time() - t0
-                    self.compile_seconds[(scale, batch, kind)] = secs
-                    self._write_scalars(step, {f"compile_seconds/{_shape_name(scale, batch, kind)}": secs})
-                    t_window = time.time()       # sec/kimg without the compilation
-                    kimg_window = 0.0
                 self.offset += batch
-                m = {k: float(np.mean(v)) for k, v in sharded.to_host(metrics).items()}
-                if not np.isfinite(m["d_loss"]) or not np.isfinite(m["g_loss"]):
-                    raise NonFiniteError(f"non-finite loss at step {step} (D {m['d_loss']}, G {m['g_loss']}); "
-                                             f"the last checkpoint in {self.workdir} is kept")
-                m.update(step=step, scale=scale, batch=batch)
-                history.append(m)
-                window.append(m)
+                self.step = done = step + 1
+                window.append((step, scale, batch, metrics))
                 kimg_window += batch / 1000
-                if progress is not None:
-                    progress(m)
-                done = int(self.state.step)
-                if self.writer is not None and (done % log_every == 0 or done == num_steps):
-                    self._log_window(done, window, time.time() - t_window, kimg_window)
-                    window, t_window, kimg_window = [], time.time(), 0.0
-                if checkpoint_every and done % checkpoint_every == 0:
+
+                def due(every):
+                    return bool(every) and done % every == 0
+                save, samples = due(checkpoint_every), due(sample_every)
+                ev = evaluator is not None and due(eval_every)
+                log = due(log_every) or done == num_steps
+                if log or save or samples or ev:
+                    rows = self._fetch(window)
+                    window = []
+                    history += rows
+                    logged += rows
+                    if progress is not None:
+                        progress(dict(rows[-1]))
+                elif progress is not None:
+                    progress({"step": step, "scale": scale, "batch": batch})
+                if log and self.writer is not None:
+                    self._log_window(done, logged, time.time() - t_window, kimg_window)
+                    logged, t_window, kimg_window = [], time.time(), 0.0
+                elif log:
+                    logged = []
+                if save:
                     self.save()
-                if sample_every and done % sample_every == 0:
+                if samples:
                     self.write_samples()
-                if evaluator is not None and eval_every and done % eval_every == 0:
+                if ev:
                     self.evaluate(evaluator)
+            history += self._fetch(window)        # a stop between fetches: check before saving
             if self._stop:
-                self.log(f"stopping at step {int(self.state.step)}: saving")
-            self.save()
+                self.log(f"stopping at step {self.step}: saving")
+            if final_save or self._stop:
+                self.save()
             self.close()
         return history
 
@@ -315,7 +366,12 @@ class Trainer:
     def _generator_item(self, params, buffers):
         buffers = dict(buffers)
         v = {"params": params, "buffers": buffers}
-        buffers["mean_latent"] = np.asarray(compute_mean_latent(self.G, v, jax.random.PRNGKey(0), 4096))
+        if self._mean_latent_fn is None:      # traced once per run, not per save
+            self._mean_latent_fn = jax.jit(lambda v: compute_mean_latent(self.G, v, jax.random.PRNGKey(0), 4096))
+        if "mean_latent" not in buffers:
+            v = {"params": params, "buffers": {**buffers, "mean_latent": np.zeros((1, self.G.style_channels),
+                                                                                    np.float32)}}
+        buffers["mean_latent"] = np.asarray(self._mean_latent_fn(v))
         return {"params": params, "buffers": buffers}
 
     def host_state(self):
@@ -324,7 +380,7 @@ class Trainer:
 
     def save(self):
         """Save the current step (asynchronously; ``close`` or the next save waits for it)."""
-        step = int(self.state.step)
+        step = self.step
         if step in ckpt.steps(self.workdir):
             return
         host = self.host_state()
@@ -391,8 +447,9 @@ class Trainer:
                      f"devices: they restart from their average {float(pl.mean()):.4f}")
         self.state = sharded.put_state(restored.replace(pl_mean=pl), self.mesh, self.statistics)
         self.offset = int(got["data_offset"])
+        self.step = int(restored.step)
         ckpt.set_aside_later_steps(self.workdir, step, self.log)
-        self.log(f"resumed {self.workdir} at step {int(self.state.step)}")
+        self.log(f"resumed {self.workdir} at step {self.step}")
 
     def evaluate(self, evaluator, scales=None) -> dict:
         """Metrics of the EMA generator (``pegan.eval.evaluate.Evaluator``) at ``scales`` (default:
@@ -401,7 +458,7 @@ class Trainer:
         import json
 
         v = sharded.to_host({"params": self.state.ema_params, "buffers": self.state.g_buffers})
-        step = int(self.state.step)
+        step = self.step
         out = {"step": step, "kimg": round(self.offset / 1000, 3)}
         for s in scales or [eval_scale(self.cfg)]:
             res = evaluator(self.G, v, s)
@@ -423,15 +480,42 @@ class Trainer:
         z = jax.random.normal(jax.random.PRNGKey(1234), (num, self.G.style_channels))
         rows, grids = [], {}
         for s in self.cfg.scales:
-            img = self.G.apply(v, z, s, rng=jax.random.PRNGKey(5678))
+            if s not in self._sample_fns:     # compiled once per scale, not per save
+                self._sample_fns[s] = jax.jit(lambda v, z, s=s: self.G.apply(v, z, s, rng=jax.random.PRNGKey(5678)))
+            img = self._sample_fns[s](v, z)
             h, w = img.shape[1:3]
             grid = image_grid(to_uint8(np.asarray(img)), ncol=num)
             grids[f"samples/scale_{s}_{h}x{w}"] = grid
             rows.append(labelled_row([grid], [f"EMA generator, chosen scale {s}: {h}x{w}"]))
-        step = int(self.state.step)
+        step = self.step
         if self.writer is not None:
             self.writer.write_images(step, grids)
         path = path or self.workdir / f"samples_{step:07d}.png"
         if jax.process_index() != 0:
             return Path(path)
         return save_png(path, stack_rows(rows))
+
+
+def measure_host_blocked(trainer: Trainer, steps: int = 100, warmup: int = 5) -> dict:
+    """The loop's host-blocked fraction: 1 - (device step time / loop wall time per step), over
+    ``steps`` steps of ``trainer.run`` after ``warmup`` steps (compilation, first fetches). The
+    device step time is that of the same compiled programs dispatched back to back on one batch
+    (nothing on the host in between). Trains the trainer ``warmup + steps`` steps further (with
+    no checkpoints, samples or logs in between), then replays the programs on a copy of the state."""
+    start = trainer.step
+    quiet = dict(checkpoint_every=0, sample_every=0, log_every=10**9, final_save=False)
+    trainer.run(start + warmup, **quiet)
+    t0 = time.time()
+    trainer.run(start + warmup + steps, **quiet)
+    jax.block_until_ready(trainer.state)
+    loop = (time.time() - t0) / steps
+    plan = [(trainer.schedule(k), trainer.step_kind(k)) for k in range(start, start + steps)]
+    reals = {b: trainer.global_batch(0, b) for (_, b), _ in plan}
+    state = sharded.put_state(sharded.to_host(trainer.state), trainer.mesh, trainer.statistics)  # fresh buffers
+    t0 = time.time()
+    for (scale, batch), kind in plan:
+        state, _ = trainer.program(scale, batch, kind, reals[batch])(state, reals[batch])
+    jax.block_until_ready(state)
+    device = (time.time() - t0) / steps
+    return {"loop_seconds_per_step": loop, "device_seconds_per_step": device,
+            "host_blocked_fraction": max(0.0, 1.0 - device / loop)}
