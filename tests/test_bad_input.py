@@ -168,7 +168,7 @@ def test_sixteen_bit_grey_is_scaled_from_its_full_range_wherever_images_are_read
     np.testing.assert_array_equal(read_image(path), want)
     np.testing.assert_array_equal(D.load_image(path, 8)[0], want)
     np.testing.assert_array_equal(RealImages(path.parent).read(0), want)
-    np.testing.assert_array_equal(ImageFolder(path.parent, 8).images[0], want.astype(np.float32) / 127.5 - 1.0)
+    np.testing.assert_array_equal(ImageFolder(path.parent, 8).images[0], want)   # uint8, as stored
     # big-endian 16-bit, and a 16-bit PGM (Pillow opens it as 32-bit mode I from I;16B samples)
     np.testing.assert_array_equal(np.asarray(to_rgb(Image.fromarray(v.astype(">u2")))), want)
     Image.fromarray(v).save(tmp_path / "g.pgm")

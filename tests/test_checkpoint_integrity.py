@@ -219,6 +219,7 @@ def test_stylegan2_resume_verifies_and_resumes_from_an_earlier_step(images, tmp_
     tr = Trainer(cfg, ImageFolder(images, 32), w, log=lambda m: None)
     for s in (2, 4):                                     # the train state saved as steps 2 and 4
         tr.state = tr.state.replace(step=jax.device_put(np.asarray(s, tr.state.step.dtype), tr.state.step.sharding))
+        tr.step = s                                      # the loop's host-side step counter
         tr.save()
     tr.close()
     _flip_payload(w / "checkpoints" / "4" / "train_state")
