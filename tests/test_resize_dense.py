@@ -13,7 +13,7 @@ import pytest
 from jax.extend import core as jcore
 
 import np_reference as R
-from pegan import ops
+from pegan import compute, ops
 
 rs = importlib.import_module("pegan.ops.resize")   # (the name pegan.ops.resize is also the function)
 
@@ -168,6 +168,46 @@ def test_interp_padding_dense_equals_gather_and_float64(pad, method):
         close(d, e, msg=f"{pad} {method} order {order}")
 
 
+@pytest.mark.parametrize("up,interp_pad", [("after", None), ("before", None), ("before", 4)])
+def test_modulated_conv_resize_forms_agree(up, interp_pad):
+    x, w, s = jnp.asarray(rand((2, 5, 6, 4))), jnp.asarray(rand((3, 3, 4, 3), 1)), jnp.asarray(rand((2, 4), 2) + 2)
+    f = {impl: (lambda v, impl=impl: jnp.sum(jnp.sin(ops.modulated_conv2d(v, w, s, padding=0, up=up,
+                                                                          interp_pad=interp_pad,
+                                                                          resize_impl=impl))))
+         for impl in ("dense", "gather")}
+    want, grad = f["gather"](x), jax.grad(f["gather"])(x)
+    np.testing.assert_allclose(f["dense"](x), want, **form_tol(want))
+    np.testing.assert_allclose(jax.grad(f["dense"])(x), grad, **form_tol(grad))
+
+
+def test_the_resize_form_is_a_compute_field_carried_by_the_models():
+    from pegan.configs import singan_config, stylegan2_config
+    from pegan.models import singan as sm
+    from pegan.models.stylegan2 import build_discriminator, build_generator
+
+    assert compute.resolve({}, "cpu")["resize_impl"] == compute.resolve({}, "gpu")["resize_impl"] == "dense"
+    assert ops.Forms().resize == "dense"
+    cfg = stylegan2_config("mspie-stylegan2-config-h_c2_8xb3-1100kiters_ffhq-256-512", "tiny")
+    assert build_generator(cfg).forms.resize == "dense"
+    cfg.compute.resize_impl = "gather"
+    assert build_generator(cfg).forms.resize == build_discriminator(cfg).forms.resize == "gather"
+    for impl in ("gather", "dense"):       # and the form reaches every resize of the generator
+        G = build_generator(cfg, ops.Forms(resize=impl))
+        v = jax.eval_shape(lambda: G.init(jax.random.PRNGKey(0), jnp.zeros((1, G.style_channels)), noise="const"))
+        j = jax.make_jaxpr(lambda v: G.apply(v, jnp.ones((1, G.style_channels)), 2, rng=jax.random.PRNGKey(1)))(v)
+        files = {fr[0].split(":")[0] for _, fr in gathers_and_scatters(j)}
+        assert files == ({"ops/resize.py"} if impl == "gather" else set()), (impl, files)
+    s = singan_config("singan_interp-pad_balloons", "tiny")
+    s.compute.resize_impl = "gather"
+    assert sm.build_generator(s).forms.resize == "gather"
+    with pytest.raises(ValueError, match="unknown resize impl"):
+        ops.resize(jnp.zeros((1, 2, 2, 1)), 3, impl="scatter")
+    with pytest.raises(ValueError, match="unknown resize impl"):
+        ops.Forms(resize="fast")
+    with pytest.raises(Exception, match="compute.resize_impl"):
+        compute.resolve({"compute": {"resize_impl": "fast"}}, "cpu")
+
+
 # -- no gather or scatter in the programs ----------------------------------------------------------
 
 def gathers_and_scatters(closed):
@@ -218,6 +258,7 @@ def test_no_gather_or_scatter_in_an_mspie_training_step(config):
 
     cfg = stylegan2_config(f"mspie-stylegan2-config-{config}_c2_8xb3-1100kiters_ffhq-256-512", "tiny")
     G, D = build_generator(cfg), build_discriminator(cfg)
+    assert G.forms.resize == "dense"
     st = jax.eval_shape(lambda: tr.init_state(G, D, cfg.train, jax.random.PRNGKey(0)))   # shapes only
     scale = 2
     size = image_size(G.out_size, scale)
@@ -259,7 +300,7 @@ def test_no_gather_or_scatter_in_pe_singan_gradients():
     n, sizes = st.pyramid_sizes(40, 52, 16, 40)
     cfg = st.fit_config_to_pyramid(cfg, n)
     G = sm.build_generator(cfg)
-    assert G.interp_pad
+    assert G.forms.resize == "dense" and G.interp_pad
     noises = [jnp.ones((1,) + s) for s in sm.noise_shapes(cfg, sizes)]
     nw = [0.1] * (n + 1)
     v = jax.eval_shape(lambda: G.init(jax.random.PRNGKey(0), noises, nw))

@@ -31,8 +31,10 @@ class Forms:
     conv: str = "xla"
     upfirdn: str = "slices"
     modconv: str = "scale"
+    resize: str = "dense"
 
     def __post_init__(self):
         check_impl("conv", self.conv, CONV_IMPLS)
         check_impl("upfirdn", self.upfirdn, UPFIRDN_IMPLS)
         check_impl("modulated conv", self.modconv, MODCONV_IMPLS)
+        check_impl("resize", self.resize, RESIZE_IMPLS)
