@@ -10,7 +10,7 @@ environment variable or keeps a module global.
 | conv_impl | xla, taps | taps | xla | XLA's CPU convolution gradients are slow (docs/PERF_NOTES.md); accelerators run their own well |
 | upfirdn_impl | slices, conv, ref | slices | slices | depthwise convs are 30x slower on CPU; slices fuse everywhere |
 | modconv_impl | scale, grouped, vmap | scale | scale | one batched conv; measured fastest on CPU (PERF_NOTES) |
-| resize_impl | dense, gather | dense | dense | bilinear / bicubic / nearest resizing and interp padding as banded matmuls: dense, deterministic gradients (gather's are scatter-adds: float atomics on GPU, serialised on TPU) |
+| resize_impl | dense, gather | dense | dense | bilinear / bicubic / nearest resizing and interp padding as banded matmuls: dense, deterministic gradients (gather's are scatter-adds: float atomics on GPU, serialised on TPU); on CPU gather is 0-8% faster in the MS-PIE generators, dense kept so the CPU fixture tests check the accelerators' form |
 | lazy_branches | cond, static | static | cond | XLA's CPU backend runs lax.cond branches 6-9x slower |
 | dtype | float32, bfloat16 | float32 | float32 | bfloat16: mixed precision (float32 parameters), StyleGAN2 only |
 | matmul_precision | default, high, highest | default | highest (GPU), high (TPU) | float32 convolutions silently become TF32 on Ampere/Hopper and bfloat16 passes on TPU; NVIDIA turns TF32 off for StyleGAN2 training, for accuracy |

@@ -27,7 +27,8 @@ equal, first and second order):
 
 The forms differ by float32 rounding only (the dense one sums the weights of a clamped index
 before multiplying, and a matmul may order its sums differently); a non-finite input value
-reaches every output of its block in the dense form, only the outputs that read it in the other.
+reaches every output of the blocks whose window holds it in the dense form (0 * inf is nan),
+only the outputs that read it in the gather form.
 """
 
 from __future__ import annotations
