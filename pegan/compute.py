@@ -10,6 +10,7 @@ environment variable or keeps a module global.
 | conv_impl | xla, taps | taps | xla | XLA's CPU convolution gradients are slow (docs/PERF_NOTES.md); accelerators run their own well |
 | upfirdn_impl | slices, conv, ref | slices | slices | depthwise convs are 30x slower on CPU; slices fuse everywhere |
 | modconv_impl | scale, grouped, vmap | scale | scale | one batched conv; measured fastest on CPU (PERF_NOTES) |
+| resize_impl | dense, gather | dense | dense | bilinear / bicubic / nearest resizing and interp padding as banded matmuls: dense, deterministic gradients (gather's are scatter-adds: float atomics on GPU, serialised on TPU); on CPU gather is 0-8% faster in the MS-PIE generators, dense kept so the CPU fixture tests check the accelerators' form |
 | lazy_branches | cond, static | static | cond | XLA's CPU backend runs lax.cond branches 6-9x slower |
 | dtype | float32, bfloat16 | float32 | float32 | bfloat16: mixed precision (float32 parameters), StyleGAN2 only |
 | matmul_precision | default, high, highest | default | highest (GPU), high (TPU) | float32 convolutions silently become TF32 on Ampere/Hopper and bfloat16 passes on TPU; NVIDIA turns TF32 off for StyleGAN2 training, for accuracy |
@@ -25,14 +26,15 @@ from typing import Any, Dict, List, Optional
 import jax
 
 from pegan.errors import InputError
-from pegan.ops.forms import CONV_IMPLS, MODCONV_IMPLS, UPFIRDN_IMPLS, Forms
+from pegan.ops.forms import CONV_IMPLS, MODCONV_IMPLS, RESIZE_IMPLS, UPFIRDN_IMPLS, Forms
 
 __all__ = ["DEFAULTS", "CHOICES", "default_cache_dir", "resolve", "forms_for", "forms_of", "module_dtype", "compute_section", "apply_process_settings",
            "describe", "differences"]
 
-DEFAULTS: Dict[str, Any] = dict(conv_impl="auto", upfirdn_impl="auto", modconv_impl="auto", lazy_branches="auto",
-                                dtype="float32", matmul_precision="auto", compile_cache="auto")
+DEFAULTS: Dict[str, Any] = dict(conv_impl="auto", upfirdn_impl="auto", modconv_impl="auto", resize_impl="auto",
+                                lazy_branches="auto", dtype="float32", matmul_precision="auto", compile_cache="auto")
 CHOICES = {"conv_impl": CONV_IMPLS, "upfirdn_impl": UPFIRDN_IMPLS, "modconv_impl": MODCONV_IMPLS,
+           "resize_impl": RESIZE_IMPLS,
            "lazy_branches": ("cond", "static"), "dtype": ("float32", "bfloat16"),
            "matmul_precision": ("default", "high", "highest")}
 
@@ -40,6 +42,7 @@ CHOICES = {"conv_impl": CONV_IMPLS, "upfirdn_impl": UPFIRDN_IMPLS, "modconv_impl
 def _auto(field: str, backend: str) -> str:
     accel = backend != "cpu"
     return {"conv_impl": "xla" if accel else "taps", "upfirdn_impl": "slices", "modconv_impl": "scale",
+            "resize_impl": "dense",
             "lazy_branches": "cond" if accel else "static", "dtype": "float32",
             "matmul_precision": {"cpu": "default", "tpu": "high"}.get(backend, "highest")}[field]
 
@@ -80,7 +83,8 @@ def resolve(cfg=None, backend: Optional[str] = None) -> Dict[str, Any]:
 
 
 def forms_of(resolved: Dict[str, Any]) -> Forms:
-    return Forms(conv=resolved["conv_impl"], upfirdn=resolved["upfirdn_impl"], modconv=resolved["modconv_impl"])
+    return Forms(conv=resolved["conv_impl"], upfirdn=resolved["upfirdn_impl"], modconv=resolved["modconv_impl"],
+                 resize=resolved["resize_impl"])
 
 
 def module_dtype(resolved: Dict[str, Any]):

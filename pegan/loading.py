@@ -327,7 +327,7 @@ def singan_sample(loaded: Loaded, num: int = 4, seed: int = 0, mode: str = "rand
         x0 = jnp.asarray(img, jnp.float32)
         if x0.shape[-1] != 3:
             raise InputError("start_image must have 3 channels")
-        x0 = ops.resize_bicubic(x0, sizes[start_stage], align_corners=True)
+        x0 = ops.resize_bicubic(x0, sizes[start_stage], align_corners=True, impl=G.forms.resize)
         x0 = jnp.broadcast_to(x0, (num,) + x0.shape[1:])
 
     @jax.jit

@@ -297,12 +297,13 @@ def _dtype(name):
 
 
 def _set_compute(cfg, opts):
-    """--impl / --conv / --upfirdn / --dtype into the config's compute section (the models read
-    their forms from it; 'auto' where an option is not given). --upfirdn: 'slices' (the default:
-    pad + sums of strided slices, one axis at a time), 'conv' (depthwise convolutions, one per
-    axis), 'ref' (the literal four steps)."""
+    """--impl / --conv / --upfirdn / --resize / --dtype into the config's compute section (the
+    models read their forms from it; 'auto' where an option is not given). --upfirdn: 'slices'
+    (the default: pad + sums of strided slices, one axis at a time), 'conv' (depthwise
+    convolutions, one per axis), 'ref' (the literal four steps). --resize: 'dense' (the default:
+    banded interpolation matmuls) or 'gather' (take + weighted sums; scatter-add gradients)."""
     for field, value in (("modconv_impl", opts.impl), ("conv_impl", opts.conv), ("upfirdn_impl", opts.upfirdn),
-                         ("dtype", getattr(opts, "dtype", None))):
+                         ("resize_impl", getattr(opts, "resize", None)), ("dtype", getattr(opts, "dtype", None))):
         if value:
             cfg.compute[field] = value
     return cfg
@@ -759,9 +760,9 @@ def run_case(name, opts):
 
     clog = CompileLog()
     forms = compute.resolve({"conv_impl": opts.conv or "auto", "upfirdn_impl": opts.upfirdn or "auto",
-                             "modconv_impl": opts.impl or "auto"})
+                             "modconv_impl": opts.impl or "auto", "resize_impl": opts.resize or "auto"})
     res = {"case": name, "impl": forms["modconv_impl"], "dtype": opts.dtype, "upfirdn": forms["upfirdn_impl"],
-           "conv": forms["conv_impl"],
+           "conv": forms["conv_impl"], "resize": forms["resize_impl"],
            "device": str(jax.devices()[0].device_kind), "platform": jax.devices()[0].platform,
            "num_devices": jax.device_count()}
     mm = [] if name == "matmul" else matmul_gflops(opts.mm_reps)
@@ -879,6 +880,7 @@ def main(argv=None):
     ap.add_argument("--impl", choices=("scale", "grouped", "vmap"), default=None, help="modulated conv form")
     ap.add_argument("--upfirdn", choices=("slices", "conv", "ref"), default=None, help="upfirdn2d form")
     ap.add_argument("--conv", choices=("auto", "xla", "taps"), default=None, help="convolution form (pegan.ops.conv)")
+    ap.add_argument("--resize", choices=("dense", "gather"), default=None, help="resize form (pegan.ops.resize)")
     ap.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
                     help="compute dtype of the StyleGAN2 cases (params and losses stay float32)")
     ap.add_argument("--variant", choices=("full", "tiny"), default="full",
@@ -927,6 +929,7 @@ def main(argv=None):
                    "--reps", str(reps), "--warmup", str(opts.warmup), "--mm-reps", str(mm_reps),
                    "--dtype", opts.dtype, "--variant", opts.variant] + (["--impl", opts.impl] if opts.impl else []) + \
                   (["--upfirdn", opts.upfirdn] if opts.upfirdn else []) + (["--conv", opts.conv] if opts.conv else []) + \
+                  (["--resize", opts.resize] if opts.resize else []) + \
                   (["--all-kinds"] if opts.all_kinds else []) + (["--profile", opts.profile] if opts.profile else [])
             env = dict(os.environ)
             if opts.profile:
@@ -950,7 +953,7 @@ def main(argv=None):
     conv = results[-1].get("conv", opts.conv) if results else opts.conv
     dev = results[-1].get("device", "") if results else ""
     print(f"\n## pegan benchmark ({opts.mode} mode on {dev}: modconv {opts.impl or 'scale'}, conv {conv}, "
-          f"upfirdn {opts.upfirdn or 'slices'}, {opts.dtype}; {total:.0f} s)\n")
+          f"upfirdn {opts.upfirdn or 'slices'}, resize {opts.resize or 'dense'}, {opts.dtype}; {total:.0f} s)\n")
     print(table(results))
     if opts.json:
         Path(opts.json).write_text(json.dumps({"mode": opts.mode, "total_s": total, "argv": sys.argv[1:],

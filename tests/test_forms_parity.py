@@ -20,13 +20,13 @@ from pegan import compute
 from pegan.configs import stylegan2_config
 from pegan.models.stylegan2 import build_discriminator, build_generator
 
-OP_FORMS = ("conv_impl", "upfirdn_impl", "modconv_impl")
+OP_FORMS = ("conv_impl", "upfirdn_impl", "modconv_impl", "resize_impl")
 
 
 def non_default_forms():
     """Every op form other than the one 'auto' picks on this backend, in as few compute sections
     as cover them all: section i takes the i-th other form of each field (on CPU: conv xla +
-    upfirdn conv + modconv grouped, then upfirdn ref + modconv vmap). Each check below runs
+    upfirdn conv + modconv grouped + resize gather, then upfirdn ref + modconv vmap). Each check below runs
     once per section, so the fixture tests' cost grows by two runs, not five."""
     auto = compute.resolve({})
     others = {f: [v for v in compute.CHOICES[f] if v != auto[f]] for f in OP_FORMS}
@@ -41,7 +41,7 @@ def test_every_non_default_form_is_covered():
     covered = {(k, v) for f in FORMS for k, v in f.items()}
     auto = compute.resolve({})
     assert covered == {(f, v) for f in OP_FORMS for v in compute.CHOICES[f] if v != auto[f]}
-    assert len(covered) == 5 and len(FORMS) == 2
+    assert len(covered) == 6 and len(FORMS) == 2
 
 
 @pytest.mark.parametrize("form", FORMS, ids=IDS)
@@ -65,9 +65,10 @@ def test_one_training_iteration_in_each_form(fixtures, form):
     st2.check_iteration(st2.build_setup(fixtures, form), 2)
 
 
-@pytest.mark.parametrize("form", [{"conv_impl": f["conv_impl"]} for f in FORMS if "conv_impl" in f], ids=IDS[:1])
+@pytest.mark.parametrize("form", [{k: f[k] for k in ("conv_impl", "resize_impl") if k in f} for f in FORMS[:1]],
+                         ids=IDS[:1])
 def test_singan_generator_in_each_conv_form(fixtures, form):
-    sp.check_generator(fixtures, "csg", form)        # the only op form a SinGAN has is its convolutions
+    sp.check_generator(fixtures, "interp-pad", form)   # a SinGAN's op forms: its convolutions and resizes
 
 
 def test_bfloat16_stays_within_its_stated_distance_of_float32():

@@ -41,6 +41,7 @@ def _compute() -> ml_collections.ConfigDict:
     #   conv_impl        'xla' | 'taps'              auto: taps on CPU (XLA's CPU conv gradients are slow), xla elsewhere
     #   upfirdn_impl     'slices' | 'conv' | 'ref'   auto: slices (fuses everywhere)
     #   modconv_impl     'scale' | 'grouped' | 'vmap' auto: scale (one batched conv)
+    #   resize_impl      'dense' | 'gather'          auto: dense (banded matmuls; gather's gradients are scatter-adds)
     #   lazy_branches    'cond' | 'static'           auto: static on CPU (lax.cond is slow there), cond elsewhere
     #   dtype            'float32' | 'bfloat16'      bfloat16: mixed precision with float32 parameters (StyleGAN2)
     #   matmul_precision 'default' | 'high' | 'highest'  auto: highest on GPU (no TF32, as NVIDIA trains

@@ -171,8 +171,8 @@ class SinGANGenerator(nn.Module):
                     size = noise.shape[1:3]
                 else:
                     size = (noise.shape[1] + 2 * PAD_HEAD, noise.shape[2] + 2 * PAD_HEAD)
-                    noise = ops.resize_bicubic(noise, size, align_corners=True)
-                g_pad = ops.resize_bicubic(g, size, align_corners=True)
+                    noise = ops.resize_bicubic(noise, size, align_corners=True, impl=self.forms.resize)
+                g_pad = ops.resize_bicubic(g, size, align_corners=True, impl=self.forms.resize)
             else:
                 if not self.noise_with_pad:
                     noise = ops.pad2d(noise, PAD_HEAD, "zero")
@@ -212,7 +212,8 @@ class SinGANGenerator(nn.Module):
             g = self.blocks[t](jax.lax.stop_gradient(x), g, train)
             outs.append(g)
             if t < curr_scale:
-                g = ops.resize_bicubic(g, self.image_size(noises[t + 1].shape[1:3]), align_corners=True)
+                g = ops.resize_bicubic(g, self.image_size(noises[t + 1].shape[1:3]), align_corners=True,
+                                       impl=self.forms.resize)
         return (g, outs) if return_stages else g
 
 

@@ -178,12 +178,12 @@ class Generator(nn.Module):
             x = jnp.broadcast_to(self.constant_input, (batch,) + self.constant_input.shape[1:]).astype(dtype)
             size = self.constant_input.shape[1]
             if (sh, sw) != (0, 0):
-                x = ops.resize_bilinear(x, (size + sh, size + sw), align_corners=True)
+                x = ops.resize_bilinear(x, (size + sh, size + sw), align_corners=True, impl=self.forms.resize)
             return x
         hp, wp = self.head_pos_size
         if self.interp_head:
             grid = enc.grid(hp, wp, batch, dtype)
-            return ops.resize_bilinear(grid, (hp + sh, wp + sw), align_corners=True)
+            return ops.resize_bilinear(grid, (hp + sh, wp + sw), align_corners=True, impl=self.forms.resize)
         return enc.grid(hp + sh, wp + sw, batch, dtype)
 
     def resolve_noise(self, noise, batch: int, chosen_scale: Scale, rng=None, dtype=jnp.float32):

@@ -80,7 +80,7 @@ class ModulatedConv(nn.Module):
     up: Optional[str] = None            # None | 'transposed' | 'after' | 'before' (ops.modulated_conv2d)
     padding: Union[int, str] = "SAME"
     interp_pad: Optional[int] = None
-    forms: Forms = Forms()              # modulated conv / conv / blur forms (numerically equivalent)
+    forms: Forms = Forms()              # modulated conv / conv / blur / resize forms (numerically equivalent)
 
     @nn.compact
     def __call__(self, x, w):
@@ -90,7 +90,8 @@ class ModulatedConv(nn.Module):
         return ops.modulated_conv2d(x, weight * (1.0 / math.sqrt(cin * k * k)), style,
                                     demodulate=self.demodulate, padding=self.padding, up=self.up,
                                     interp_pad=self.interp_pad, impl=self.forms.modconv,
-                                    conv_impl=self.forms.conv, upfirdn_impl=self.forms.upfirdn)
+                                    conv_impl=self.forms.conv, upfirdn_impl=self.forms.upfirdn,
+                                    resize_impl=self.forms.resize)
 
 
 class NoiseInjection(nn.Module):

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 
-__all__ = ["Forms", "CONV_IMPLS", "UPFIRDN_IMPLS", "MODCONV_IMPLS", "check_impl"]
+__all__ = ["Forms", "CONV_IMPLS", "UPFIRDN_IMPLS", "MODCONV_IMPLS", "RESIZE_IMPLS", "check_impl"]
 
 CONV_IMPLS = ("xla", "taps")                 # ops.conv: XLA's own convolution | custom-VJP taps
 UPFIRDN_IMPLS = ("slices", "conv", "ref")    # ops.upfirdn: strided slices | depthwise conv | literal
 MODCONV_IMPLS = ("scale", "grouped", "vmap")  # ops.modconv: input scaling | grouped conv | vmap
+RESIZE_IMPLS = ("dense", "gather")           # ops.resize (and interp padding): banded matmuls | take + sums
 
 
 def check_impl(kind: str, impl: str, allowed) -> str:
@@ -30,8 +31,10 @@ class Forms:
     conv: str = "xla"
     upfirdn: str = "slices"
     modconv: str = "scale"
+    resize: str = "dense"
 
     def __post_init__(self):
         check_impl("conv", self.conv, CONV_IMPLS)
         check_impl("upfirdn", self.upfirdn, UPFIRDN_IMPLS)
         check_impl("modulated conv", self.modconv, MODCONV_IMPLS)
+        check_impl("resize", self.resize, RESIZE_IMPLS)

@@ -81,11 +81,12 @@ def _conv_core(x, w, style, demodulate, eps, impl, op):
 def modulated_conv2d(x, w, style, *, demodulate: bool = True, padding: Union[int, str] = "SAME",
                      up: Optional[str] = None, interp_pad: Optional[int] = None,
                      eps: float = 1e-8, impl: str = "scale", conv_impl: str = "xla",
-                     upfirdn_impl: str = "slices"):
+                     upfirdn_impl: str = "slices", resize_impl: str = "dense"):
     """Modulated convolution. ``x`` [N, H, W, I], ``w`` [k, k, I, O] (effective), ``style`` [N, I].
 
-    See the module docstring for ``up`` and ``impl``; ``conv_impl`` and ``upfirdn_impl`` are the
-    forms of the plain convolutions and of the blur (``pegan.ops.forms``).
+    See the module docstring for ``up`` and ``impl``; ``conv_impl``, ``upfirdn_impl`` and
+    ``resize_impl`` are the forms of the plain convolutions, of the blur and of the bilinear
+    upsampling (``pegan.ops.forms``).
     """
     check_impl("modulated conv", impl, MODCONV_IMPLS)
 
@@ -100,9 +101,9 @@ def modulated_conv2d(x, w, style, *, demodulate: bool = True, padding: Union[int
         return upfirdn2d(y, fir_kernel(gain=4.0), pad=(1, 1), impl=upfirdn_impl)
     if up == "after":
         y = _conv_core(x, w, style, demodulate, eps, impl, conv)
-        return resize_bilinear(y, (2 * y.shape[1], 2 * y.shape[2]), align_corners=True)
+        return resize_bilinear(y, (2 * y.shape[1], 2 * y.shape[2]), align_corners=True, impl=resize_impl)
     if up == "before":
         p = interp_pad or 0
-        x = resize_bilinear(x, (2 * x.shape[1] + p, 2 * x.shape[2] + p), align_corners=True)
+        x = resize_bilinear(x, (2 * x.shape[1] + p, 2 * x.shape[2] + p), align_corners=True, impl=resize_impl)
         return _conv_core(x, w, style, demodulate, eps, impl, conv)
     raise ValueError(f"unknown up mode {up!r}; use None, 'transposed', 'after' or 'before'")

@@ -32,20 +32,22 @@ def as_pad4(pad: Pad) -> Tuple[int, int, int, int]:
     raise ValueError(f"padding must be an int, (ph, pw) or (top, bottom, left, right); got {pad}")
 
 
-def interp_pad(x, pad: Pad, method: str = "bilinear"):
-    """Grow [N, H, W, C] to [N, H + top + bottom, W + left + right, C] by align_corners resizing."""
+def interp_pad(x, pad: Pad, method: str = "bilinear", impl: str = "dense"):
+    """Grow [N, H, W, C] to [N, H + top + bottom, W + left + right, C] by align_corners resizing;
+    ``impl``: the resize's form ('dense' | 'gather', ``pegan.ops.resize``)."""
     t, b, l, r = as_pad4(pad)
     _, h, w, _ = x.shape
-    return resize(x, (h + t + b, w + l + r), method=method, align_corners=True)
+    return resize(x, (h + t + b, w + l + r), method=method, align_corners=True, impl=impl)
 
 
-def pad2d(x, pad: Pad, mode: str = "zero", interp_method: str = "bilinear"):
-    """Pad the spatial axes of NHWC ``x``. ``mode='none'`` returns ``x`` unchanged."""
+def pad2d(x, pad: Pad, mode: str = "zero", interp_method: str = "bilinear", resize_impl: str = "dense"):
+    """Pad the spatial axes of NHWC ``x``. ``mode='none'`` returns ``x`` unchanged; ``resize_impl``:
+    the form of the resize of ``mode='interp'``."""
     if mode == "none":
         return x
     t, b, l, r = as_pad4(pad)
     if mode == "interp":
-        return interp_pad(x, (t, b, l, r), interp_method)
+        return interp_pad(x, (t, b, l, r), interp_method, resize_impl)
     widths = ((0, 0), (t, b), (l, r), (0, 0))
     if mode == "zero":
         return jnp.pad(x, widths)
