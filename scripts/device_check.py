@@ -297,11 +297,7 @@ def part_tests(ctx, rec):
         # several workers share the GPU (compilation dominates the tiny tests): no preallocation;
         # XLA's default optimisation (the suite's -O0 is a CPU compile-time saving)
         env.update(XLA_PYTHON_CLIENT_PREALLOCATE="false", PEGAN_TEST_FULL_OPT="1")
-        try:
-            import xdist  # noqa: F401
-            cmd += ["-n", str(ctx.opts.test_workers)]
-        except ImportError:
-            pass
+        cmd += ["-n", str(ctx.opts.test_workers)] if _has_xdist() else []
     else:
         cmd += ["-n", "0"] if _has_xdist() else []
     rec.put(fixtures=str(fx), command=" ".join(cmd[1:]), precision="highest")
@@ -321,16 +317,13 @@ def part_tests(ctx, rec):
 
 
 def _has_xdist():
-    try:
-        import xdist  # noqa: F401
-        return True
-    except ImportError:
-        return False
+    import importlib.util
+
+    return importlib.util.find_spec("xdist") is not None
 
 
 def part_precision(ctx, rec):
     import jax
-    import jax.numpy as jnp
 
     from bench import init_d, init_g
     from pegan.configs import load_experiment
@@ -416,8 +409,6 @@ def make_trainer(dry, variant, scale, batch, workdir):
 
 
 def part_speed(ctx, rec, scale):
-    import jax
-
     from bench import CompileLog
 
     resolved = setup_process()
@@ -843,7 +834,6 @@ def rows_for(results, meta):
     rows = []
     chosen = meta.get("parts") or list(PART)
     R = lambda name: results.get(name) if name in chosen else False
-    dev = meta.get("device", "this device")
     n256, n1, p512, a512 = NVIDIA["paper256"], NVIDIA["auto256_1gpu"], NVIDIA["paper512"], NVIDIA["auto512_1gpu"]
 
     def add(sec, check, val, ref="", note=""):
@@ -916,7 +906,7 @@ def rows_for(results, meta):
         ma = r.get("memory_analysis", {})
         add(2, f"peak device memory, {size}", f"{_g(r.get('peak_device_gb'))} GB per device", ref,
             f"R1+PL program temp {_g(ma.get('temp_size_in_bytes'))} GB" if "temp_size_in_bytes" in ma else
-            "(no device memory stats on CPU)" if r.get("peak_device_gb") is None else "")
+            "(no device memory stats on this backend)" if r.get("peak_device_gb") is None else "")
         for kind in KINDS:
             prof = pk.get(kind, {}).get("profile")
             if not prof or "top" not in prof:
