@@ -43,7 +43,7 @@ fi
 if ! "$PY" -c "import importlib.util as u, sys; sys.exit(0 if u.find_spec('ml_collections') and u.find_spec('tensorflow_datasets') else 1)" 2>/dev/null; then
   if ls .whl/*.whl >/dev/null 2>&1; then
     site="$(mktemp -d)/site"
-    "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" .whl/*.whl
+    PIP_ROOT_USER_ACTION=ignore "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" .whl/*.whl
     export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
     echo "[device_check] installed $(ls .whl | tr '\n' ' ')into $site" >&2
   else
