@@ -493,7 +493,7 @@ def profile_one(call, folder, hlo_dump=None, top=12):
     meta = hlo_opcodes(hlo_dump) if hlo_dump else {}
     ops = []
     for name, sec in sorted(agg.items(), key=lambda kv: -kv[1])[:top]:
-        info = meta.get(name.split(" ")[0], {})
+        info = meta.get(name.split(" ")[0].lstrip("%"), {})
         flag = flagged(name, info)
         ops.append({"name": name, "s": sec, "share": sec / total if total else None, "flag": flag,
                     "hlo": info.get("text", "")})
@@ -883,7 +883,7 @@ def rows_for(results, meta):
         pk = r.get("per_kind", {})
         size = "x".join(map(str, r.get("size", []))) or "?"
         tag = f"{r.get('variant', '')} config-f {size}, batch {r.get('batch')}"
-        add(2, f"compile, {tag}", f"{_g(r.get('compile_s'))} s ({r.get('programs', '?')} program"
+        add(2, f"compile (trace + XLA), {tag}", f"{_g(r.get('compile_s'))} s ({r.get('programs', '?')} program"
             f"{'s' if r.get('programs') != 1 else ''})", "no recompilation after warm-up",
             f"recompilations after warm-up: {r.get('compilations_after_warmup', '?')}")
         add(2, "step s: plain / PL / R1+PL", " / ".join(_g(pk.get(k, {}).get("seconds")) for k in KINDS),
@@ -909,6 +909,8 @@ def rows_for(results, meta):
             "(no device memory stats on this backend)" if r.get("peak_device_gb") is None else "")
         for kind in KINDS:
             prof = pk.get(kind, {}).get("profile")
+            if prof and "top" not in prof:
+                add(2, f"top ops, {kind} step", "-", "", "profile: " + str(prof.get("error", "no ops"))[:120])
             if not prof or "top" not in prof:
                 continue
             top = ", ".join(f"{o['name'][:40]} {_pct(o['share'])}" for o in prof["top"][:4])
@@ -1025,7 +1027,7 @@ def start_part(part, opts, limit, env):
     if part.name.startswith("speed"):        # instruction names -> opcodes for the profile's flags
         dump = os.path.join(opts.tmp, f"hlo_{part.name}")
         penv["PEGAN_HLO_DUMP"] = dump
-        penv["XLA_FLAGS"] = (penv.get("XLA_FLAGS", "") + f" --xla_dump_to={dump}").strip()
+        penv["XLA_FLAGS"] = (penv.get("XLA_FLAGS", "") + f" --xla_dump_to={dump} --xla_dump_hlo_module_re=jit_step").strip()
     log_path = os.path.join(opts.tmp, f"part_{part.name}.log")
     lf = open(log_path, "w")
     proc = subprocess.Popen(cmd, cwd=str(ROOT), env=penv, stdout=lf, stderr=subprocess.STDOUT,

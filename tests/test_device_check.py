@@ -90,7 +90,7 @@ def test_rows_survive_partial_records():
            "precision": {"status": "timed out", "limit_s": 60, "g_tiny": {"max_abs": 0.0, "worst_leaf_rel": 0.0,
                                                                           "scale": 0}}}
     table = dc.format_table(res, {"parts": ["speed256", "precision"]})
-    assert "compile, full config-f 256x256, batch 8 | 70 s (1 program)" in table
+    assert "compile (trace + XLA), full config-f 256x256, batch 8 | 70 s (1 program)" in table
     assert "? / ? / ?" in table and "timed out after 75 s" in table
     assert "tiny config-f G output | max abs 0" in table
 
