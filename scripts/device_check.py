@@ -1087,7 +1087,8 @@ def git_commit():
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--dry-run", action="store_true", default=bool(os.environ.get("PEGAN_DEVICE_CHECK_DRY")),
+    ap.add_argument("--dry-run", "--smoke", dest="dry_run", action="store_true",
+                    default=bool(os.environ.get("PEGAN_DEVICE_CHECK_DRY")),
                     help="every section on CPU at the tiny sizes (also PEGAN_DEVICE_CHECK_DRY=1)")
     ap.add_argument("--budget", type=float, default=None, help="seconds for all parts (default 270)")
     ap.add_argument("--sections", default=None, help="comma-separated sections to run: 1-5 or " +

@@ -6,7 +6,7 @@
 #                                         # GPU machines lack into ./.whl (both git-ignored; both travel
 #                                         # with the working tree)
 #   scripts/device_check.sh               # on one H100 / H200: ~4.5 min, one table, $OUT/device_check.{md,json}
-#   scripts/device_check.sh --dry-run     # the same parts on CPU at the tiny sizes (PEGAN_DEVICE_CHECK_DRY=1 too)
+#   scripts/device_check.sh --dry-run     # the same parts on CPU at the tiny sizes (also --smoke, PEGAN_DEVICE_CHECK_DRY=1)
 #
 # Other arguments go to scripts/device_check.py (--budget, --sections, --parts, --out, --batch, --list).
 # The interpreter: $PEGAN_PYTHON, else ./.venv/bin/python, else python3.
