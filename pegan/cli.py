@@ -105,7 +105,9 @@ def _sample(args) -> int:
         raise UserError("--step applies to a pegan checkpoint directory, not a .pth")
     loaded = api.load(args.checkpoint, which=args.which, experiment=args.experiment,
                       variant=args.variant, pkl=args.pkl, step=args.step, compute=compute_overrides(args))
-    _print_compute(loaded)
+    from pegan.loading import announce_compute
+
+    announce_compute(loaded)
     if loaded.info.get("family") == "singan":
         return _sample_singan(args, loaded, t0)
     if args.recon or args.input or args.width_factor != 1.0:
@@ -132,17 +134,6 @@ def compute_overrides(args) -> dict:
                             "(the rest of the config is the checkpoint's)")
         out[key.split(".", 1)[1]] = value
     return out
-
-
-def _print_compute(loaded) -> None:
-    """The compute header of sample / evaluate, and what resolves otherwise than in the run; the
-    process-wide settings (matmul precision, compile cache) are applied before anything runs."""
-    from pegan import compute
-
-    compute.apply_process_settings(loaded.compute)
-    print(compute.describe(compute.compute_section(loaded.config), loaded.compute))
-    if loaded.compute_changes:
-        print(f"note: the compute section resolves differently from the stored run: {'; '.join(loaded.compute_changes)}")
 
 
 def _save_samples(args, imgs, loaded, what, t0):
@@ -255,7 +246,7 @@ def _train(args) -> int:
     resolved = compute.resolve(cfg)     # an unknown value is refused here, before anything runs
     compute.apply_process_settings(resolved)    # matmul precision, compile cache: before tracing
     if cfg.family == "singan":
-        return _train_singan(args, cfg, workdir)
+        return _train_singan(args, cfg, workdir, resolved)
     return _train_stylegan2(args, cfg, workdir)
 
 
@@ -276,7 +267,7 @@ def _init_distributed(args) -> None:
           f"{jax.device_count()} in all")
 
 
-def _train_singan(args, cfg, workdir) -> int:
+def _train_singan(args, cfg, workdir, resolved) -> int:
     from pegan import compute
     from pegan.demo import _progress_factory
     from pegan.imageio import read_image
@@ -287,7 +278,7 @@ def _train_singan(args, cfg, workdir) -> int:
         raise UserError("a SinGAN trains on one image: set --config.data.image=FILE (the experiment's docstring "
                         "names the image the reference used)")
     image = read_image(cfg.data.image)
-    print(compute.describe(compute.compute_section(cfg), compute.resolve(cfg)))
+    print(compute.describe(compute.compute_section(cfg), resolved))
     t0 = time.time()
     ts.run(cfg, image, workdir, progress_factory=_progress_factory(cfg.name),
            image_name=os.path.basename(cfg.data.image), step=args.step)

@@ -29,7 +29,7 @@ from pegan.errors import InputError
 from pegan.ops.forms import CONV_IMPLS, MODCONV_IMPLS, RESIZE_IMPLS, UPFIRDN_IMPLS, Forms
 
 __all__ = ["DEFAULTS", "CHOICES", "default_cache_dir", "resolve", "forms_for", "forms_of", "module_dtype", "compute_section", "apply_process_settings",
-           "describe", "differences"]
+           "describe", "differences", "changes_since", "change_note"]
 
 DEFAULTS: Dict[str, Any] = dict(conv_impl="auto", upfirdn_impl="auto", modconv_impl="auto", resize_impl="auto",
                                 lazy_branches="auto", dtype="float32", matmul_precision="auto", compile_cache="auto")
@@ -126,3 +126,15 @@ def differences(stored: Optional[Dict[str, Any]], now: Dict[str, Any]) -> List[s
     if not stored:
         return []
     return [f"{k}: {stored.get(k)} -> {v}" for k, v in now.items() if k in stored and stored.get(k) != v]
+
+
+def changes_since(stored_cfg, now: Dict[str, Any]) -> List[str]:
+    """``differences`` from the ``compute_resolved`` record of a run's stored config (none for a
+    config without one: a conversion, or a run from before the record existed)."""
+    stored = stored_cfg.get("compute_resolved", None)
+    return differences(stored.to_dict() if hasattr(stored, "to_dict") else stored, now)
+
+
+def change_note(changes: List[str]) -> str:
+    """The one line resume, sample and evaluate print for ``changes_since``."""
+    return f"note: the compute section resolves differently from the stored run: {'; '.join(changes)}"

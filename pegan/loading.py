@@ -27,7 +27,7 @@ from pegan.models.stylegan2 import (Generator, abstract_variables, build_discrim
                                     build_generator, checked_scale, compute_mean_latent)
 from pegan.nn.layers import random_noise
 
-__all__ = ["Loaded", "load", "convert", "convert_reference", "convert_singan_reference", "sample",
+__all__ = ["Loaded", "load", "with_compute", "announce_compute", "convert", "convert_reference", "convert_singan_reference", "sample",
            "singan_sample", "singan_sizes", "resolve_scale", "is_singan_state_dict", "ConversionError",
            "MEAN_LATENT_SEED", "MEAN_LATENT_SAMPLES", "WHICH"]
 
@@ -145,9 +145,17 @@ def with_compute(cfg, compute: Optional[Dict[str, Any]] = None):
     if compute:
         cfg.compute = {**compute_mod.compute_section(cfg), **compute}
     resolved = compute_mod.resolve(cfg)
-    stored = cfg.get("compute_resolved", None)
-    changes = compute_mod.differences(stored.to_dict() if hasattr(stored, "to_dict") else stored, resolved)
-    return cfg, resolved, changes
+    return cfg, resolved, compute_mod.changes_since(cfg, resolved)
+
+
+def announce_compute(loaded: Loaded, log=print) -> None:
+    """Before a loaded model runs (``pegan sample`` / ``evaluate``): apply the process-wide
+    settings of its resolved compute section (matmul precision, compile cache), then log the
+    section and what resolves otherwise than in the run that wrote it."""
+    compute_mod.apply_process_settings(loaded.compute)
+    log(compute_mod.describe(compute_mod.compute_section(loaded.config), loaded.compute))
+    if loaded.compute_changes:
+        log(compute_mod.change_note(loaded.compute_changes))
 
 
 def _loaded(model, variables, cfg, info, resolved, changes, state=None) -> Loaded:

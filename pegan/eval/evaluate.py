@@ -43,7 +43,7 @@ from pegan.checks import MAX_SIDE
 from pegan.configs import eval_scale
 from pegan.errors import InputError, MissingFileError
 from pegan.imageio import to_rgb
-from pegan import compute as compute_mod, data, loading
+from pegan import data, loading
 from pegan.convert.torchpickle import load_pickle
 from pegan.eval import metrics as M
 from pegan.eval import weights as W
@@ -475,10 +475,7 @@ def evaluate_checkpoint(path, metrics="fid50k,pr10k", chosen_scale=None, size=No
                          "(SinGAN models are single-image models)")
     if chosen_scale is None and size is None:
         chosen_scale = eval_scale(loaded.config)
-    compute_mod.apply_process_settings(loaded.compute)     # matmul precision, compile cache: before tracing
-    log(compute_mod.describe(compute_mod.compute_section(loaded.config), loaded.compute))
-    for change in loaded.compute_changes:
-        log(f"note: the compute section resolves differently from the stored run: {change}")
+    loading.announce_compute(loaded, log)     # matmul precision, compile cache: before tracing
     scale = loading.resolve_scale(loaded.model, chosen_scale, size, max_side)
     ev = make_evaluator(metrics, real=real, real_stats=real_stats, inception=inception, vgg16=vgg16,
                         batch=batch, protocol=protocol, cache_dir=cache_dir, log=log)

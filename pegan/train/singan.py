@@ -405,10 +405,9 @@ def run(cfg, image_uint8: np.ndarray, out_dir, seed: Optional[int] = None, iters
         trainer.state["discriminator"] = jax.tree.map(jnp.asarray, got["discriminator"])
         trainer.load_singan_item(got["singan"])
         ckpt.set_aside_later_steps(out_dir, step, log)
-        stored = old.get("compute_resolved", None)
-        changed = compute.differences(stored.to_dict() if stored is not None else None, trainer.compute)
+        changed = compute.changes_since(old, trainer.compute)
         if changed:
-            log(f"note: the compute section resolves differently from the stored run: {'; '.join(changed)}")
+            log(compute.change_note(changed))
         log(f"resuming {out_dir} at stage {trainer.state['next_stage']} of {stop}")
     cfg.pyramid = [list(s) for s in trainer.sizes]               # records (base.RECORDS)
     cfg.compute_resolved = dict(trainer.compute)

@@ -109,6 +109,11 @@ def check_config(cfg, devices: int, statistics: Optional[str] = None) -> None:
                              "(discriminator.mbstd_group_size): use at most that or a multiple of it")
 
 
+def _due(step: int, every) -> bool:
+    """A periodic action at ``step`` (``every`` 0 or None: never)."""
+    return bool(every) and step % every == 0
+
+
 def _shape_name(scale: int, batch: int, kind) -> str:
     """'scale_2_batch_4', plus the lazy terms of the program ('_r1_pl', '_pl', '_plain') when
     they are fixed per program."""
@@ -261,8 +266,7 @@ class Trainer:
         with self._running():
             while self.step < num_steps:
                 step = self.step
-                vote = (jax.process_count() == 1 or step % log_every == 0
-                        or bool(checkpoint_every) and step % checkpoint_every == 0)
+                vote = jax.process_count() == 1 or _due(step, log_every) or _due(step, checkpoint_every)
                 if vote and self._any_stop():     # the same steps on every host
                     break
                 scale, batch = self.schedule(step)
@@ -278,12 +282,9 @@ class Trainer:
                 self.step = done = step + 1
                 window.append((step, scale, batch, metrics))
                 kimg_window += batch / 1000
-
-                def due(every):
-                    return bool(every) and done % every == 0
-                save, samples = due(checkpoint_every), due(sample_every)
-                ev = evaluator is not None and due(eval_every)
-                log = due(log_every) or done == num_steps
+                save, samples = _due(done, checkpoint_every), _due(done, sample_every)
+                ev = evaluator is not None and _due(done, eval_every)
+                log = _due(done, log_every) or done == num_steps
                 if log or save or samples or ev:
                     rows = self._fetch(window)
                     window = []
@@ -368,9 +369,6 @@ class Trainer:
         v = {"params": params, "buffers": buffers}
         if self._mean_latent_fn is None:      # traced once per run, not per save
             self._mean_latent_fn = jax.jit(lambda v: compute_mean_latent(self.G, v, jax.random.PRNGKey(0), 4096))
-        if "mean_latent" not in buffers:
-            v = {"params": params, "buffers": {**buffers, "mean_latent": np.zeros((1, self.G.style_channels),
-                                                                                    np.float32)}}
         buffers["mean_latent"] = np.asarray(self._mean_latent_fn(v))
         return {"params": params, "buffers": buffers}
 
@@ -428,10 +426,9 @@ class Trainer:
         old = ckpt.read_config(self.workdir)
         if old.name != self.cfg.name:
             raise ckpt.CheckpointError(f"{self.workdir} holds a run of {old.name}, not {self.cfg.name}")
-        stored = old.get("compute_resolved", None)
-        changed = compute.differences(stored.to_dict() if stored is not None else None, self.compute)
+        changed = compute.changes_since(old, self.compute)
         if changed:
-            self.log(f"note: the compute section resolves differently from the stored run: {'; '.join(changed)}")
+            self.log(compute.change_note(changed))
         host = self._fixed_shape(self.host_state())
         abstract = {"state": flax.serialization.to_state_dict(host), "data_offset": np.asarray(0)}
         spec = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), abstract)
