@@ -181,6 +181,7 @@ ALIASES = {
     "data": ("stylegan2", "data.path", None),
     "steps": ("stylegan2", "train.total_iters", None),
     "checkpoint_every": ("stylegan2", "train.checkpoint_every", None),
+    "batch_gpu": ("stylegan2", "train.batch_gpu", None),
     "sample_every": ("stylegan2", "train.sample_every", None),
     "log_every": ("stylegan2", "train.log_every", None),
     "no_tensorboard": ("stylegan2", "train.tensorboard", False),
@@ -532,6 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--data", help="StyleGAN2: data.path")
     a.add_argument("--steps", type=_count(1), help="StyleGAN2: train.total_iters")
     a.add_argument("--checkpoint-every", type=_count(0), help="StyleGAN2: train.checkpoint_every")
+    a.add_argument("--batch-gpu", type=_count(1), help="StyleGAN2: train.batch_gpu (images per device per pass: "
+                   "gradient accumulation, as NVIDIA's --batch-gpu)")
     a.add_argument("--sample-every", type=_count(0), help="StyleGAN2: train.sample_every")
     a.add_argument("--log-every", type=_count(1), help="StyleGAN2: train.log_every")
     a.add_argument("--no-tensorboard", action="store_true", help="StyleGAN2: train.tensorboard=false")

@@ -14,8 +14,9 @@ from pegan.train import stylegan2 as tr
 
 assert jax.device_count() == 8, jax.devices()
 cfg = stylegan2_config("mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512", "tiny")
-if len(sys.argv) > 1:                  # e.g. conv_impl=xla: the forms accelerators get
-    for item in sys.argv[1:]:
+accumulate = "accumulate" in sys.argv[1:]    # also check gradient accumulation
+for item in sys.argv[1:]:              # e.g. conv_impl=xla: the forms accelerators get
+    if item != "accumulate":
         k, v = item.split("=")
         cfg.compute[k] = v
 tcfg = cfg.train
@@ -79,3 +80,15 @@ rnd = tr.draw_randomness(jax.random.fold_in(state0.key, state0.step), G, scale, 
 ref, _, aux = jax.jit(lambda st, r, rnd: tr.train_step(st, tr.resize_reals(r, size), rnd, **kw))(state0, real, rnd)
 compare(new, {"d": ref.d_params, "g": ref.g_params, "ema": ref.ema_params}, aux["d_grads"], aux["g_grads"], "global")
 print("OK global", float(metrics["d_loss"]))
+
+# -- gradient accumulation: 4 devices x 2 passes of 2 == 8 devices x 1 pass of 2 (R1 and PL due) ----
+if accumulate:
+    half = sharded.make_mesh(jax.devices()[:4])
+    accum = sharded.make_sharded_step(half, G, D, tcfg, scale, 2 * b, "per_device", passes=2)
+    start = sharded.replicate_state(state0, half, slots=2)
+    assert start.pl_mean.shape == (8,)
+    new, metrics = accum(start, real)
+    assert new.pl_mean.shape == (8,) and new.pl_mean.sharding.spec == jax.sharding.PartitionSpec("data")
+    compare(new, {"d": d_params, "g": g_params, "ema": ema}, d_grads, g_grads, "accumulation")
+    np.testing.assert_allclose(np.asarray(new.pl_mean), pl, rtol=1e-5)
+    print("OK accumulation", float(metrics["d_loss"]), float(metrics["g_loss"]))

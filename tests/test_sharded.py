@@ -1,6 +1,7 @@
 """Sharded MS-PIE steps on 8 fake CPU devices (in a subprocess: the device count is fixed at
 JAX start-up): per-device statistics equal a shard-by-shard 1-device emulation with averaged
-gradients; global statistics equal the plain 1-device step of the whole batch."""
+gradients; global statistics equal the plain 1-device step of the whole batch; k accumulation
+passes per device equal the 1-pass step on k times the devices."""
 
 import os
 import pathlib
@@ -11,7 +12,7 @@ import pytest
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("forms", [[], ["conv_impl=xla"]], ids=["cpu-forms", "xla-conv"])
+@pytest.mark.parametrize("forms", [["accumulate"], ["conv_impl=xla"]], ids=["cpu-forms", "xla-conv"])
 def test_sharded_steps_on_8_fake_devices(forms):
     """The sharded steps run their lazy terms behind lax.cond (the accelerator form) in both
     cases; the second also uses XLA's convolutions, as GPUs and TPUs do."""
@@ -21,3 +22,4 @@ def test_sharded_steps_on_8_fake_devices(forms):
     r = subprocess.run([sys.executable, str(script)] + forms, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "OK per-device" in r.stdout and "OK global" in r.stdout
+    assert ("OK accumulation" in r.stdout) == ("accumulate" in forms)

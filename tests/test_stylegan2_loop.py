@@ -46,10 +46,12 @@ def test_scale_schedule_is_a_function_of_seed_and_step():
 def test_the_accelerator_forms_through_the_real_loop(folder, tmp_path):
     """XLA's convolutions and the lazy R1 / PL terms behind lax.cond (what GPUs and TPUs resolve
     'auto' to), through Trainer.run: exactly one program per (scale, batch), the lazy terms on
-    at the steps they are due and off otherwise, uint8 batches in, finite losses."""
+    at the steps they are due and off otherwise, uint8 batches in, finite losses; with gradient
+    accumulation at scale 0 (2 passes of 2), its two path-length means saved and resumed."""
     cfg = stylegan2_config(NAME, "tiny")
     cfg.scales = [0, 2]
     cfg.train.batch_per_scale = {"2": 2}
+    cfg.train.batch_gpu = 2
     cfg.compute.update(conv_impl="xla", lazy_branches="cond")
     data = ImageFolder(folder, 64)
     assert data.batch(0, 0, 4, 0).dtype == np.uint8
@@ -63,6 +65,17 @@ def test_the_accelerator_forms_through_the_real_loop(folder, tmp_path):
         assert np.isfinite(m["d_loss"]) and np.isfinite(m["g_loss"])
         assert (m["r1_penalty"] > 0) == (m["step"] % 16 == 0) and (m["pl_penalty"] > 0) == (m["step"] % 4 == 0)
     assert ckpt.steps(tmp_path / "w") == [6] and int(t.state.step) == t.step == 6
+    # a path-length step updates the means of the passes it ran: 2 at scale 0, 1 at scale 2
+    used = max(2 if m["scale"] == 0 else 1 for m in hist if m["step"] % 4 == 0)
+    assert t.slots == 2 and t.state.pl_mean.shape == (2,)
+    assert [v > 0 for v in np.asarray(t.state.pl_mean)] == [True, used == 2]
+    again = Trainer(cfg, data, tmp_path / "w", log=lambda m: None)
+    np.testing.assert_array_equal(np.asarray(again.state.pl_mean), np.asarray(t.state.pl_mean))
+    notes = []
+    cfg.train.batch_gpu = None                       # one pass: the two means restart from their average
+    one = Trainer(cfg, data, tmp_path / "w", log=notes.append)
+    assert one.state.pl_mean.shape == (1,) and "2 path-length means" in " ".join(notes)
+    np.testing.assert_allclose(float(one.state.pl_mean[0]), float(np.mean(np.asarray(t.state.pl_mean))), rtol=1e-6)
 
 
 def test_exact_resume_and_one_compilation_per_shape(folder, tmp_path):

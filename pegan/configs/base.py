@@ -89,6 +89,8 @@ def stylegan2() -> ml_collections.ConfigDict:
     t.total_iters = 1_100_002      # steps of the run (the reference: 1,100,002)
     t.batch = 24                   # images per step over all devices and hosts (the reference: 8 GPUs x 3)
     t.batch_per_scale = None       # {"scale": batch} for chosen scales that take another batch; None: all t.batch
+    t.batch_gpu = None             # images per device per pass (NVIDIA's --batch-gpu): gradient accumulation
+                                   # over batch / devices / batch_gpu passes; None: one pass
     t.scale_sampling = "uniform"   # 'uniform' (what the reference does) or 'configured' (scale_probs)
     t.scale_probs = None           # per-scale probabilities for 'configured' (the reference sets, then ignores them)
     t.g_lr = 0.002 * 4 / 5         # generator Adam lr, scaled for lazy PL every 4 steps

@@ -27,7 +27,7 @@ from pegan.models.stylegan2 import image_size
 from pegan.train import stylegan2 as tr
 
 __all__ = ["make_mesh", "make_sharded_step", "init_state", "put_state", "replicate_state", "to_host",
-           "state_shardings", "STATISTICS"]
+           "state_shardings", "pl_shape", "STATISTICS"]
 
 STATISTICS = ("per_device", "global")
 
@@ -55,21 +55,29 @@ def state_shardings(state, mesh: Mesh, statistics: str = "per_device"):
     return jax.tree.map(lambda s: NamedSharding(mesh, s), _state_specs(state, statistics == "per_device"))
 
 
-def _with_pl_shape(state, mesh: Mesh, statistics: str):
-    n = mesh.devices.size
-    pl = jnp.reshape(state.pl_mean, (-1,))
+def pl_shape(mesh: Mesh, statistics: str, slots: int = 1):
+    """The shape of the state's path-length running means: ``slots`` per device (one per
+    accumulation pass, see ``tr.train_step``) along ``data`` with 'per_device' statistics; with
+    'global' one mean per pass (a scalar without accumulation)."""
     if statistics == "per_device":
-        pl = jnp.broadcast_to(pl[:1], (n,)) if pl.shape[0] != n else pl
-    else:
-        pl = jnp.mean(pl)
+        return (mesh.devices.size * slots,)
+    return (slots,) if slots > 1 else ()
+
+
+def _with_pl_shape(state, mesh: Mesh, statistics: str, slots: int = 1):
+    shape = pl_shape(mesh, statistics, slots)
+    pl = jnp.reshape(state.pl_mean, (-1,))
+    if pl.shape != shape:
+        pl = jnp.broadcast_to(jnp.mean(pl), shape)
     return state.replace(pl_mean=pl)
 
 
-def init_state(G, D, tcfg, seed: int, mesh: Mesh, statistics: str = "per_device"):
+def init_state(G, D, tcfg, seed: int, mesh: Mesh, statistics: str = "per_device", slots: int = 1):
     """The initial train state of ``tr.init_state(G, D, tcfg, PRNGKey(seed))``, created sharded:
-    one program whose outputs land on the mesh (every process runs it; nothing is copied)."""
+    one program whose outputs land on the mesh (every process runs it; nothing is copied).
+    ``slots``: path-length running means per device (``pl_shape``)."""
     def init():
-        return _with_pl_shape(tr.init_state(G, D, tcfg, jax.random.PRNGKey(seed)), mesh, statistics)
+        return _with_pl_shape(tr.init_state(G, D, tcfg, jax.random.PRNGKey(seed)), mesh, statistics, slots)
 
     shardings = state_shardings(jax.eval_shape(init), mesh, statistics)
     return jax.jit(init, out_shardings=shardings)()
@@ -91,16 +99,15 @@ def to_host(tree):
     return jax.tree.map(one, tree)
 
 
-def put_state(host_state, mesh: Mesh, statistics: str = "per_device"):
-    """Place a host (NumPy) train state on the mesh; every process passes the same values. A
-    path-length mean saved with another device count is spread (per_device) or averaged (global)."""
+def put_state(host_state, mesh: Mesh, statistics: str = "per_device", slots: int = 1):
+    """Place a host (NumPy) train state on the mesh; every process passes the same values.
+    Path-length means saved with another device or pass count (``pl_shape``) start from their
+    mean."""
     state = jax.tree.map(np.asarray, host_state)
     pl = state.pl_mean.reshape(-1)
-    n = mesh.devices.size
-    if statistics == "per_device" and pl.shape[0] != n:
-        pl = np.full((n,), pl.mean(), pl.dtype)
-    elif statistics == "global":
-        pl = np.asarray(pl.mean(), pl.dtype)
+    shape = pl_shape(mesh, statistics, slots)
+    if pl.shape != shape:
+        pl = np.full(shape, pl.mean(), pl.dtype)
     state = state.replace(pl_mean=pl)
     shardings = state_shardings(state, mesh, statistics)
     # from host memory: the result never aliases the input's buffers, which a donating step
@@ -109,22 +116,32 @@ def put_state(host_state, mesh: Mesh, statistics: str = "per_device"):
                         state, shardings)
 
 
-def replicate_state(state, mesh: Mesh, statistics: str = "per_device"):
+def replicate_state(state, mesh: Mesh, statistics: str = "per_device", slots: int = 1):
     """Place a 1-device state on the mesh (per-device path-length means start equal)."""
-    return put_state(to_host(state), mesh, statistics)
+    return put_state(to_host(state), mesh, statistics, slots)
 
 
 def make_sharded_step(mesh: Mesh, G, D, tcfg, scale, per_device_batch: int, statistics: str = "per_device",
-                      state=None, lazy=None):
+                      state=None, lazy=None, passes: int = 1):
     """jit(step)(state, real_global) -> (state, metrics); ``real_global`` [n * b, H, W, 3] at the
     stored size, sharded along ``data``; the state is donated and comes back with the shardings
     of ``state_shardings`` (so the next call does not recompile). ``state``: the train state (or
-    its abstract form) that fixes those shardings (default: the form ``init_state`` makes).
-    ``lazy``: (R1 due, path length due) fixed in the program (``tr.train_step``), or None."""
+    its abstract form) that fixes those shardings (default: the form ``init_state`` makes, with
+    ``passes`` path-length slots). ``lazy``: (R1 due, path length due) fixed in the program
+    (``tr.train_step``), or None.
+
+    ``passes`` > 1: gradient accumulation; each device runs its b images as ``passes`` passes of
+    ``b / passes`` (``tr.train_step``). Pass p of device i draws the randomness of device
+    ``i * passes + p`` of a 1-pass step and keeps its own path-length mean, so the step equals
+    the 1-pass step on ``passes`` times the devices (per_device statistics); with 'global'
+    statistics a pass is ``b / passes`` images of every device."""
     _check(statistics)
+    k = int(passes)
+    if per_device_batch % k:
+        raise InputError(f"{per_device_batch} images per device do not split into {k} passes")
     if state is None:
         state = jax.eval_shape(lambda: _with_pl_shape(tr.init_state(G, D, tcfg, jax.random.PRNGKey(0)), mesh,
-                                                      statistics))
+                                                      statistics, k))
     state_sh = state_shardings(state, mesh, statistics)
     size = image_size(G.out_size, scale)
     b = per_device_batch
@@ -132,13 +149,14 @@ def make_sharded_step(mesh: Mesh, G, D, tcfg, scale, per_device_batch: int, stat
     if statistics == "per_device":
         def local(state, real):
             i = jax.lax.axis_index("data")
-            key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), i)
-            rnd = tr.step_randomness(key, G, tcfg, scale, b)
-            st = state.replace(pl_mean=state.pl_mean[0])
-            new, metrics, _ = tr.train_step(st, tr.resize_reals(real, size), rnd, G=G, D=D, tcfg=tcfg,
+            key = jax.random.fold_in(state.key, state.step)
+            if k == 1:
+                rnd = tr.step_randomness(jax.random.fold_in(key, i), G, tcfg, scale, b)
+            else:
+                rnd = tr.pass_randomness(key, G, tcfg, scale, b // k, k, first=i * k)
+            new, metrics, _ = tr.train_step(state, tr.resize_reals(real, size, G.forms.resize), rnd, G=G, D=D, tcfg=tcfg,
                                             scale=scale, grad_reduce=lambda g: jax.lax.pmean(g, "data"),
-                                            lazy=lazy)
-            new = new.replace(pl_mean=new.pl_mean.reshape(1))
+                                            lazy=lazy, passes=k)
             scalars = {k: jax.lax.pmean(v, "data") for k, v in metrics.items() if k != "path_lengths"}
             return new, scalars
 
@@ -150,10 +168,17 @@ def make_sharded_step(mesh: Mesh, G, D, tcfg, scale, per_device_batch: int, stat
     else:
         def step(state, real):
             key = jax.random.fold_in(state.key, state.step)
-            rnd = tr.step_randomness(key, G, tcfg, scale, n * b)
             real = jax.lax.with_sharding_constraint(real, NamedSharding(mesh, P("data")))
-            new, metrics, _ = tr.train_step(state, tr.resize_reals(real, size), rnd, G=G, D=D, tcfg=tcfg,
-                                            scale=scale, lazy=lazy)
+            real = tr.resize_reals(real, size, G.forms.resize)
+            if k == 1:
+                rnd = tr.step_randomness(key, G, tcfg, scale, n * b)
+            else:           # pass p: images p*b/k .. (p+1)*b/k of every device (no data moves)
+                rnd = tr.pass_randomness(key, G, tcfg, scale, n * b // k, k)
+                real = real.reshape((n, k, b // k) + real.shape[1:]).swapaxes(0, 1)
+                real = real.reshape((k, n * b // k) + real.shape[3:])
+                real = jax.lax.with_sharding_constraint(real, NamedSharding(mesh, P(None, "data")))
+            new, metrics, _ = tr.train_step(state, real, rnd, G=G, D=D, tcfg=tcfg,
+                                            scale=scale, lazy=lazy, passes=k)
             return new, {k: v for k, v in metrics.items() if k != "path_lengths"}
     return jax.jit(step, donate_argnums=(0,), in_shardings=(state_sh, NamedSharding(mesh, P("data"))),
                    out_shardings=(state_sh, NamedSharding(mesh, P())))

@@ -136,9 +136,10 @@ def g_loss(gparams, gvars, G, dvars, D, real, rand_noises, fixed_noises, nw, t: 
     return loss, (terms, gv["batch_stats"], dv["batch_stats"])
 
 
-def noise_amplitude(recon, real_next, weight: float = 0.1):
-    """0.1 x RMSE(nearest-resized recon, next real) (mmgen's SinGAN)."""
-    up = ops.resize_nearest(recon, real_next.shape[1:3])
+def noise_amplitude(recon, real_next, weight: float = 0.1, impl: str = "dense"):
+    """0.1 x RMSE(nearest-resized recon, next real) (mmgen's SinGAN); ``impl``: the resize form
+    (``compute.resize_impl``)."""
+    up = ops.resize_nearest(recon, real_next.shape[1:3], impl=impl)
     return weight * jnp.sqrt(jnp.mean(jnp.square(up - real_next)))
 
 
@@ -183,7 +184,7 @@ class SinGANTrainer:
         self.compute = compute.resolve(cfg)          # 'auto' resolved once, for this backend
         if self.compute["dtype"] != "float32":
             raise InputError("compute.dtype=bfloat16 is for StyleGAN2 / MS-PIE; PE-SinGAN trains in float32")
-        forms = compute.forms_of(self.compute)
+        self.forms = forms = compute.forms_of(self.compute)
         self.G, self.D = sm.build_generator(cfg, forms), sm.build_discriminator(cfg, forms)
         self.reals = [jnp.asarray(r) for r in reals]
         self.sizes = [tuple(r.shape[1:3]) for r in reals]
@@ -324,7 +325,8 @@ class SinGANTrainer:
                 gvars, dvars, opt_g_state, gl, mse = g_step(gvars, dvars, opt_g_state, nw, fixed, k)
             if it == amp_when and t < last:
                 recon, gvars = recon_pass(gvars, nw, fixed)
-                next_weight = float(noise_amplitude(recon, self.reals[t + 1], cfg.noise.noise_weight_init))
+                next_weight = float(noise_amplitude(recon, self.reals[t + 1], cfg.noise.noise_weight_init,
+                                                    self.forms.resize))
             if it == 0:
                 jax.block_until_ready(gl)
                 compile_s = time.time() - tic

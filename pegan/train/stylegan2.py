@@ -29,7 +29,7 @@ from pegan.models.stylegan2 import Discriminator, Generator, image_size
 from pegan.nn.layers import random_noise
 
 __all__ = ["TrainState", "Randomness", "draw_randomness", "step_randomness", "pl_scale_of", "r1_penalty", "regularisation_mode",
-           "static_lazy_terms", "lazy_kind", "make_optimizers", "init_state",
+           "static_lazy_terms", "lazy_kind", "pass_randomness", "make_optimizers", "init_state",
            "d_loss_fn", "g_loss_fn", "train_step", "reals_to_float", "resize_reals", "ema_update", "d_phase", "g_phase"]
 
 
@@ -122,13 +122,14 @@ def reals_to_float(x):
     return x
 
 
-def resize_reals(x, size: Tuple[int, int]):
+def resize_reals(x, size: Tuple[int, int], impl: str = "dense"):
     """The reals of a step at its size: uint8 or float in, float32 in [-1, 1] out, resized as the
-    reference does on the fly (bilinear, align_corners=True, no antialiasing)."""
+    reference does on the fly (bilinear, align_corners=True, no antialiasing); ``impl``: the
+    resize form of the compute section (``compute.resize_impl``)."""
     x = reals_to_float(x)
     if tuple(x.shape[1:3]) == tuple(size):
         return x
-    return ops.resize_bilinear(x, size, align_corners=True)
+    return ops.resize_bilinear(x, size, align_corners=True, impl=impl)
 
 
 def _gen(G, params, buffers, z, idx, noise, scale, return_latents=False):
@@ -263,8 +264,44 @@ def lazy_kind(tcfg, step) -> Tuple[Any, Any]:
     return step % tcfg.r1_interval == 0, step % tcfg.pl_interval == 0
 
 
+def pass_randomness(key, G: Generator, tcfg, scale, batch: int, passes: int, first: int = 0) -> Randomness:
+    """The randomness of ``passes`` accumulation passes of ``batch`` images, stacked on a leading
+    pass axis: pass p draws ``step_randomness(fold_in(key, first + p), ...)``, what the device of
+    index ``first + p`` draws with one pass each (so k passes on n devices equal 1 pass on k*n)."""
+    rnds = [step_randomness(jax.random.fold_in(key, first + p), G, tcfg, scale, batch) for p in range(passes)]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *rnds)
+
+
+def _merge_passes(terms, keep=("pl_mean",)):
+    """Stacked per-pass terms as the terms of the whole step: a per-pass scalar is averaged (every
+    pass has the same number of images), a per-sample array joins the passes' samples; the names
+    in ``keep`` stay stacked."""
+    def one(name, x):
+        if x is None or name in keep:
+            return x
+        return jnp.mean(x, axis=0) if x.ndim == 1 else x.reshape((-1,) + x.shape[2:])
+    return {k: one(k, v) for k, v in terms.items()}
+
+
+def _accumulate(fn, xs, passes: int):
+    """(mean gradient, merged terms) of ``fn(x) -> (grads, terms)`` over the passes of ``xs``
+    (leading pass axis), one pass at a time (``lax.scan``: the activations of one pass are alive at
+    once, the gradients summed in the carry). ``passes == 1``: ``fn(xs)`` on the unstacked inputs."""
+    if passes == 1:
+        return fn(xs)
+    first = jax.tree.map(lambda x: x[0], xs)
+    zeros = jax.tree.map(jnp.zeros_like, jax.eval_shape(lambda x: fn(x)[0], first))
+
+    def body(acc, x):
+        g, t = fn(x)
+        return jax.tree.map(jnp.add, acc, g), t
+
+    total, terms = jax.lax.scan(body, zeros, xs)
+    return jax.tree.map(lambda g: g / passes, total), _merge_passes(terms)
+
+
 def train_step(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Discriminator, tcfg,
-               scale, grad_reduce=None, lazy: Optional[Tuple[bool, bool]] = None):
+               scale, grad_reduce=None, lazy: Optional[Tuple[bool, bool]] = None, passes: int = 1):
     """One iteration at chosen ``scale`` (static) on ``real`` (already at its size).
 
     ``grad_reduce`` (e.g. ``lambda g: lax.pmean(g, 'data')``) averages gradients across data
@@ -272,52 +309,84 @@ def train_step(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Dis
     ('joint' | 'separate', see ``regularisation_mode``), ``pl_scale`` / ``pl_at_current_scale``
     (see ``pl_scale_of``), ``pl_detach_mean``. ``lazy``: (R1 due, path length due) fixed when
     tracing (see ``static_lazy_terms``); None decides them from ``state.step`` with ``lax.cond``.
+
+    ``passes`` > 1: gradient accumulation (NVIDIA's ``--batch-gpu``). ``real`` holds
+    ``passes * b`` images, split into ``passes`` consecutive groups of b (or is given as
+    [passes, b, H, W, 3]); ``rnd`` is stacked on a
+    leading pass axis (``pass_randomness``); ``state.pl_mean`` is a vector of at least ``passes``
+    running means, one per pass (a vector with one pass: its first slot is used). Each pass is what one device does in a 1-pass step (its own
+    minibatch-stddev groups, path-length batch and running mean), and the gradients are the mean
+    over the passes, so the step equals the 1-pass step on ``passes`` times the devices.
     Returns (new state, metrics, aux)."""
     reduce = grad_reduce or (lambda g: g)
     opt_g, opt_d = make_optimizers(tcfg)
     separate = regularisation_mode(tcfg) == "separate"
     do_r1, do_pl = lazy_kind(tcfg, state.step) if lazy is None else (bool(lazy[0]), bool(lazy[1]))
     zero = jnp.zeros((), jnp.float32)
+    k = int(passes)
+    slots = state.pl_mean if state.pl_mean.ndim == 1 else None     # running means, one per pass
+    if k > 1:
+        real_k = real if real.ndim == 5 else real.reshape((k, real.shape[0] // k) + real.shape[1:])
+        pl_k = slots[:k]
+    else:
+        real_k, pl_k = real, (state.pl_mean if slots is None else slots[0])
 
-    d_grads, d_terms = d_phase(state, real, rnd, G=G, D=D, tcfg=tcfg, scale=scale,
-                               do_r1=False if separate else do_r1)
+    def with_pl(pl):
+        return state.replace(pl_mean=pl)
+
+    d_grads, d_terms = _accumulate(
+        lambda x: d_phase(state, x[0], x[1], G=G, D=D, tcfg=tcfg, scale=scale, do_r1=False if separate else do_r1),
+        (real_k, rnd), k)
     d_grads = reduce(d_grads)
     d_params, opt_d_state = _adam(opt_d, d_grads, state.opt_d, state.d_params)
     if separate:        # NVIDIA's Dreg phase: R1 alone, its own Adam step
         def d_reg(args):
             p, o = args
-            r1, g = jax.value_and_grad(r1_penalty)(p, D, real)
+            def r1_pass(x):
+                r1, g = jax.value_and_grad(r1_penalty)(p, D, x)
+                return g, {"r1": r1}
+
+            g, t = _accumulate(r1_pass, real_k, k)
+            r1 = t["r1"]
             p, o = _adam(opt_d, reduce(jax.tree.map(lambda x: tcfg.r1_weight * x, g)), o, p)
             return p, o, r1
 
         d_params, opt_d_state, r1 = _when(do_r1, d_reg, lambda a: (*a, zero), (d_params, opt_d_state))
         d_terms = dict(d_terms, r1_penalty=r1, d_loss=d_terms["d_loss"] + tcfg.r1_weight * r1)
 
-    g_grads, g_terms = g_phase(state, d_params, rnd, G=G, D=D, tcfg=tcfg, scale=scale,
-                               do_pl=False if separate else do_pl)
+    g_grads, g_terms = _accumulate(
+        lambda x: g_phase(with_pl(x[1]), d_params, x[0], G=G, D=D, tcfg=tcfg, scale=scale,
+                          do_pl=False if separate else do_pl),
+        (rnd, pl_k), k)
     g_grads = reduce(g_grads)
     g_params, opt_g_state = _adam(opt_g, g_grads, state.opt_g, state.g_params)
     if separate:        # NVIDIA's Greg phase: the path-length term alone, its own Adam step
         def g_reg(args):
             p, o = args
-            grads, t = g_phase(state, d_params, rnd, G=G, D=D, tcfg=tcfg, scale=scale, do_pl=True,
-                               adversarial=False, g_params=p)
+            grads, t = _accumulate(
+                lambda x: g_phase(with_pl(x[1]), d_params, x[0], G=G, D=D, tcfg=tcfg, scale=scale, do_pl=True,
+                                  adversarial=False, g_params=p),
+                (rnd, pl_k), k)
             p, o = _adam(opt_g, reduce(grads), o, p)
             return p, o, t["pl_penalty"], t["path_lengths"], t["pl_mean"]
 
         def g_noreg(args):
-            return (*args, zero, jnp.zeros(rnd.pl_randn.shape[:1], jnp.float32), state.pl_mean)
+            n_pl = rnd.pl_randn.shape[0] * (rnd.pl_randn.shape[1] if k > 1 else 1)
+            return (*args, zero, jnp.zeros((n_pl,), jnp.float32), pl_k)
 
         g_params, opt_g_state, pen, lengths, pl_mean = _when(do_pl, g_reg, g_noreg, (g_params, opt_g_state))
         g_terms = dict(g_terms, pl_penalty=pen, path_lengths=lengths, pl_mean=pl_mean,
                        g_loss=g_terms["g_loss"] + tcfg.pl_weight * pen)
+    new_pl = g_terms["pl_mean"]
+    if slots is not None:       # the passes' running means back into their slots (the rest unchanged)
+        new_pl = jnp.concatenate([jnp.reshape(new_pl, (-1,)), slots[k:]])
     ema = ema_update(state.ema_params, g_params, tcfg.ema_momentum)
     new = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params, ema_params=ema,
-                        opt_g=opt_g_state, opt_d=opt_d_state, pl_mean=g_terms["pl_mean"])
+                        opt_g=opt_g_state, opt_d=opt_d_state, pl_mean=new_pl)
     metrics = {"d_loss": d_terms["d_loss"], "g_loss": g_terms["g_loss"],
                "loss_disc_fake": d_terms["loss_disc_fake"], "loss_disc_real": d_terms["loss_disc_real"],
                "r1_penalty": d_terms["r1_penalty"], "loss_disc_fake_g": g_terms["loss_disc_fake_g"],
                "pl_penalty": g_terms["pl_penalty"], "path_lengths": g_terms["path_lengths"],
-               "pl_mean": g_terms["pl_mean"]}
+               "pl_mean": jnp.mean(g_terms["pl_mean"])}
     aux = {"d_grads": d_grads, "g_grads": g_grads, "d_terms": d_terms, "g_terms": g_terms}
     return new, metrics, aux

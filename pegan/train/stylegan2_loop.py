@@ -6,6 +6,9 @@
 * Per-scale batch: ``train.batch_per_scale`` ({scale: batch}) overrides ``train.batch`` (the
   batch of one step on this machine). One compiled step per (scale, batch). ``check_config``
   refuses scales and batches the loop cannot run before anything is built.
+* Gradient accumulation: ``train.batch_gpu`` (NVIDIA's ``--batch-gpu``) images per device per
+  pass; a device's share of a step runs as share / batch_gpu passes whose gradients are
+  averaged, each pass exactly what one more device would do (``pegan.train.stylegan2.train_step``).
 * Data: ``pegan.data`` (``ImageFolder`` in memory, or a ``pegan prepare`` dataset, one batch
   plan); uint8 batches go to the devices, which normalise and resize them. The images of step k
   follow from (seed, k), so the data position is the step counter and a resumed run sees
@@ -46,7 +49,7 @@ from pegan.models.stylegan2 import build_discriminator, build_generator, checked
 from pegan.train import sharded
 from pegan.train import stylegan2 as tr
 
-__all__ = ["ImageFolder", "choose_scale", "batch_for_scale", "check_config", "Trainer", "measure_host_blocked"]
+__all__ = ["ImageFolder", "choose_scale", "batch_for_scale", "passes_for", "check_config", "Trainer", "measure_host_blocked"]
 
 
 def choose_scale(seed: int, step: int, scales, probs=None) -> int:
@@ -65,6 +68,15 @@ def batch_for_scale(tcfg, scale: int) -> int:
     return int(tcfg.batch)
 
 
+def passes_for(tcfg, batch: int, devices: int) -> int:
+    """Accumulation passes of a step of ``batch`` images on ``devices`` devices:
+    ``train.batch_gpu`` images per device per pass (None, or at least the device's share: one)."""
+    share, per_pass = batch // devices, tcfg.batch_gpu
+    if not per_pass or per_pass >= share:
+        return 1
+    return share // int(per_pass)
+
+
 _CHOICES = {"train.scale_sampling": ("uniform", "configured"), "train.regularisation": ("joint", "separate"),
             "train.statistics": ("per_device", "global"), "data.on_error": ("raise", "skip")}
 
@@ -76,7 +88,8 @@ def check_config(cfg, devices: int, statistics: Optional[str] = None) -> None:
     each ``train.batch_per_scale`` entry must be a positive multiple of ``devices`` whose share
     (per device with ``statistics`` 'per_device', else all of it) the discriminator's
     minibatch-stddev layer can group: at most ``discriminator.mbstd_group_size`` images or a
-    multiple of it."""
+    multiple of it; with ``train.batch_gpu`` that share must split into passes of that many
+    images per device, and the groups are formed within a pass."""
     t = cfg.train
     checks.at_least(t.total_iters, 1, "train.total_iters")
     for name in ("checkpoint_every", "sample_every", "log_every"):
@@ -101,10 +114,18 @@ def check_config(cfg, devices: int, statistics: Optional[str] = None) -> None:
         raise InputError(f"train.batch_per_scale maps scales to batches, e.g. {{\"4\": 16}}; got {per!r}")
     per_device = (statistics or t.statistics) == "per_device"
     group = int(cfg.discriminator.mbstd_group_size)
+    if t.batch_gpu is not None:
+        checks.at_least(t.batch_gpu, 1, "train.batch_gpu")
     for what, b in [("train.batch", t.batch)] + [(f"train.batch_per_scale[{s}]", b) for s, b in per.items()]:
-        n = checks.batch_size(b, what, devices) // (devices if per_device else 1)
+        share = checks.batch_size(b, what, devices) // devices
+        passes = passes_for(t, b, devices)
+        if t.batch_gpu and int(t.batch_gpu) < share and share % int(t.batch_gpu):
+            raise InputError(f"{what} is {b} images, {share} per device, which do not split into passes of "
+                             f"train.batch_gpu = {t.batch_gpu}: use a divisor of {share}")
+        n = share // passes * (1 if per_device else devices)
         if n > group and n % group:
-            raise InputError(f"{what} is {b} images, {n} per {'device' if per_device else 'step'} for the "
+            unit = "pass" if passes > 1 else ("device" if per_device else "step")
+            raise InputError(f"{what} is {b} images, {n} per {unit} for the "
                              f"discriminator's minibatch-stddev groups of {group} "
                              "(discriminator.mbstd_group_size): use at most that or a multiple of it")
 
@@ -161,7 +182,10 @@ class Trainer:
         self._mean_latent_fn = None
         self._real_sharding = NamedSharding(self.mesh, P("data"))
         self._static_lazy = tr.static_lazy_terms(self.compute)
-        self.state = sharded.init_state(self.G, self.D, self.tcfg, self.seed, self.mesh, self.statistics)
+        n = self.mesh.devices.size
+        # path-length running means per device: one per accumulation pass (the most any scale takes)
+        self.slots = max(passes_for(self.tcfg, batch_for_scale(self.tcfg, s), n) for s in cfg.scales)
+        self.state = sharded.init_state(self.G, self.D, self.tcfg, self.seed, self.mesh, self.statistics, self.slots)
         self.step = 0                     # the host's step counter (the state's, never read back per step)
         self._stop = False
         self._ckpt: Optional[ckpt.CheckpointWriter] = None
@@ -179,7 +203,8 @@ class Trainer:
         if key not in self._fns:
             n = self.mesh.devices.size        # check_config made the batch a multiple of it
             self._fns[key] = sharded.make_sharded_step(self.mesh, self.G, self.D, self.tcfg, scale, batch // n,
-                                                       self.statistics, state=self.state, lazy=kind)
+                                                       self.statistics, state=self.state, lazy=kind,
+                                                       passes=passes_for(self.tcfg, batch, n))
         return self._fns[key]
 
     def compilations(self) -> int:
@@ -392,7 +417,7 @@ class Trainer:
         items = {"generator_ema": self._generator_item(host.ema_params, host.g_buffers),
                  "generator": self._generator_item(host.g_params, host.g_buffers),
                  "discriminator": {"params": host.d_params},
-                 # the path-length means (one per device with per-device statistics) in an item of
+                 # the path-length means (one per device and accumulation pass) in an item of
                  # their own: their shape follows the device count, the rest of the state does not
                  "train_state": {"state": flax.serialization.to_state_dict(self._fixed_shape(host)),
                                  "data_offset": np.asarray(self.offset)},
@@ -438,11 +463,11 @@ class Trainer:
         got = items["train_state"]
         restored = flax.serialization.from_state_dict(host, got["state"])
         pl = np.asarray(items["train_pl_means"]["pl_mean"] if per_device else restored.pl_mean).reshape(-1)
-        n = self.mesh.devices.size
-        if self.statistics == "per_device" and pl.size != n:
-            self.log(f"note: the run was saved with {pl.size} per-device path-length means and resumes on {n} "
-                     f"devices: they restart from their average {float(pl.mean()):.4f}")
-        self.state = sharded.put_state(restored.replace(pl_mean=pl), self.mesh, self.statistics)
+        want = int(np.prod(sharded.pl_shape(self.mesh, self.statistics, self.slots)))
+        if pl.size != want:
+            self.log(f"note: the run was saved with {pl.size} path-length means and resumes with {want} (devices "
+                     f"x accumulation passes): they restart from their average {float(pl.mean()):.4f}")
+        self.state = sharded.put_state(restored.replace(pl_mean=pl), self.mesh, self.statistics, self.slots)
         self.offset = int(got["data_offset"])
         self.step = int(restored.step)
         ckpt.set_aside_later_steps(self.workdir, step, self.log)
@@ -508,7 +533,8 @@ def measure_host_blocked(trainer: Trainer, steps: int = 100, warmup: int = 5) ->
     loop = (time.time() - t0) / steps
     plan = [(trainer.schedule(k), trainer.step_kind(k)) for k in range(start, start + steps)]
     reals = {b: trainer.global_batch(0, b) for (_, b), _ in plan}
-    state = sharded.put_state(sharded.to_host(trainer.state), trainer.mesh, trainer.statistics)  # fresh buffers
+    state = sharded.put_state(sharded.to_host(trainer.state), trainer.mesh, trainer.statistics,
+                              trainer.slots)      # fresh buffers
     t0 = time.time()
     for (scale, batch), kind in plan:
         state, _ = trainer.program(scale, batch, kind, reals[batch])(state, reals[batch])
