@@ -375,10 +375,11 @@ def sample(loaded: Loaded, num: int, chosen_scale=0, truncation: float = 1.0, se
     if num < 1 or batch < 1:
         raise InputError("num and batch must be positive")
     scale = resolve_scale(model, chosen_scale, size, max_side)
-    kz, kn = jax.random.split(jax.random.PRNGKey(seed))
-    z = jax.random.normal(kz, (num, model.style_channels))
+    from pegan.latent import seed_latents
+
+    z, noises = seed_latents(model, seed, num, scale)      # the seed convention of every latent tool
     if noise == "random":
-        noises = random_noise(kn, model.noise_shapes(scale), num)
+        pass
     elif noise == "const":
         if tuple(scale) != (0, 0):
             raise InputError(f"the stored (const) noise exists only at chosen_scale 0, not {tuple(scale)}; "

@@ -26,7 +26,8 @@ from jax import lax
 from pegan.eval.weights import VGG16, WeightFileError, check_module, read_state_dict, weight_path
 from pegan.ops.resize import resize_nearest
 
-__all__ = ["VGG16Features", "convert_state_dict", "load_vgg16", "CFG", "INPUT_SIZE"]
+__all__ = ["VGG16Features", "convert_state_dict", "load_vgg16", "CFG", "INPUT_SIZE", "perceptual_maps",
+           "perceptual_distance", "PERCEPTUAL_LAYERS", "PERCEPTUAL_SIDE"]
 
 INPUT_SIZE = 224
 CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -116,3 +117,51 @@ def load_vgg16(path: Optional[str] = None):
     """(module, variables) of the P&R VGG16 (up to fc7) from a torchvision vgg16 state dict file."""
     p = weight_path(VGG16, path)
     return VGG16Features(), convert_state_dict(read_state_dict(p), str(p))
+
+
+# -- the projector's perceptual distance ---------------------------------------------------------
+
+PERCEPTUAL_LAYERS = (2, 7, 14, 21, 28)   # torchvision features.<i> of conv1_2, 2_2, 3_3, 4_3, 5_3 (LPIPS's)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+PERCEPTUAL_SIDE = 256                   # images with a longer side are downsampled to it first
+
+
+def perceptual_maps(params, x):
+    """The ReLU outputs of conv1_2, conv2_2, conv3_3, conv4_3 and conv5_3 of torchvision's VGG16
+    (the layers LPIPS reads) for ``x`` [N, H, W, 3] in [-1, 1]: an image whose longer side exceeds
+    ``PERCEPTUAL_SIDE`` is first resized to it (antialiased linear, aspect kept), then normalised
+    with ImageNet's mean and std as torchvision's weights expect."""
+    x = x.astype(jnp.float32)
+    n, h, w, _ = x.shape
+    if max(h, w) > PERCEPTUAL_SIDE:
+        f = PERCEPTUAL_SIDE / max(h, w)
+        x = jax.image.resize(x, (n, max(1, round(h * f)), max(1, round(w * f)), 3), "linear", antialias=True)
+    x = ((x + 1.0) / 2.0 - jnp.asarray(IMAGENET_MEAN)) / jnp.asarray(IMAGENET_STD)
+    out, convs, last = [], iter(_conv_indices()), max(PERCEPTUAL_LAYERS)
+    for v in CFG:
+        if v == "M":
+            x = lax.reduce_window(x, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+            continue
+        idx = next(convs)
+        w_, b = params[f"features_{idx}_kernel"], params[f"features_{idx}_bias"]
+        x = jax.nn.relu(lax.conv_general_dilated(x, w_, (1, 1), ((1, 1), (1, 1)), dimension_numbers=_DN,
+                                                 precision=lax.Precision.HIGHEST) + b)
+        if idx in PERCEPTUAL_LAYERS:
+            out.append(x)
+        if idx == last:
+            break
+    return out
+
+
+def perceptual_distance(maps_a, maps_b):
+    """Per-image distance [N] between two lists of ``perceptual_maps``: LPIPS's form with equal
+    weights for every channel (its learned per-channel weights are not available here): each map
+    unit-normalised along channels, the squared difference summed over channels and averaged over
+    positions, summed over the five layers."""
+    total = 0.0
+    for a, b in zip(maps_a, maps_b):
+        a = a / (jnp.sqrt(jnp.sum(jnp.square(a), -1, keepdims=True)) + 1e-10)
+        b = b / (jnp.sqrt(jnp.sum(jnp.square(b), -1, keepdims=True)) + 1e-10)
+        total = total + jnp.mean(jnp.sum(jnp.square(a - b), -1), axis=(1, 2))
+    return total

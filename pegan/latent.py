@@ -1,0 +1,234 @@
+"""Latents of StyleGAN2 / MS-PIE generators: seeds, w and W+, style mixing, truncation, and the
+``.npz`` latent files that ``pegan project`` writes and ``sample`` / ``mix`` / ``video`` read.
+
+Conventions, chosen so that every image the tools show is one ``pegan sample`` command:
+
+* **Seed s** draws what ``pegan sample --seed s --num N`` draws: z [N, S] and the per-layer
+  noise maps at the chosen scale, from ``PRNGKey(s)`` (``seed_latents``). "The image of seed s"
+  is image 0 of ``--seed s``.
+* **w / W+**: ``to_w`` maps z to w [N, L, S] (one style per layer, all equal for a plain w),
+  with truncation ``mean + psi (w - mean)`` against the stored mean latent, as ``sample`` does.
+* **Mixing** ``mix(row, col, layers)``: the layers in ``layers`` take the column's style *and*
+  its noise map (noise j is injected by the convolution that style j drives), the others the
+  row's; so with no layer mixed a cell is the row's image and with every layer mixed it is the
+  column's. NVIDIA's grid takes the column's styles for ``--styles`` and the const noise; at a
+  scale other than 0 there is no const noise, which is why the noise follows the style here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from pegan import checks
+from pegan.errors import InputError, MissingFileError
+from pegan.models.stylegan2 import Generator, scale_pair
+from pegan.nn.layers import random_noise
+
+__all__ = ["Latents", "seed_latents", "to_w", "mix", "parse_layers", "parse_values", "render", "renderer",
+           "save_latents", "load_latents", "latents_for", "noise_for_scale", "LATENT_FILE_LIMIT"]
+
+LATENT_FILE_LIMIT = 256 << 20        # bytes a latent .npz may hold once unpacked (hostile files)
+
+
+@dataclass
+class Latents:
+    """Per-layer styles ``w`` [N, L, S] and the noise maps [N, h, w, 1] (one per injected noise) at
+    ``scale``; ``settings``: how they were made (the projection's options, the seeds, ...)."""
+    w: np.ndarray
+    noises: List[np.ndarray]
+    scale: Tuple[int, int]
+    settings: Dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.w.shape[0])
+
+    def take(self, idx) -> "Latents":
+        idx = np.atleast_1d(np.asarray(idx))
+        return Latents(self.w[idx], [n[idx] for n in self.noises], self.scale, dict(self.settings))
+
+
+def _generator(loaded) -> Generator:
+    model = loaded.model
+    if not isinstance(model, Generator):
+        raise InputError("the latent tools need a StyleGAN2 / MS-PIE generator (load with which='ema' or 'orig')")
+    return model
+
+
+def seed_latents(model: Generator, seed: int, num: int, scale) -> Tuple[jnp.ndarray, List[jnp.ndarray]]:
+    """(z [num, S], noise maps at ``scale``) as ``pegan sample --seed seed --num num`` draws them."""
+    kz, kn = jax.random.split(jax.random.PRNGKey(int(seed)))
+    z = jax.random.normal(kz, (num, model.style_channels))
+    return z, random_noise(kn, model.noise_shapes(scale), num)
+
+
+def to_w(loaded, z, truncation: float = 1.0) -> np.ndarray:
+    """z [N, S] -> w [N, L, S]: the mapping network, then truncation towards the stored mean latent."""
+    model = _generator(loaded)
+    fn = jax.jit(lambda v, z: model.apply(v, z, method=Generator.mapping))
+    w = fn(loaded.variables, jnp.asarray(z))
+    if truncation != 1.0:
+        mean = jnp.asarray(loaded.variables["buffers"]["mean_latent"]).reshape(1, -1)
+        w = mean + truncation * (w - mean)
+    return np.asarray(jnp.broadcast_to(w[:, None], (w.shape[0], model.num_latents, w.shape[-1])))
+
+
+def latents_for(loaded, seed: int, num: int, scale, truncation: float = 1.0) -> Latents:
+    """The latents of ``pegan sample --seed seed --num num --truncation psi`` at ``scale``."""
+    model = _generator(loaded)
+    scale = scale_pair(scale)
+    z, noises = seed_latents(model, seed, num, scale)
+    return Latents(to_w(loaded, z, truncation), [np.asarray(n) for n in noises], scale,
+                   {"seed": int(seed), "truncation": float(truncation)})
+
+
+def parse_layers(text: str, num_latents: int) -> List[int]:
+    """'A-B' (inclusive), 'A,B,C' or a mix of both -> sorted style indices in [0, L-1]."""
+    out = set()
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            if "-" in part:
+                a, b = (int(v) for v in part.split("-", 1))
+                if a > b:
+                    raise ValueError
+                out.update(range(a, b + 1))
+            else:
+                out.add(int(part))
+        except ValueError:
+            raise InputError(f"layers {text!r}: give style indices as A-B or A,B,C (e.g. 0-6)") from None
+    bad = [v for v in out if not 0 <= v < num_latents]
+    if bad:
+        raise InputError(f"layers {text!r}: this generator has styles 0-{num_latents - 1}, not {bad[0]}")
+    return sorted(out)
+
+
+def parse_values(text: str, what: str, lo: Optional[float] = None, hi: Optional[float] = None) -> List[float]:
+    """'0,0.25,0.5' -> floats, each finite and within [lo, hi] where given."""
+    try:
+        vals = [float(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise InputError(f"{what} {text!r}: give comma-separated numbers, e.g. 0,0.5,1") from None
+    if not vals:
+        raise InputError(f"{what} is empty: give comma-separated numbers, e.g. 0,0.5,1")
+    for v in vals:
+        if not np.isfinite(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise InputError(f"{what}: {v} is outside [{lo}, {hi}]")
+    return vals
+
+
+def mix(row: Latents, col: Latents, layers: Sequence[int]) -> Latents:
+    """Row styles with the styles ``layers`` (and the noise maps those styles drive) of ``col``."""
+    if row.scale != col.scale or len(row) != len(col):
+        raise InputError("mix: row and column latents must have the same count and scale")
+    L = row.w.shape[1]
+    sel = np.zeros((L,), bool)
+    sel[list(layers)] = True
+    w = np.where(sel[None, :, None], col.w, row.w)
+    noises = [c if sel[j] else r for j, (r, c) in enumerate(zip(row.noises, col.noises))]
+    return Latents(w, noises, row.scale, {"mixed_layers": list(map(int, layers))})
+
+
+def renderer(loaded, scale):
+    """A jitted ``(w [n, L, S], noises) -> images [n, H, W, 3]`` at ``scale``: one compiled
+    program per (scale, n)."""
+    model = _generator(loaded)
+    scale = scale_pair(scale)
+
+    @jax.jit
+    def run(variables, w, noises):
+        return model.apply(variables, w, scale, noise=list(noises), input_is_latent=True)
+
+    return lambda w, noises: run(loaded.variables, jnp.asarray(w), [jnp.asarray(n) for n in noises])
+
+
+def render(loaded, latents: Latents, batch: int = 4) -> np.ndarray:
+    """Images [N, H, W, 3] in [-1, 1] of ``latents`` (batches of ``batch``, the last one padded so
+    that every call has one shape)."""
+    fn = renderer(loaded, latents.scale)
+    n = len(latents)
+    b = max(1, min(batch, n))
+    out = []
+    for i in range(0, n, b):
+        idx = np.arange(i, i + b) % n             # pad the last batch with repeats
+        part = latents.take(idx)
+        out.append(np.asarray(fn(part.w, part.noises))[: min(b, n - i)])
+    return np.concatenate(out)
+
+
+def noise_for_scale(model: Generator, latents: Latents, scale, seed: int) -> List[np.ndarray]:
+    """The latents' noise maps if they are at ``scale``, else fresh maps drawn from ``seed``."""
+    scale = scale_pair(scale)
+    if tuple(latents.scale) == scale and latents.noises:
+        return latents.noises
+    return [np.asarray(n) for n in random_noise(jax.random.split(jax.random.PRNGKey(int(seed)))[1],
+                                                model.noise_shapes(scale), len(latents))]
+
+
+# -- files --------------------------------------------------------------------------------------
+
+def save_latents(path, latents: Latents) -> str:
+    """Write ``latents`` as an ``.npz`` (``w``, ``noise_0`` ..., ``scale``, ``settings`` as JSON text)."""
+    path = os.fspath(path)
+    arrays = {"w": np.asarray(latents.w, np.float32), "scale": np.asarray(latents.scale, np.int64),
+              "settings": np.asarray(json.dumps(latents.settings, sort_keys=True))}
+    for j, n in enumerate(latents.noises):
+        arrays[f"noise_{j}"] = np.asarray(n, np.float32)
+    with checks.storage_errors(path):
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        np.savez(path, **arrays)
+    return path
+
+
+def load_latents(path, model: Optional[Generator] = None) -> Latents:
+    """Read a latent ``.npz`` (no pickles, bounded size), checked against ``model`` when given:
+    styles [N, L, S] (or w [N, S]) of its widths, finite values, noise maps of its layers."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise MissingFileError(f"latent file {path} does not exist (write one with pegan project)")
+    bad = InputError
+    try:
+        with zipfile.ZipFile(path) as zf:
+            total = sum(i.file_size for i in zf.infolist())
+        if total > LATENT_FILE_LIMIT:
+            raise bad(f"latent file {path} unpacks to {total} bytes, over the {LATENT_FILE_LIMIT} this reader allows")
+        with np.load(path, allow_pickle=False) as f:
+            names = set(f.files)
+            if "w" not in names:
+                raise bad(f"latent file {path} has no array 'w': not a pegan latent file (pegan project writes one)")
+            w = np.asarray(f["w"], np.float32)
+            scale = tuple(int(v) for v in np.asarray(f["scale"]).reshape(-1)) if "scale" in names else (0, 0)
+            settings = json.loads(str(f["settings"])) if "settings" in names else {}
+            noises, j = [], 0
+            while f"noise_{j}" in names:
+                noises.append(np.asarray(f[f"noise_{j}"], np.float32))
+                j += 1
+    except (zipfile.BadZipFile, ValueError, OSError, json.JSONDecodeError, KeyError) as e:
+        raise bad(f"latent file {path} is not a readable .npz ({type(e).__name__}: {e}); "
+                  "write one with pegan project") from None
+    if w.ndim == 2:
+        w = w[:, None]
+    if w.ndim != 3 or len(scale) != 2 or not np.isfinite(w).all():
+        raise bad(f"latent file {path}: w must be finite [N, S] or [N, L, S] with a scale pair; got {w.shape}")
+    if model is not None:
+        L, S = model.num_latents, model.style_channels
+        if w.shape[2] != S or w.shape[1] not in (1, L):
+            raise bad(f"latent file {path} holds styles {tuple(w.shape[1:])}; this generator takes [{L}, {S}] "
+                      f"(or [1, {S}])")
+        w = np.broadcast_to(w, (w.shape[0], L, S)).copy()
+        shapes = model.noise_shapes(scale)
+        if noises and [tuple(n.shape[1:3]) for n in noises] != [tuple(s) for s in shapes]:
+            raise bad(f"latent file {path}: its noise maps do not fit chosen scale {scale} of this generator")
+    for n in noises:
+        if n.ndim != 4 or n.shape[0] != w.shape[0] or n.shape[-1] != 1 or not np.isfinite(n).all():
+            raise bad(f"latent file {path}: noise maps must be finite [N, h, w, 1] with N = {w.shape[0]}")
+    return Latents(w, noises, scale, settings if isinstance(settings, dict) else {})
