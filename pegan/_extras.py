@@ -32,7 +32,7 @@ EXTRAS: Dict[str, Tuple[str, ...]] = {
 """extra -> the modules (import names) it provides; mirrors setup.cfg (tests/test_extras.py)."""
 
 COMMAND_EXTRAS: Dict[str, str] = {
-    "experiments": "convert", "convert": "convert", "sample": "convert",
+    "experiments": "convert", "convert": "convert", "sample": "convert", "mix": "convert", "project": "train",
     "evaluate": "eval", "prepare": "train", "train": "train", "demo": "demo",
 }
 """``pegan <command>`` -> the extra it needs (``pegan --help`` needs none)."""

@@ -1,4 +1,4 @@
-"""Command line: ``pegan demo | convert | sample | train | prepare | evaluate | experiments``.
+"""Command line: ``pegan demo | convert | sample | mix | project | train | prepare | evaluate | experiments``.
 
 Errors caused by the input (missing or damaged files, unknown experiments, checkpoints that do
 not fit, out-of-range arguments, a full disk) are ``pegan.errors.PeganError``: they print one
@@ -112,15 +112,269 @@ def _sample(args) -> int:
         return _sample_singan(args, loaded, t0)
     if args.recon or args.input or args.width_factor != 1.0:
         raise UserError("--recon, --input and --width-factor apply to SinGAN checkpoints")
-    if args.size and args.chosen_scale is not None:
-        raise UserError("give --chosen-scale or --size, not both")
-    scale = api.resolve_scale(loaded.model, None if args.chosen_scale is None else
-                              _pair(args.chosen_scale, "--chosen-scale"),
-                              _pair(args.size, "--size") if args.size else None, args.max_side)
+    latent_tools = args.latent or args.mix_seed is not None or args.truncation_sweep
+    if latent_tools:
+        return _sample_latents(args, loaded, t0)
+    if args.mix_layers:
+        raise UserError("--mix-layers needs --mix-seed")
+    scale = _scale_of(args, loaded.model)
     imgs = api.sample(loaded, args.num, scale, truncation=args.truncation, seed=args.seed,
                       batch=args.batch, noise=args.noise, max_side=args.max_side)
     return _save_samples(args, imgs, loaded, f"chosen scale {scale}, truncation {args.truncation}, "
                          f"seed {args.seed}", t0)
+
+
+def _scale_of(args, model, default=None):
+    """The (s_h, s_w) of --chosen-scale / --size (one of them), else ``default`` (else 0)."""
+    from pegan import api
+
+    if args.size and args.chosen_scale is not None:
+        raise UserError("give --chosen-scale or --size, not both")
+    if args.chosen_scale is None and not args.size and default is not None:
+        return api.resolve_scale(model, default, None, args.max_side)
+    return api.resolve_scale(model, None if args.chosen_scale is None else _pair(args.chosen_scale, "--chosen-scale"),
+                             _pair(args.size, "--size") if args.size else None, args.max_side)
+
+
+def _truncate(loaded, lat, psi: float):
+    """Latents of a file pulled towards the stored mean latent (``pegan sample --truncation``)."""
+    import numpy as np
+
+    if psi == 1.0:
+        return lat
+    mean = np.asarray(loaded.variables["buffers"]["mean_latent"]).reshape(1, 1, -1)
+    return type(lat)(mean + psi * (lat.w - mean), lat.noises, lat.scale, dict(lat.settings, truncation=psi))
+
+
+def _latent_items(args, loaded, items: str, what: str, scale, truncation: float, num: int = 1):
+    """--rows / --cols / --latent of the latent tools: comma-separated seeds (each: ``num``
+    images of ``pegan sample --seed S``) and latent .npz files (all their latents; their noise
+    when they are at ``scale``, else noise from --seed), in order, as one ``Latents``."""
+    import numpy as np
+
+    from pegan import latent as lt
+
+    parts = [v.strip() for v in str(items).split(",") if v.strip()]
+    if not parts:
+        raise UserError(f"{what} is empty: give seeds (e.g. 1,2,3) or latent .npz files")
+    got = []
+    for part in parts:
+        if part.lower().endswith(".npz"):
+            lat = _truncate(loaded, lt.load_latents(part, loaded.model), truncation)
+            got.append(lt.Latents(lat.w, lt.noise_for_scale(loaded.model, lat, scale, args.seed), scale,
+                                  lat.settings))
+        else:
+            try:
+                seed = int(part)
+            except ValueError:
+                raise UserError(f"{what}: {part!r} is neither a seed (an integer) nor a latent .npz file") from None
+            got.append(lt.latents_for(loaded, seed, num, scale, truncation))
+    return lt.Latents(np.concatenate([g.w for g in got]),
+                      [np.concatenate([g.noises[j] for g in got]) for j in range(len(got[0].noises))], scale,
+                      {"items": parts})
+
+
+def _sample_latents(args, loaded, t0) -> int:
+    """``pegan sample`` with --latent, --mix-seed / --mix-layers or --truncation-sweep."""
+    import numpy as np
+
+    from pegan import latent as lt
+
+    if args.noise != "random":
+        raise UserError("--noise const does not combine with --latent, --mix-seed or --truncation-sweep")
+    model = loaded.model
+    file_scale = None
+    if args.latent:
+        file_scale = lt.load_latents(args.latent, model).scale
+    scale = _scale_of(args, model, file_scale)
+    sweep = lt.parse_values(args.truncation_sweep, "--truncation-sweep", -2.0, 2.0) if args.truncation_sweep else None
+    if (args.mix_seed is None) != (not args.mix_layers):
+        raise UserError("--mix-seed and --mix-layers go together (e.g. --mix-seed 5 --mix-layers 0-3)")
+    layers = lt.parse_layers(args.mix_layers, model.num_latents) if args.mix_layers else None
+
+    def make(psi):
+        if args.latent:
+            lat = _latent_items(args, loaded, args.latent, "--latent", scale, psi)
+        else:
+            lat = lt.latents_for(loaded, args.seed, args.num, scale, psi)
+        if layers is not None:
+            lat = lt.mix(lat, lt.latents_for(loaded, args.mix_seed, len(lat), scale, psi), layers)
+        return lat
+
+    if sweep is None:
+        imgs = lt.render(loaded, make(args.truncation), args.batch)
+        what = f"chosen scale {scale}, truncation {args.truncation}"
+    else:
+        per = [lt.render(loaded, make(psi), args.batch) for psi in sweep]     # [values][images]
+        imgs = np.stack(per, axis=1).reshape((-1,) + per[0].shape[1:])        # row = image, column = psi
+        args.ncol = len(sweep)
+        what = f"chosen scale {scale}, one row per image, truncation {','.join(map(str, sweep))} across"
+    what += f", {'latent ' + args.latent if args.latent else 'seed ' + str(args.seed)}"
+    if layers is not None:
+        what += f", styles {args.mix_layers} of seed {args.mix_seed}"
+    return _save_samples(args, imgs, loaded, what, t0)
+
+
+def _load_generator(args):
+    """The checkpoint of a latent tool (a StyleGAN2 / MS-PIE generator), compute announced."""
+    from pegan import api
+    from pegan.loading import announce_compute
+
+    if args.step is not None and not os.path.isdir(args.checkpoint):
+        raise UserError("--step applies to a pegan checkpoint directory, not a .pth")
+    loaded = api.load(args.checkpoint, which=args.which, experiment=args.experiment, variant=args.variant,
+                      step=args.step)
+    if loaded.info.get("family") == "singan":
+        raise UserError(f"pegan {args.command} works on StyleGAN2 / MS-PIE generators; "
+                        f"{args.checkpoint} is a PE-SinGAN checkpoint")
+    announce_compute(loaded)
+    return loaded
+
+
+def _mix(args) -> int:
+    """NVIDIA's style-mixing grid at any scale: column images on top, row images on the left,
+    each cell the row's styles with the column's in --layers."""
+    import numpy as np
+
+    from pegan import latent as lt
+    from pegan.imageio import IMAGE_EXTS, image_grid, save_png, to_uint8
+
+    checks.output_file(args.out, "--out", IMAGE_EXTS)
+    t0 = time.time()
+    loaded = _load_generator(args)
+    model = loaded.model
+    scale = _scale_of(args, model)
+    layers = lt.parse_layers(args.layers, model.num_latents)
+    rows = _latent_items(args, loaded, args.rows, "--rows", scale, args.truncation)
+    cols = _latent_items(args, loaded, args.cols, "--cols", scale, args.truncation)
+    row_img, col_img = lt.render(loaded, rows, args.batch), lt.render(loaded, cols, args.batch)
+    R, C = len(rows), len(cols)
+    cells = lt.render(loaded, lt.mix(rows.take(np.repeat(np.arange(R), C)), cols.take(np.tile(np.arange(C), R)),
+                                     layers), args.batch)
+    if loaded.info.get("color_order") == "BGR":
+        row_img, col_img, cells = row_img[..., ::-1], col_img[..., ::-1], cells[..., ::-1]
+    tiles = [np.full(to_uint8(row_img[:1]).shape, 255, np.uint8)] + [to_uint8(col_img)]
+    for r in range(R):
+        tiles += [to_uint8(row_img[r:r + 1]), to_uint8(cells[r * C:(r + 1) * C])]
+    path = save_png(args.out, image_grid(np.concatenate(tiles), ncol=C + 1))
+    print(f"wrote {path}: {R} rows x {C} columns at {row_img.shape[1]}x{row_img.shape[2]} (chosen scale "
+          f"{scale}), styles {args.layers} from the columns, in {time.time() - t0:.1f} s")
+    return 0
+
+
+def _project(args) -> int:
+    """Project target images into the generator at any scale and aspect (pegan.project)."""
+    from pathlib import Path
+
+    from pegan import project as pj
+    from pegan.imageio import read_image
+
+    settings = pj.ProjectSettings(steps=args.steps, wplus=args.wplus, lr=args.lr, noise_reg=args.noise_reg,
+                                  w_avg_samples=args.w_avg_samples, seed=args.seed,
+                                  pixel_weight=args.pixel_weight).check()
+    stems = [Path(t).stem for t in args.targets]
+    if len(set(stems)) != len(stems):
+        raise UserError("two targets have the same file name: each gets a folder <outdir>/<name>; rename one")
+    images = [read_image(t) for t in args.targets]       # missing / unreadable: one line
+
+    def earlier_projection(p):
+        return any(p.glob("*/projected_w.npz"))
+
+    with checks.replacing_dir(args.outdir, "--outdir", "pegan project output", earlier_projection,
+                              overwrite=args.overwrite) as out:
+        return _project_into(args, out, images, stems, settings)
+
+
+def _project_into(args, out, images, stems, settings) -> int:
+    import numpy as np
+
+    from pegan import latent as lt
+    from pegan import project as pj
+    from pegan.imageio import image_grid, save_png, to_uint8
+
+    t0 = time.time()
+    loaded = _load_generator(args)
+    model = loaded.model
+    vgg = None
+    if args.vgg16 or os.environ.get("PEGAN_VGG16_WEIGHTS"):
+        from pegan.eval.vgg import load_vgg16
+
+        vgg = load_vgg16(args.vgg16)[1]
+        print("distance: VGG16 perceptual (conv1_2 .. conv5_3, equal weights)"
+              + (f" + {args.pixel_weight} x pixel MSE" if args.pixel_weight else ""))
+    else:
+        print("distance: pixel MSE only (no VGG16 weights: pass --vgg16 vgg16-397923af.pth or set "
+              "PEGAN_VGG16_WEIGHTS for the perceptual distance)")
+    init = lt.load_latents(args.init, model) if args.init else None
+    if init is not None and len(init) != len(images):
+        raise UserError(f"--init {args.init} holds {len(init)} latents for {len(images)} targets")
+    if args.chosen_scale is not None or args.size:
+        scales = [_scale_of(args, model)] * len(images)
+    else:
+        scales = [pj.default_scale(model, im.shape[:2], args.max_side) for im in images]
+    groups = {}
+    for i, sc in enumerate(scales):
+        groups.setdefault(tuple(sc), []).append(i)
+    from pegan.models.stylegan2 import image_size
+
+    for sc, idx in groups.items():
+        hw = image_size(model.out_size, sc)
+        targets = np.stack([pj.prepare_target(images[i], hw) for i in idx])
+        for i in idx:
+            print(f"{args.targets[i]}: {images[i].shape[0]}x{images[i].shape[1]} px, centre-cropped and "
+                  f"resized to {hw[0]}x{hw[1]} (chosen scale {sc})")
+        bar = _progress_bar(settings.steps, f"projecting {len(idx)} at {hw[0]}x{hw[1]}")
+        res = pj.project(loaded, targets, sc, settings, vgg=vgg,
+                         init=None if init is None else init.take(idx), progress=bar.update,
+                         frame_every=args.video_every if args.save_video else 0)
+        bar.close()
+        for k, i in enumerate(idx):
+            d = out / stems[i]
+            lat = res.latents.take([k])
+            lat.settings.update(target=os.path.basename(args.targets[i]), final_loss=res.losses[-1])
+            lt.save_latents(d / "projected_w.npz", lat)
+            tgt, img = to_uint8(res.targets[k]), to_uint8(res.images[k])
+            save_png(d / "target.png", tgt)
+            save_png(d / "projected.png", img)
+            save_png(d / "compare.png", image_grid(np.stack([tgt, img]), ncol=2))
+            if args.save_video:
+                from pegan.video import write_video
+
+                frames = np.stack([to_uint8(np.concatenate([res.targets[k], f[k]], axis=1)) for f in res.frames])
+                write_video(d / "progress.mp4", frames, fps=args.fps)
+            mse = float(np.mean((res.images[k] - res.targets[k]) ** 2))
+            print(f"  {stems[i]}: loss {res.losses[0]:.4g} -> {res.losses[-1]:.4g}, pixel PSNR "
+                  f"{10 * np.log10(4 / max(mse, 1e-12)):.2f} dB")
+    print(f"wrote {args.outdir}/<name>/projected_w.npz, target.png, projected.png, compare.png for "
+          f"{len(images)} target(s) in {time.time() - t0:.1f} s")
+    return 0
+
+
+class _NoBar:
+    def update(self, *a):
+        pass
+
+    def close(self):
+        pass
+
+
+def _progress_bar(total: int, desc: str):
+    """A tqdm bar showing the loss (``update(step, loss)``), or nothing without tqdm."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _NoBar()
+    bar = tqdm(total=total, desc=desc, leave=False, file=sys.stderr, disable=not sys.stderr.isatty())
+
+    class Bar:
+        def update(self, step, loss):
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4g}")
+
+        def close(self):
+            bar.close()
+
+    return Bar()
 
 
 def compute_overrides(args) -> dict:
@@ -488,6 +742,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"refuse images with a side over this many px (default {checks.MAX_SIDE})")
     s.add_argument("--num", type=_count(1), default=16)
     s.add_argument("--truncation", type=float, default=1.0)
+    s.add_argument("--truncation-sweep", help="comma list of truncation values: one row per image, one column "
+                   "per value (e.g. 0,0.25,0.5,0.75,1)")
+    s.add_argument("--latent", help="a latent .npz (pegan project) to render instead of --seed: its w / W+, "
+                   "its noise at its scale (the default scale), else noise from --seed")
+    s.add_argument("--mix-seed", type=int, help="style mixing: take the styles --mix-layers from this seed's "
+                   "images (image i from image i)")
+    s.add_argument("--mix-layers", help="style indices A-B or A,B,C for --mix-seed (0: the coarsest)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--batch", type=_count(1), default=4, help="images per forward pass")
     s.add_argument("--which", default="ema", choices=["ema", "orig"], help="EMA or raw generator")
@@ -506,6 +767,51 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--input", help="SinGAN: start from this image (editing / harmonisation)")
     s.add_argument("--start-stage", type=_count(0), default=0, help="SinGAN: the stage --input enters at")
     s.set_defaults(func=_sample)
+
+    def generator_args(q):
+        q.add_argument("checkpoint", help="pegan checkpoint directory (or a reference .pth) of a StyleGAN2 / MS-PIE "
+                       "generator")
+        q.add_argument("--chosen-scale", help="scale offset S or SH,SW (default: 0)")
+        q.add_argument("--size", help="image size H,W in pixels instead")
+        q.add_argument("--max-side", type=_count(1), default=checks.MAX_SIDE,
+                       help=f"refuse images with a side over this many px (default {checks.MAX_SIDE})")
+        q.add_argument("--which", default="ema", choices=["ema", "orig"], help="EMA or raw generator")
+        q.add_argument("--step", type=int, default=None, help="checkpoint step to read (default: the latest)")
+        q.add_argument("--experiment", help="for a .pth: the experiment, if not recognised")
+        q.add_argument("--variant", choices=["full", "tiny"], default=None)
+        q.add_argument("--batch", type=_count(1), default=4, help="images per forward pass")
+
+    m = sub.add_parser("mix", help="style-mixing grid at any scale: rows x columns of seeds or projected latents")
+    generator_args(m)
+    m.add_argument("--rows", required=True, help="seeds and/or latent .npz files, comma-separated")
+    m.add_argument("--cols", required=True, help="seeds and/or latent .npz files, comma-separated")
+    m.add_argument("--layers", default="0-6", help="styles the columns give, A-B or A,B,C (default 0-6, "
+                   "NVIDIA's coarse styles)")
+    m.add_argument("--truncation", type=float, default=1.0)
+    m.add_argument("--seed", type=int, default=0, help="noise for latent files at another scale than theirs")
+    m.add_argument("--out", default="out/mix.png", help="the image file to write (default out/mix.png)")
+    m.set_defaults(func=_mix)
+
+    j = sub.add_parser("project", help="project images into a generator at any scale and aspect (w or W+)")
+    generator_args(j)
+    j.add_argument("targets", nargs="+", help="target images (each centre-cropped and resized to the scale)")
+    j.add_argument("--outdir", required=True, help="new folder: <outdir>/<target name>/projected_w.npz, "
+                   "target.png, projected.png, compare.png")
+    j.add_argument("--wplus", action="store_true", help="one style per layer (W+) instead of one w")
+    j.add_argument("--steps", type=_count(1), default=1000, help="optimisation steps (default 1000, NVIDIA's)")
+    j.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default 0.1)")
+    j.add_argument("--noise-reg", type=float, default=1e5, help="noise regularisation weight (default 1e5)")
+    j.add_argument("--pixel-weight", type=float, default=0.0,
+                   help="weight of the pixel MSE beside the VGG16 distance (default 0; 1 without VGG16)")
+    j.add_argument("--w-avg-samples", type=_count(1), default=10000, help="z samples for w_avg / w_std")
+    j.add_argument("--seed", type=int, default=0)
+    j.add_argument("--vgg16", help="torchvision vgg16-397923af.pth (or $PEGAN_VGG16_WEIGHTS); without: pixels only")
+    j.add_argument("--init", help="start from a projected_w.npz (one latent per target; the schedule restarts)")
+    j.add_argument("--save-video", action="store_true", help="also write progress.mp4 (target | projection)")
+    j.add_argument("--video-every", type=_count(1), default=10, help="steps per progress-video frame")
+    j.add_argument("--fps", type=_count(1), default=30)
+    j.add_argument("--overwrite", action="store_true", help="replace an earlier pegan project output in --outdir")
+    j.set_defaults(func=_project)
 
     t = sub.add_parser("train", help="train an experiment: StyleGAN2 / MS-PIE on an image folder, "
                        "or a PE-SinGAN on one image", description="Every setting is a field of the experiment's "

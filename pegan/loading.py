@@ -25,7 +25,6 @@ from pegan.convert.torchpickle import load_pickle, load_pth, state_dict_of
 from pegan.models import singan as sm
 from pegan.models.stylegan2 import (Generator, abstract_variables, build_discriminator,
                                     build_generator, checked_scale, compute_mean_latent)
-from pegan.nn.layers import random_noise
 
 __all__ = ["Loaded", "load", "with_compute", "announce_compute", "convert", "convert_reference", "convert_singan_reference", "sample",
            "singan_sample", "singan_sizes", "resolve_scale", "is_singan_state_dict", "ConversionError",
