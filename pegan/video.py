@@ -97,17 +97,21 @@ def _even(frame: np.ndarray) -> np.ndarray:
 
 
 def _write_mp4(path: str, frames: Iterator[np.ndarray], fps: float) -> Tuple[int, Tuple[int, int]]:
+    import warnings
+
     import imageio.v2 as iio
 
     n, size = 0, (0, 0)
-    writer = iio.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p",
-                            quality=MP4_QUALITY, macro_block_size=2)   # sides already even: no resizing
-    try:
-        for f in frames:
-            writer.append_data(_even(f))
-            n, size = n + 1, f.shape[:2]
-    finally:
-        writer.close()
+    with warnings.catch_warnings():    # JAX warns at every fork; the child execs ffmpeg at once, holding no lock
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+        writer = iio.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264", pixelformat="yuv420p",
+                                quality=MP4_QUALITY, macro_block_size=2)   # sides already even: no resizing
+        try:
+            for f in frames:
+                writer.append_data(_even(f))
+                n, size = n + 1, f.shape[:2]
+        finally:
+            writer.close()
     return n, size
 
 
@@ -313,7 +317,7 @@ def iter_interpolation(loaded, keys: Keyframes, frames: int, loop: bool = False,
     ``keys`` (``frame_schedule``). space 'z': slerp between the keyframes' z, then the mapping
     and ``truncation`` (seed keyframes only); 'w': lerp between their (truncated) w."""
     checks.at_least(batch, 1, "batch")
-    src, dst, a = frame_schedule(len(keys), frames, loop)
+    src, dst, a = frame_schedule(len(keys), frames, loop)     # checked here, before the first frame is asked
     if space == "z":
         if keys.z is None:
             raise InputError("latent files hold w, not z: interpolate them in w (--space w)")
@@ -324,10 +328,14 @@ def iter_interpolation(loaded, keys: Keyframes, frames: int, loop: bool = False,
     else:
         raise InputError(f"space must be 'z' or 'w', got {space!r}")
     render = renderer(loaded, keys.scale)
-    for idx, real in _batches(len(a), batch):
-        noises = [blend_noise(n[src[idx]], n[dst[idx]], a[idx]) for n in keys.noises]
-        w, *noises = _spread([w_all[idx]] + noises)
-        yield np.asarray(render(w, noises))[:real]
+
+    def frames_of():
+        for idx, real in _batches(len(a), batch):
+            noises = [blend_noise(n[src[idx]], n[dst[idx]], a[idx]) for n in keys.noises]
+            w, *noises = _spread([w_all[idx]] + noises)
+            yield np.asarray(render(w, noises))[:real]
+
+    return frames_of()
 
 
 def interpolate(loaded, keys: Keyframes, frames: int, loop: bool = False, space: str = "z",
@@ -392,14 +400,18 @@ def iter_scale_sweep(loaded, offsets: Sequence[Tuple[int, int]], seed: Optional[
         if len(latents) != 1:
             raise InputError(f"a scale sweep renders one latent; this latent file holds {len(latents)}")
         keys = file_keyframes(loaded, [latents], big, truncation, noise_seed)
-    last, image = None, None
-    for s in offsets:
-        if s != last:         # one compiled program per frame size, each rendered once
-            noises = [_centre_crop(n, shape) for n, shape in zip(keys.noises, model.noise_shapes(s))]
-            image = np.asarray(renderer(loaded, s)(keys.w, noises))[0]
-            last = s
-        for _ in range(hold):
-            yield image
+
+    def frames_of():
+        last, image = None, None
+        for s in offsets:
+            if s != last:         # one compiled program per frame size, each rendered once
+                noises = [_centre_crop(n, shape) for n, shape in zip(keys.noises, model.noise_shapes(s))]
+                image = np.asarray(renderer(loaded, s)(keys.w, noises))[0]
+                last = s
+            for _ in range(hold):
+                yield image
+
+    return frames_of()
 
 
 def on_canvas(frames: Iterable[np.ndarray], size: Tuple[int, int], fill: int = 0) -> Iterator[np.ndarray]:
@@ -469,20 +481,23 @@ def iter_singan_walk(loaded, frames: int, seed: int = 0, start_stage: int = 0, a
     walk = [np.asarray(n) for n in draw_noises(key, shapes, 1)][start_stage:]
     keep, fresh = np.float32(alpha), np.float32(math.sqrt(max(0.0, 1.0 - alpha * alpha)))
     run = singan_runner(loaded)
-    t = 0
-    while t < frames:
-        states = []                   # the walking stages' noise maps of each frame of this batch
-        for _ in range(min(batch, frames - t)):
-            if t > 0:
-                r = draw_noises(jax.random.fold_in(key, t), shapes, 1)[start_stage:]
-                walk = [keep * z + fresh * np.asarray(n) for z, n in zip(walk, r)]
-            states.append(walk)
-            t += 1
-        real = len(states)
-        idx = np.arange(max(1, min(batch, frames))) % real       # pad with repeats: one program
-        stacked = [np.concatenate([states[i][j] for i in idx]) for j in range(len(walk))]
-        noises = fixed + list(_spread(stacked))
-        yield np.asarray(run(noises, None))[:real]
+    b = min(batch, frames)
+
+    def frames_of():
+        z, t = walk, 0
+        while t < frames:
+            states = []               # the walking stages' noise maps of each frame of this batch
+            for _ in range(min(b, frames - t)):
+                if t > 0:
+                    r = draw_noises(jax.random.fold_in(key, t), shapes, 1)[start_stage:]
+                    z = [keep * zj + fresh * np.asarray(rj) for zj, rj in zip(z, r)]
+                states.append(z)
+                t += 1
+            idx = np.arange(b) % len(states)          # pad with repeats: one program
+            stacked = [np.concatenate([states[i][j] for i in idx]) for j in range(len(z))]
+            yield np.asarray(run(fixed + list(_spread(stacked)), None))[:len(states)]
+
+    return frames_of()
 
 
 def singan_walk(loaded, frames: int, seed: int = 0, start_stage: int = 0, alpha: float = 0.9,
