@@ -268,19 +268,23 @@ def frame_schedule(num_keys: int, frames: int, loop: bool = False) -> Tuple[np.n
 
 
 def slerp(z0: np.ndarray, z1: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """Spherical interpolation of rows z0, z1 [n, S] at fractions a [n]: the angle moves evenly
-    and the norm linearly; a = 0 and 1 give z0 and z1 exactly (lerp where they are parallel)."""
+    """Spherical interpolation of rows z0, z1 [n, S] at fractions a [n] (float64): the direction
+    turns through the angle between them at an even rate and the norm moves linearly, so a
+    Gaussian z keeps a Gaussian z's norm throughout (a plain lerp shrinks it midway); a = 0 and 1
+    give z0 and z1 (to float64 rounding, exact once cast back to float32); parallel rows lerp."""
     z0, z1 = np.asarray(z0, np.float64), np.asarray(z1, np.float64)
     a = np.asarray(a, np.float64)[:, None]
     n0, n1 = np.linalg.norm(z0, axis=1, keepdims=True), np.linalg.norm(z1, axis=1, keepdims=True)
-    cos = np.clip(np.sum(z0 * z1, axis=1, keepdims=True) / np.maximum(n0 * n1, 1e-30), -1.0, 1.0)
-    theta = np.arccos(cos)
+    u0, u1 = z0 / np.maximum(n0, 1e-30), z1 / np.maximum(n1, 1e-30)
+    theta = np.arccos(np.clip(np.sum(u0 * u1, axis=1, keepdims=True), -1.0, 1.0))
     s = np.sin(theta)
     flat = s < 1e-6
     safe = np.where(flat, 1.0, s)
     c0 = np.where(flat, 1.0 - a, np.sin((1.0 - a) * theta) / safe)
     c1 = np.where(flat, a, np.sin(a * theta) / safe)
-    return c0 * z0 + c1 * z1
+    direction = c0 * u0 + c1 * u1
+    direction /= np.maximum(np.linalg.norm(direction, axis=1, keepdims=True), 1e-30)
+    return direction * ((1.0 - a) * n0 + a * n1)
 
 
 def blend_noise(n0: np.ndarray, n1: np.ndarray, a: np.ndarray) -> np.ndarray:
