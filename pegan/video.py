@@ -10,9 +10,10 @@ Three kinds, each a stream of frames written as MP4 (H.264) or GIF by ``write_vi
   K-th segment runs back to the first keyframe and stops one step short of it (K * frames
   frames), so the file loops without a repeated frame. Frame 0 is the first keyframe's
   ``pegan sample`` image and, without ``loop``, the last frame the last keyframe's.
-  Styles move by slerp in z (seeds only: every frame's z keeps the norm a Gaussian z has, so
-  each frame is a sample like any other) or by lerp in w (the space StyleGAN's paths are
-  perceptually more even in; the only one latent files have, since they hold w). Noise maps
+  Styles move by slerp in z (seeds only: the mapping pixel-normalises z, so only its direction
+  counts, and slerp turns it at an even rate where a lerp would hurry through the middle) or by
+  lerp in w (the space StyleGAN's paths are perceptually more even in; the only one latent
+  files have, since they hold w). Noise maps
   move as ((1 - a) n0 + a n1) / sqrt((1 - a)^2 + a^2): the blend of two independent standard
   normal maps has that standard deviation, so every frame's noise stays standard normal.
 * **Scale / aspect sweep** of one latent: one frame per integer scale offset from A to B (the
@@ -269,9 +270,9 @@ def frame_schedule(num_keys: int, frames: int, loop: bool = False) -> Tuple[np.n
 
 def slerp(z0: np.ndarray, z1: np.ndarray, a: np.ndarray) -> np.ndarray:
     """Spherical interpolation of rows z0, z1 [n, S] at fractions a [n] (float64): the direction
-    turns through the angle between them at an even rate and the norm moves linearly, so a
-    Gaussian z keeps a Gaussian z's norm throughout (a plain lerp shrinks it midway); a = 0 and 1
-    give z0 and z1 (to float64 rounding, exact once cast back to float32); parallel rows lerp."""
+    turns through the angle between them at an even rate and the norm moves linearly (a plain
+    lerp shrinks it midway); a = 0 and 1 give z0 and z1 (to float64 rounding, exact once cast
+    back to float32); parallel rows lerp."""
     z0, z1 = np.asarray(z0, np.float64), np.asarray(z1, np.float64)
     a = np.asarray(a, np.float64)[:, None]
     n0, n1 = np.linalg.norm(z0, axis=1, keepdims=True), np.linalg.norm(z1, axis=1, keepdims=True)
