@@ -28,14 +28,16 @@ EXTRAS: Dict[str, Tuple[str, ...]] = {
     "eval": _EVAL,
     "train": _EVAL + ("optax", "tqdm", "tensorboard"),
     "demo": _CONVERT + ("optax", "tqdm", "skimage"),
+    "video": ("imageio", "imageio_ffmpeg"),
 }
 """extra -> the modules (import names) it provides; mirrors setup.cfg (tests/test_extras.py)."""
 
 COMMAND_EXTRAS: Dict[str, str] = {
     "experiments": "convert", "convert": "convert", "sample": "convert", "mix": "convert", "project": "train",
-    "evaluate": "eval", "prepare": "train", "train": "train", "demo": "demo",
+    "evaluate": "eval", "prepare": "train", "train": "train", "demo": "demo", "video": "convert",
 }
-"""``pegan <command>`` -> the extra it needs (``pegan --help`` needs none)."""
+"""``pegan <command>`` -> the extra it needs (``pegan --help`` needs none). ``pegan video`` writes
+MP4 with the 'video' extra too; without it, it writes a GIF and says how to get MP4."""
 
 
 class MissingExtraError(PeganError, ModuleNotFoundError):

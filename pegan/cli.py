@@ -377,6 +377,98 @@ def _progress_bar(total: int, desc: str):
     return Bar()
 
 
+def _video(args) -> int:
+    """``pegan video``: a keyframe interpolation or a scale / aspect sweep of a StyleGAN2 / MS-PIE
+    checkpoint, or a random walk of a PE-SinGAN one (the family decides, as in ``sample``), as
+    MP4 or GIF (``pegan.video``). The arguments, the output path and the latent files are checked
+    before the model is loaded."""
+    from pegan import video
+    from pegan.latent import load_latents
+
+    out = checks.output_file(args.out, "--out", video.VIDEO_EXTS)
+    if not args.fps > 0:
+        raise UserError(f"--fps must be positive, got {args.fps}")
+    seeds = None if args.seeds is None else video.parse_seeds(args.seeds)
+    files = None if args.latents is None else [p.strip() for p in args.latents.split(",") if p.strip()]
+    if files == []:
+        raise UserError("--latents names no file: give latent .npz files of pegan project, e.g. a.npz,b.npz")
+    if seeds is not None and files is not None:
+        raise UserError("give the keyframes as --seeds or as --latents, not both")
+    ranges = {flag: video.parse_range(v, flag) for flag, v in (("--scale-sweep", args.scale_sweep),
+              ("--scale-h", args.scale_h), ("--scale-w", args.scale_w)) if v is not None}
+    lats = None if files is None else [load_latents(f) for f in files]     # missing or unreadable: now
+    if args.step is not None and not os.path.isdir(args.checkpoint):
+        raise UserError("--step applies to a pegan checkpoint directory, not a .pth")
+    size = _pair(args.size, "--size") if args.size else None
+    from pegan import api
+    from pegan.loading import announce_compute
+
+    t0 = time.time()
+    loaded = api.load(args.checkpoint, which=args.which, experiment=args.experiment, variant=args.variant,
+                      pkl=args.pkl, step=args.step, compute=compute_overrides(args))
+    announce_compute(loaded)
+    bgr = loaded.info.get("color_order") == "BGR"
+    if loaded.info.get("family") == "singan":
+        wrong = [flag for flag, v in (("--seeds", seeds), ("--latents", files), ("--chosen-scale", args.chosen_scale),
+                                      ("--space", args.space), ("--hold", args.hold), ("--loop", args.loop))
+                 if v] + list(ranges) + (["--truncation"] if args.truncation != 1.0 else [])
+        if wrong:
+            raise UserError(f"{', '.join(wrong)} apply to StyleGAN2 / MS-PIE checkpoints; a SinGAN video is a random "
+                            "walk (--frames, --seed, --start-stage, --alpha, --size, --width-factor)")
+        frames, stage = args.frames or 100, args.start_stage or 0
+        alpha = 0.9 if args.alpha is None else args.alpha
+        batches = video.iter_singan_walk(loaded, frames, seed=args.seed, start_stage=stage, alpha=alpha, size=size,
+                                         width_factor=args.width_factor, batch=args.batch, max_side=args.max_side)
+        stream = video.to_frames(batches, bgr)
+        what = f"random walk of seed {args.seed}: stages >= {stage} with alpha {alpha}"
+    else:
+        wrong = [flag for flag, v in (("--start-stage", args.start_stage), ("--alpha", args.alpha)) if v is not None]
+        if wrong or args.width_factor != 1.0:
+            raise UserError(f"{', '.join(wrong or ['--width-factor'])} apply to PE-SinGAN checkpoints")
+        if seeds is None and lats is None:
+            raise UserError("give the keyframes: --seeds 1,2,3 or --latents a.npz,b.npz (from pegan project)")
+        if size and args.chosen_scale is not None:
+            raise UserError("give --chosen-scale or --size, not both")
+        scale = api.resolve_scale(loaded.model, None if args.chosen_scale is None else
+                                  _pair(args.chosen_scale, "--chosen-scale"), size, args.max_side)
+        lats = None if files is None else [load_latents(f, loaded.model) for f in files]
+        if ranges:
+            wrong = [flag for flag, v in (("--frames", args.frames), ("--loop", args.loop), ("--space", args.space)) if v]
+            if wrong:
+                raise UserError(f"{', '.join(wrong)} apply to interpolations; a scale sweep takes one frame per "
+                                "offset (--hold K repeats each)")
+            if len(seeds or []) + sum(len(x) for x in lats or []) != 1:
+                raise UserError("a scale sweep renders one latent: give one seed (--seeds 3) or one latent file of "
+                                "one latent")
+            offsets = video.sweep_offsets(ranges.get("--scale-sweep"), ranges.get("--scale-h"), ranges.get("--scale-w"),
+                                          base=scale)
+            frames = video.iter_scale_sweep(loaded, offsets, seed=seeds[0] if seeds else None,
+                                            latents=lats[0] if lats else None, truncation=args.truncation,
+                                            noise_seed=args.seed, hold=args.hold or 1, max_side=args.max_side)
+            stream = video.on_canvas(video.to_frames(([f] for f in frames), bgr),
+                                     video.sweep_canvas(loaded.model.out_size, offsets))
+            what = (f"scale sweep {offsets[0][0]},{offsets[0][1]} -> {offsets[-1][0]},{offsets[-1][1]}: {len(offsets)} "
+                    "sizes centred on the largest")
+        else:
+            if args.hold is not None:
+                raise UserError("--hold applies to scale sweeps (--scale-sweep, --scale-h, --scale-w)")
+            space = args.space or ("z" if seeds is not None else "w")
+            if seeds is not None:
+                keys = video.seed_keyframes(loaded, seeds, scale, args.truncation)
+            else:
+                keys = video.file_keyframes(loaded, lats, scale, args.truncation, noise_seed=args.seed)
+            per = args.frames or 48
+            batches = video.iter_interpolation(loaded, keys, per, loop=args.loop, space=space,
+                                               truncation=args.truncation, batch=args.batch)
+            stream = video.to_frames(batches, bgr)
+            what = (f"{len(keys)} keyframes, {per} frames each, in {space}{', looping' if args.loop else ''}, "
+                    f"chosen scale {scale}, truncation {args.truncation}")
+    done = video.write_video(out, stream, args.fps)
+    print(f"wrote {done.path}: {done.frames} frames of {done.size[0]}x{done.size[1]} at {args.fps:g} fps ({what}) "
+          f"in {time.time() - t0:.1f} s")
+    return 0
+
+
 def compute_overrides(args) -> dict:
     """``--config.compute.FIELD=VALUE`` of ``sample`` / ``evaluate`` as {field: value}: these
     commands build the stored model, so only its compute section can be chosen."""
@@ -812,6 +904,47 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--fps", type=_count(1), default=30)
     j.add_argument("--overwrite", action="store_true", help="replace an earlier pegan project output in --outdir")
     j.set_defaults(func=_project)
+
+    v = sub.add_parser("video", help="MP4 / GIF: interpolation or scale sweep (StyleGAN2 / MS-PIE), random walk "
+                       "(PE-SinGAN)", description="StyleGAN2 / MS-PIE: an interpolation between --seeds or --latents, "
+                       "or, with --scale-sweep / --scale-h / --scale-w, one latent at every scale offset from A to B. "
+                       "PE-SinGAN: a random walk of the noise. See README 'Videos'.")
+    v.add_argument("checkpoint", help="pegan checkpoint directory (or a reference .pth)")
+    v.add_argument("--out", default="out/video.mp4", help="the video to write: .mp4 (H.264; needs the 'video' extra, "
+                   "else a .gif is written beside it) or .gif (default out/video.mp4)")
+    v.add_argument("--fps", type=float, default=24.0, help="frames per second (default 24)")
+    v.add_argument("--seeds", help="keyframe seeds, e.g. 1,2,3 (seed s is `pegan sample --seed s --num 1`)")
+    v.add_argument("--latents", help="keyframe latent files of pegan project, e.g. a.npz,b.npz (every row in order)")
+    v.add_argument("--space", choices=["z", "w"], default=None, help="interpolate by slerp in z (seeds only; "
+                   "the default for seeds) or by lerp in w (the default for latent files)")
+    v.add_argument("--frames", type=_count(1), default=None, help="frames per keyframe pair (default 48: 2 s at "
+                   "24 fps); SinGAN: frames of the walk (default 100)")
+    v.add_argument("--loop", action="store_true", help="run back to the first keyframe (no repeated last frame)")
+    v.add_argument("--truncation", type=float, default=1.0)
+    v.add_argument("--chosen-scale", help="scale offset S or SH,SW of every frame (a sweep: of the axis that does "
+                   "not walk); default 0")
+    v.add_argument("--size", help="frame size H,W in pixels instead (SinGAN: the output size)")
+    v.add_argument("--max-side", type=_count(1), default=checks.MAX_SIDE,
+                   help=f"refuse frames with a side over this many px (default {checks.MAX_SIDE})")
+    v.add_argument("--scale-sweep", metavar="A:B", help="sweep both scale offsets from A to B, one frame per step "
+                   "(negative: --scale-sweep=-2:2)")
+    v.add_argument("--scale-h", metavar="A:B", help="sweep the height offset from A to B")
+    v.add_argument("--scale-w", metavar="C:D", help="sweep the width offset from C to D")
+    v.add_argument("--hold", type=_count(1), default=None, help="sweep: repeat each frame K times (default 1)")
+    v.add_argument("--batch", type=_count(1), default=4, help="frames per forward pass (default 4)")
+    v.add_argument("--seed", type=int, default=0, help="SinGAN: the walk's seed; latent files at another scale: "
+                   "file i's noise comes from seed + i (default 0)")
+    v.add_argument("--start-stage", type=_count(0), default=None, help="SinGAN: the first stage whose noise walks; "
+                   "the coarser ones keep the reconstruction noise (default 0)")
+    v.add_argument("--alpha", type=float, default=None, help="SinGAN: z_t = alpha z_{t-1} + sqrt(1 - alpha^2) r_t, "
+                   "in [0, 1]; higher is slower (default 0.9)")
+    v.add_argument("--width-factor", type=float, default=1.0, help="SinGAN: output width x F")
+    v.add_argument("--which", default="ema", choices=["ema", "orig"], help="EMA or raw generator")
+    v.add_argument("--step", type=int, default=None, help="checkpoint step to read (default: the latest)")
+    v.add_argument("--experiment", help="for a .pth: the experiment, if not recognised")
+    v.add_argument("--variant", choices=["full", "tiny"], default=None)
+    v.add_argument("--pkl", help="SinGAN .pth: its .pkl (default: next to the .pth)")
+    v.set_defaults(func=_video)
 
     t = sub.add_parser("train", help="train an experiment: StyleGAN2 / MS-PIE on an image folder, "
                        "or a PE-SinGAN on one image", description="Every setting is a field of the experiment's "

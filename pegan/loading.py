@@ -27,7 +27,7 @@ from pegan.models.stylegan2 import (Generator, abstract_variables, build_discrim
                                     build_generator, checked_scale, compute_mean_latent)
 
 __all__ = ["Loaded", "load", "with_compute", "announce_compute", "convert", "convert_reference", "convert_singan_reference", "sample",
-           "singan_sample", "singan_sizes", "resolve_scale", "is_singan_state_dict", "ConversionError",
+           "singan_sample", "singan_sizes", "singan_noise_shapes", "singan_runner", "resolve_scale", "is_singan_state_dict", "ConversionError",
            "MEAN_LATENT_SEED", "MEAN_LATENT_SAMPLES", "WHICH"]
 
 MEAN_LATENT_SEED = 0          # the reference never saves its mean latent: fixed seed, recorded
@@ -294,6 +294,31 @@ def singan_sizes(loaded: Loaded, size: Optional[Tuple[int, int]] = None, width_f
     return out
 
 
+def singan_noise_shapes(loaded: Loaded, sizes: Sequence[Tuple[int, int]]) -> List[Tuple[int, int, int]]:
+    """The (H, W, C) of each stage's noise map for stage images of ``sizes``: the image size
+    (plus the 2 * 5 px that the interp-pad configs draw their noise with) by the channels of the
+    stored fixed noise (stage 0 of a PE model draws more than one)."""
+    st, cfg = loaded.state, loaded.config
+    pad = 2 * sm.PAD_HEAD if cfg.generator.noise_with_pad else 0
+    return [(int(h) + pad, int(w) + pad, int(st["fixed_noises"][t].shape[-1])) for t, (h, w) in enumerate(sizes)]
+
+
+def singan_runner(loaded: Loaded, start_stage: int = 0):
+    """A jitted ``(noises, x0) -> images [n, H, W, 3]`` running the loaded SinGAN's stages
+    ``start_stage..curr_stage`` (eval-mode BN); ``x0`` is the image entering ``start_stage``
+    (None from stage 0). Shared by ``singan_sample`` and ``pegan.video``'s random walk, so both
+    run one forward pass; jit compiles one program per noise shapes."""
+    G, v, st = loaded.model, loaded.variables, loaded.state
+    last = st["curr_stage"]
+    nw = [float(x) for x in st["noise_weights"][: last + 1]]
+
+    @jax.jit
+    def run(noises, x0):
+        return G.apply(v, noises, nw, last, input_sample=x0, start_stage=start_stage)
+
+    return run
+
+
 def singan_sample(loaded: Loaded, num: int = 4, seed: int = 0, mode: str = "rand",
                   size: Optional[Tuple[int, int]] = None, width_factor: float = 1.0,
                   height_factor: float = 1.0, start_image=None, start_stage: int = 0,
@@ -305,9 +330,8 @@ def singan_sample(loaded: Loaded, num: int = 4, seed: int = 0, mode: str = "rand
     uint8) enters at ``start_stage`` resized to that stage's size, and the finer stages add
     detail: SinGAN's editing / harmonisation use.
     """
-    G, v, st, cfg = loaded.model, loaded.variables, loaded.state, loaded.config
+    G, st = loaded.model, loaded.state
     last = st["curr_stage"]
-    nw = [float(x) for x in st["noise_weights"][: last + 1]]
     if not 0 <= start_stage <= last:
         raise InputError(f"start_stage must be in 0..{last}")
     if mode == "recon":
@@ -318,10 +342,7 @@ def singan_sample(loaded: Loaded, num: int = 4, seed: int = 0, mode: str = "rand
         sizes = st["sizes"][: last + 1]
     elif mode == "rand":
         sizes = singan_sizes(loaded, size, width_factor, height_factor, max_side)
-        native_c = [int(st["fixed_noises"][t].shape[-1]) for t in range(last + 1)]
-        pad = 10 if cfg.generator.noise_with_pad else 0
-        shapes = [(h + pad, w + pad, c) for (h, w), c in zip(sizes, native_c)]
-        noises = sm.draw_noises(jax.random.PRNGKey(seed), shapes, num)
+        noises = sm.draw_noises(jax.random.PRNGKey(seed), singan_noise_shapes(loaded, sizes), num)
     else:
         raise InputError(f"mode must be 'rand' or 'recon', got {mode!r}")
     x0 = None
@@ -337,10 +358,7 @@ def singan_sample(loaded: Loaded, num: int = 4, seed: int = 0, mode: str = "rand
         x0 = ops.resize_bicubic(x0, sizes[start_stage], align_corners=True, impl=G.forms.resize)
         x0 = jnp.broadcast_to(x0, (num,) + x0.shape[1:])
 
-    @jax.jit
-    def run(noises, x0):
-        return G.apply(v, noises, nw, last, input_sample=x0, start_stage=start_stage)
-
+    run = singan_runner(loaded, start_stage)
     outs = []
     for i in range(0, num, batch):
         nz = [n if n.shape[0] == 1 else n[i:i + batch] for n in noises]

@@ -24,7 +24,8 @@ HEAVY = ("ml_collections", "optax", "orbax", "tensorflow_datasets", "tensorflow"
 # distribution (setup.cfg) -> the module pegan imports
 IMPORT_NAME = {"orbax-checkpoint": "orbax.checkpoint", "absl-py": "absl", "ml-collections": "ml_collections",
                "pillow": "PIL", "tensorflow-datasets": "tensorflow_datasets", "scipy": "scipy",
-               "optax": "optax", "tqdm": "tqdm", "tensorboard": "tensorboard", "scikit-image": "skimage"}
+               "optax": "optax", "tqdm": "tqdm", "tensorboard": "tensorboard", "scikit-image": "skimage",
+               "imageio": "imageio", "imageio-ffmpeg": "imageio_ffmpeg"}
 
 
 def _run(code, *args):

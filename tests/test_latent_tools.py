@@ -2,7 +2,6 @@
 ``.pth``): the seed convention shared with ``pegan sample``, style mixing, truncation sweeps,
 latent files, and projection at a square and a non-square scale."""
 
-import json
 
 import jax
 import numpy as np
@@ -184,17 +183,22 @@ def test_projection_at_a_non_square_scale_with_vgg_and_init(gen, fixtures, tmp_p
     assert psnr(second.images, target) >= psnr(first.images, target) - 0.5
 
 
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")     # JAX's, at the reader's ffmpeg process
 def test_project_command_writes_its_files_and_refuses_bad_input(ckpt_dir, tmp_path, capsys):
     img = (np.random.default_rng(0).uniform(0, 255, (52, 68, 3))).astype(np.uint8)
     Image.fromarray(img).save(tmp_path / "t.png")
     out = tmp_path / "proj"
     assert main(["project", str(ckpt_dir), str(tmp_path / "t.png"), "--outdir", str(out), "--steps", "5",
-                 "--w-avg-samples", "100"]) == 0
+                 "--w-avg-samples", "100", "--save-video", "--video-every", "2"]) == 0
     said = capsys.readouterr().out
     assert "pixel MSE only" in said and "52x68 px, centre-cropped and resized to 48x64 (chosen scale (2, 4))" in said
-    for f in ("projected_w.npz", "target.png", "projected.png", "compare.png"):
+    for f in ("projected_w.npz", "target.png", "projected.png", "compare.png", "progress.mp4"):
         assert (out / "t" / f).is_file()
     assert read_png(out / "t" / "projected.png").shape == (48, 64, 3)
+    import imageio.v2 as iio                          # the progress video: target | projection, steps 0, 2, 4
+    with iio.get_reader(str(out / "t" / "progress.mp4"), format="FFMPEG") as r:
+        frames = [f for f in r]                       # list(r) asks len(): inf for a stream
+    assert len(frames) == 3 and frames[0].shape == (48, 128, 3)
     meta = lt.load_latents(out / "t" / "projected_w.npz")
     assert meta.scale == (2, 4) and meta.settings["target"] == "t.png" and meta.settings["steps"] == 5
     # `pegan sample --latent` renders the projection again, at its scale by default
