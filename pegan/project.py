@@ -158,12 +158,13 @@ def _normalise(n):
 
 def project(loaded, targets: np.ndarray, scale, settings: Optional[ProjectSettings] = None, vgg=None,
             init: Optional[Latents] = None, progress: Optional[Callable[[int, float], None]] = None,
-            frame_every: int = 0) -> Projection:
+            frame_every: int = 0, devices=None) -> Projection:
     """Project ``targets`` [N, H, W, 3] (in [-1, 1], already at the size of ``scale``) into the
     generator. ``vgg``: VGG16 variables (``pegan.eval.vgg.load_vgg16()[1]``) for the perceptual
     distance, or None (pixel error only). ``init``: start from these latents (w / W+ carried over;
     their noise maps too when they are at ``scale``, else fresh ones from the seed); the schedule
-    and Adam start afresh. ``progress(step, loss)`` after every step."""
+    and Adam start afresh. ``progress(step, loss)`` after every step. ``devices`` (default: the
+    local devices): the targets are sharded over them when their count divides evenly."""
     import optax
 
     s = (settings or ProjectSettings()).check()
@@ -191,7 +192,7 @@ def project(loaded, targets: np.ndarray, scale, settings: Optional[ProjectSettin
         noises0 = [np.asarray(x) for x in random_noise(k_noise, model.noise_shapes(scale), n)]
     params = {"w": jnp.asarray(w0), "noise": [_normalise(jnp.asarray(x)) for x in noises0]}
 
-    devices = jax.local_devices()
+    devices = jax.local_devices() if devices is None else list(devices)
     if len(devices) > 1 and n % len(devices) == 0:   # independent targets: one shard per device
         from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 

@@ -225,3 +225,32 @@ def test_project_command_writes_its_files_and_refuses_bad_input(ckpt_dir, tmp_pa
     assert main(["project", str(ckpt_dir), str(tmp_path / "t.png"), "--outdir", str(out), "--steps", "2"]) == 2
     assert "not empty" in capsys.readouterr().err
     assert sorted(p.name for p in out.rglob("*")) == before          # nothing of the user's touched
+
+
+SHARDED = """
+import jax, numpy as np, pegan.api as pg
+from pegan import latent as lt, project as pj
+assert jax.local_device_count() == 2
+g = pg.load({path!r}, experiment={cfg!r}, variant="tiny")
+targets = lt.render(g, lt.latents_for(g, 7, 2, (0, 1)))
+s = pj.ProjectSettings(steps=20, w_avg_samples=200, noise_reg=0.0)
+two = pj.project(g, targets, (0, 1), s)
+one = pj.project(g, targets, (0, 1), s, devices=jax.local_devices()[:1])
+np.testing.assert_allclose(two.images, one.images, atol=1e-4)
+np.testing.assert_allclose(two.latents.w, one.latents.w, atol=1e-5)
+np.testing.assert_allclose(two.losses, one.losses, rtol=1e-4)
+print("OK sharded projection", two.losses[-1])
+"""
+
+
+def test_several_targets_are_projected_sharded_over_the_devices(fixtures):
+    """2 targets on 2 fake CPU devices (one each) give what the same projection gives on one."""
+    import os
+    import subprocess
+    import sys
+
+    code = SHARDED.format(path=str(fixtures / "mspie_stylegan2_config-f_tiny.mmgen.pth"), cfg=CFG_F)
+    env = dict(os.environ, XLA_FLAGS=os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2",
+               JAX_PLATFORMS="cpu")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and "OK sharded projection" in r.stdout, r.stdout[-2000:] + r.stderr[-3000:]
