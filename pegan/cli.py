@@ -297,9 +297,9 @@ def _project_into(args, out, images, stems, settings) -> int:
     model = loaded.model
     vgg = None
     if args.vgg16 or os.environ.get("PEGAN_VGG16_WEIGHTS"):
-        from pegan.eval.vgg import load_vgg16
+        from pegan.eval.vgg import load_vgg16, perceptual
 
-        vgg = load_vgg16(args.vgg16)[1]
+        vgg = perceptual(load_vgg16(args.vgg16)[1])
         print("distance: VGG16 perceptual (conv1_2 .. conv5_3, equal weights)"
               + (f" + {args.pixel_weight} x pixel MSE" if args.pixel_weight else ""))
     else:
@@ -324,7 +324,7 @@ def _project_into(args, out, images, stems, settings) -> int:
             print(f"{args.targets[i]}: {images[i].shape[0]}x{images[i].shape[1]} px, centre-cropped and "
                   f"resized to {hw[0]}x{hw[1]} (chosen scale {sc})")
         bar = _progress_bar(settings.steps, f"projecting {len(idx)} at {hw[0]}x{hw[1]}")
-        res = pj.project(loaded, targets, sc, settings, vgg=vgg,
+        res = pj.project(loaded, targets, sc, settings, perceptual=vgg,
                          init=None if init is None else init.take(idx), progress=bar.update,
                          frame_every=args.video_every if args.save_video else 0)
         bar.close()
@@ -993,7 +993,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="--config.compute.FIELD=VALUE chooses how the stored model computes "
                        "(e.g. --config.compute.conv_impl=xla; see pegan/compute.py).")
     e.add_argument("checkpoint", help="pegan checkpoint directory (or a reference .pth)")
-    e.add_argument("--metrics", default="fid50k,pr10k", help="comma list of fid<N> / pr<N> (default fid50k,pr10k)")
+    e.add_argument("--metrics", default="fid50k,pr10k", help="comma list of fid<N> / pr<N> / kid<N> (default fid50k,pr10k)")
     e.add_argument("--chosen-scale", help="scale offset S or SH,SW (4 -> 512 px for out_size 256); default: the "
                    "experiment's eval.scale, else its largest trained scale (where the paper reports)")
     e.add_argument("--size", help="image size H,W in pixels instead")

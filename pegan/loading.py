@@ -22,6 +22,7 @@ from pegan.convert import mmgen
 from pegan.convert.mmgen import ConversionError
 from pegan.convert import singan as sconv
 from pegan.convert.torchpickle import load_pickle, load_pth, state_dict_of
+from pegan.latent import seed_latents
 from pegan.models import singan as sm
 from pegan.models.stylegan2 import (Generator, abstract_variables, build_discriminator,
                                     build_generator, checked_scale, compute_mean_latent)
@@ -392,8 +393,6 @@ def sample(loaded: Loaded, num: int, chosen_scale=0, truncation: float = 1.0, se
     if num < 1 or batch < 1:
         raise InputError("num and batch must be positive")
     scale = resolve_scale(model, chosen_scale, size, max_side)
-    from pegan.latent import seed_latents
-
     z, noises = seed_latents(model, seed, num, scale)      # the seed convention of every latent tool
     if noise == "random":
         pass

@@ -9,7 +9,8 @@ fraction t; the noise maps are regularised by the squared autocorrelation of eac
 of one pixel along both axes over a pyramid of 2x average-pooled versions (down to 8 px), weight
 1e5, and renormalised to mean 0 and std 1 after each step.
 
-The distance is ``pegan.eval.vgg.perceptual_distance`` on torchvision VGG16 features (LPIPS's
+The distance is ``pegan.eval.vgg.perceptual_distance`` (passed in by the caller, so that this
+module needs neither the eval extra nor ``pegan.eval``) on torchvision VGG16 features (LPIPS's
 layers with equal weights; LPIPS's learned weights are not readable here), plus
 ``pixel_weight`` x the mean squared pixel error; without VGG16 weights, the pixel error alone.
 
@@ -156,12 +157,13 @@ def _normalise(n):
     return n * jax.lax.rsqrt(jnp.mean(jnp.square(n), axis=(1, 2, 3), keepdims=True))
 
 
-def project(loaded, targets: np.ndarray, scale, settings: Optional[ProjectSettings] = None, vgg=None,
+def project(loaded, targets: np.ndarray, scale, settings: Optional[ProjectSettings] = None, perceptual=None,
             init: Optional[Latents] = None, progress: Optional[Callable[[int, float], None]] = None,
             frame_every: int = 0, devices=None) -> Projection:
     """Project ``targets`` [N, H, W, 3] (in [-1, 1], already at the size of ``scale``) into the
-    generator. ``vgg``: VGG16 variables (``pegan.eval.vgg.load_vgg16()[1]``) for the perceptual
-    distance, or None (pixel error only). ``init``: start from these latents (w / W+ carried over;
+    generator. ``perceptual``: (maps, distance, params) of the perceptual distance
+    (``pegan.eval.vgg.perceptual(load_vgg16(path)[1])``), or None (pixel error only).
+    ``init``: start from these latents (w / W+ carried over;
     their noise maps too when they are at ``scale``, else fresh ones from the seed); the schedule
     and Adam start afresh. ``progress(step, loss)`` after every step. ``devices`` (default: the
     local devices): the targets are sharded over them when their count divides evenly."""
@@ -176,7 +178,7 @@ def project(loaded, targets: np.ndarray, scale, settings: Optional[ProjectSettin
     if tuple(targets.shape[1:3]) != tuple(hw):
         raise InputError(f"targets are {targets.shape[1]}x{targets.shape[2]} px; chosen scale {scale} makes "
                          f"{hw[0]}x{hw[1]} (prepare them with prepare_target)")
-    pixel_weight = s.pixel_weight if vgg is not None else (s.pixel_weight or 1.0)
+    pixel_weight = s.pixel_weight if perceptual is not None else (s.pixel_weight or 1.0)
     L = model.num_latents
     w_avg, w_std = w_statistics(loaded, s.w_avg_samples, s.seed)
     k_noise, k_steps = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(int(s.seed)), 1))
@@ -200,10 +202,8 @@ def project(loaded, targets: np.ndarray, scale, settings: Optional[ProjectSettin
         params = jax.device_put(params, shard)
         targets = jax.device_put(targets, shard)
 
-    if vgg is not None:
-        from pegan.eval.vgg import perceptual_distance, perceptual_maps
-
-        vparams = vgg["params"]
+    if perceptual is not None:
+        perceptual_maps, perceptual_distance, vparams = perceptual
         target_maps = jax.jit(perceptual_maps)(vparams, targets)
     else:
         vparams, target_maps = None, None
@@ -255,7 +255,7 @@ def project(loaded, targets: np.ndarray, scale, settings: Optional[ProjectSettin
         raise InputError("the projection's loss became non-finite: lower --lr")
     images = np.asarray(render(loaded.variables, params["w"], params["noise"]))
     w = np.broadcast_to(np.asarray(params["w"]), (n, L, model.style_channels)).copy()
-    settings_out = dict(asdict(s), scale=list(scale), distance="vgg16+pixel" if vgg is not None else "pixel",
+    settings_out = dict(asdict(s), scale=list(scale), distance="vgg16+pixel" if perceptual is not None else "pixel",
                         pixel_weight=pixel_weight, w_std=w_std)
     lat = Latents(w, [np.asarray(x) for x in params["noise"]], scale, settings_out)
     return Projection(lat, images, np.asarray(targets), losses, frames)

@@ -47,10 +47,13 @@ from typing import Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tup
 import jax
 import numpy as np
 
-from pegan import checks
+from pegan import checks, ops
 from pegan._extras import missing
 from pegan.errors import InputError
+from pegan.imageio import to_uint8
 from pegan.latent import Latents, noise_for_scale, renderer, seed_latents, to_w
+from pegan.loading import singan_noise_shapes, singan_runner, singan_sizes
+from pegan.models.singan import draw_noises
 from pegan.models.stylegan2 import Generator, checked_scale, image_size, scale_pair
 
 __all__ = ["VIDEO_EXTS", "Written", "write_video", "mp4_missing", "Keyframes", "seed_keyframes", "file_keyframes",
@@ -157,8 +160,6 @@ def write_video(path, frames: Iterable[np.ndarray], fps: float = 24.0, log=print
 def to_frames(batches: Iterable[np.ndarray], bgr: bool = False) -> Iterator[np.ndarray]:
     """Float image batches [b, H, W, 3] in [-1, 1] -> uint8 RGB frames one at a time (a BGR
     model's channels reversed), so a long video never holds its float frames at once."""
-    from pegan.imageio import to_uint8
-
     for b in batches:
         u8 = to_uint8(np.asarray(b)[..., ::-1] if bgr else b)
         yield from u8
@@ -448,8 +449,6 @@ def sweep_canvas(out_size: int, offsets: Sequence[Tuple[int, int]]) -> Tuple[int
 def _stretched(noise, shape, impl: str):
     """A stored noise map [1, h, w, c] at the (H, W, c) of ``shape``: as it is when it fits,
     else resized bilinearly (align_corners, as pegan's other SinGAN resizes)."""
-    from pegan import ops
-
     if tuple(noise.shape[1:]) == tuple(shape):
         return np.asarray(noise)
     return np.asarray(ops.resize_bilinear(noise, tuple(shape[:2]), align_corners=True, impl=impl))
@@ -463,9 +462,6 @@ def iter_singan_walk(loaded, frames: int, seed: int = 0, start_stage: int = 0, a
     >= ``start_stage`` start from ``pegan sample --seed seed``'s noise and move by AR(1) with
     ``alpha`` (r_t drawn from ``fold_in(PRNGKey(seed), t)``), stages below keep the stored
     reconstruction noise; output size as ``singan_sample`` ('rand') takes it."""
-    from pegan.loading import singan_noise_shapes, singan_runner, singan_sizes
-    from pegan.models.singan import draw_noises
-
     checks.at_least(frames, 1, "frames")
     checks.at_least(batch, 1, "batch")
     st = loaded.state

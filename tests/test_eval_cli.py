@@ -63,6 +63,17 @@ def numpy_fid(a, b):
     return float(((a.mean(0) - b.mean(0)) ** 2).sum() + tr_x + tr_y - 2 * tr_root)
 
 
+def numpy_unbiased_mmd2(x, y):
+    """The unbiased squared MMD with k(a, b) = (a.b / d + 1)^3, pair by pair in float64."""
+    d = x.shape[1]
+    k = lambda a, b: (float(np.dot(a, b)) / d + 1.0) ** 3
+    n, m = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    yy = sum(k(y[i], y[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    xy = sum(k(x[i], y[j]) for i in range(n) for j in range(m)) / (n * m)
+    return xx + yy - 2 * xy
+
+
 def test_evaluate_cli_end_to_end(fixtures, tmp_path):
     ck = tmp_path / "ckpt"
     r = pegan_cli("convert", fixtures / "mspie_stylegan2_config-f_tiny.mmgen.pth", ck,
@@ -71,7 +82,7 @@ def test_evaluate_cli_end_to_end(fixtures, tmp_path):
     reals = tmp_path / "reals"
     make_reals(reals, 24)
     inc, vgg = fixtures / "fid_inception_random_compact.pth", fixtures / "vgg16_random_compact.pth"
-    args = ["evaluate", ck, "--metrics", "fid20,pr12", "--chosen-scale", "2", "--real", reals,
+    args = ["evaluate", ck, "--metrics", "fid20,pr12,kid16", "--chosen-scale", "2", "--real", reals,
             "--inception", inc, "--vgg16", vgg, "--batch", "6", "--cache-dir", tmp_path / "cache", "--fid-method", "eigh",
             "--out", tmp_path / "m.json"]
     r = pegan_cli(*args)
@@ -90,6 +101,10 @@ def test_evaluate_cli_end_to_end(fixtures, tmp_path):
     f_fake = np.asarray(jax.jit(inet.apply)(ivars, fakes), np.float64)
     f_real = np.asarray(jax.jit(inet.apply)(ivars, real[:20]), np.float64)
     assert got_fid["fid"] == pytest.approx(numpy_fid(f_fake, f_real), rel=1e-3)
+    # KID on 16: every subset of 16 of 16 is the whole set, so each equals the full unbiased MMD^2
+    got_kid = rep["metrics"]["kid16"]
+    assert got_kid["kid"] == pytest.approx(numpy_unbiased_mmd2(f_fake[:16], f_real[:16]), rel=1e-4, abs=1e-9)
+    assert got_kid["kid_subset_size"] == 16 and got_kid["kid_std"] < 1e-6 * max(1.0, abs(got_kid["kid"]))
     vnet, vvars = load_vgg16(str(vgg))
     v_fake = np.asarray(jax.jit(vnet.apply)(vvars, fakes[:12]))
     v_real = np.asarray(jax.jit(vnet.apply)(vvars, real[:12, ..., ::-1]))   # mmgen feeds the reals as BGR

@@ -167,17 +167,17 @@ def test_projection_at_a_non_square_scale_with_vgg_and_init(gen, fixtures, tmp_p
     """At chosen scale (0, 2) (32x48) with the VGG16 distance (the fixture's random weights) plus
     the pixel term, W+: the PSNR rises; a second run from the saved latents (--init) starts
     where the first ended, below the first run's start."""
-    from pegan.eval.vgg import load_vgg16
+    from pegan.eval.vgg import load_vgg16, perceptual
 
-    vgg = load_vgg16(str(fixtures / "vgg16_random_compact.pth"))[1]
+    vgg = perceptual(load_vgg16(str(fixtures / "vgg16_random_compact.pth"))[1])
     true = lt.latents_for(gen, 11, 1, (0, 2))
     target = lt.render(gen, true)
     s = pj.ProjectSettings(steps=15, wplus=True, pixel_weight=1.0, **SETTINGS)
-    first = pj.project(gen, target, (0, 2), s, vgg=vgg)
+    first = pj.project(gen, target, (0, 2), s, perceptual=vgg)
     assert first.images.shape == (1, 32, 48, 3) and first.latents.settings["distance"] == "vgg16+pixel"
     path = lt.save_latents(tmp_path / "p.npz", first.latents)
     init = lt.load_latents(path, gen.model)
-    second = pj.project(gen, target, (0, 2), s, vgg=vgg, init=init)
+    second = pj.project(gen, target, (0, 2), s, perceptual=vgg, init=init)
     assert psnr(first.images, target) > psnr(lt.render(gen, lt.latents_for(gen, 12, 1, (0, 2))), target) + 5
     assert second.losses[0] < 0.5 * first.losses[0]
     assert psnr(second.images, target) >= psnr(first.images, target) - 0.5

@@ -54,7 +54,7 @@ from pegan.models.stylegan2 import Generator, image_size
 __all__ = ["Protocol", "parse_metrics", "Evaluator", "RealImages", "load_real_stats", "save_real_stats",
            "quantize_8bit", "make_evaluator", "evaluate_checkpoint"]
 
-NETWORK_OF = {"fid": "inception", "pr": "vgg16"}
+NETWORK_OF = {"fid": "inception", "pr": "vgg16", "kid": "inception"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,14 +89,14 @@ class Protocol:
 
 
 def parse_metrics(spec) -> List[Tuple[str, str, int]]:
-    """'fid50k,pr10k' -> [('fid50k', 'fid', 50000), ('pr10k', 'pr', 10000)]."""
+    """'fid50k,pr10k,kid5k' -> [('fid50k', 'fid', 50000), ('pr10k', 'pr', 10000), ('kid5k', 'kid', 5000)]."""
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     out = []
     for item in items:
         item = item.strip()
-        m = re.fullmatch(r"(fid|pr)(\d+)(k?)", item.lower())
+        m = re.fullmatch(r"(fid|pr|kid)(\d+)(k?)", item.lower())
         if not m:
-            raise InputError(f"unknown metric {item!r}: use fid<N> or pr<N>, e.g. fid50k, pr10k, fid1000")
+            raise InputError(f"unknown metric {item!r}: use fid<N>, pr<N> or kid<N>, e.g. fid50k, pr10k, kid50k")
         n = int(m.group(2)) * (1000 if m.group(3) else 1)
         if n < 4:
             raise InputError(f"{item}: needs at least 4 samples")
@@ -411,6 +411,12 @@ class Evaluator:
                 mu_f, sig_f = M.feature_stats(fakes["inception"][:n])
                 fid = M.fid_from_stats(mu_f, sig_f, mu_r, sig_r, method=self.protocol.fid_method)
                 results[name] = {**fid, "num_fakes": n, **src}
+            elif kind == "kid":
+                if self.real is None:
+                    raise InputError(f"{name} needs real images (--real DATASET), not only FID statistics")
+                real = self.real_features("inception", n, "rgb")
+                results[name] = {**M.kid(real, fakes["inception"][:n], seed=self.protocol.seed), "num_fakes": n,
+                                 "num_reals": len(real), "real": str(self.real.path)}
             else:
                 real = self.real_features("vgg16", n, self.protocol.pr_real_order)
                 pr = M.precision_recall(real, fakes["vgg16"][:n], k=self.protocol.pr_k)
@@ -445,11 +451,11 @@ def make_evaluator(metrics="fid50k,pr10k", real=None, real_stats=None, inception
     (arguments or ``$PEGAN_INCEPTION_WEIGHTS`` / ``$PEGAN_VGG16_WEIGHTS``)."""
 
     kinds = {k for _, k, _ in parse_metrics(metrics)}
-    if real is None and (real_stats is None or "pr" in kinds):
-        raise InputError("precision/recall needs real images (--real DATASET); FID needs real images "
+    if real is None and (real_stats is None or "pr" in kinds or "kid" in kinds):
+        raise InputError("precision/recall and KID need real images (--real DATASET); FID needs real images "
                          "or a statistics file (--real-stats FILE)")
     nets, ids = {}, {}
-    if "fid" in kinds:
+    if "fid" in kinds or "kid" in kinds:
         p = W.weight_path(W.INCEPTION, inception)
         nets["inception"], ids["inception"] = load_inception(str(p)), _file_digest(p)
     if "pr" in kinds:

@@ -27,7 +27,7 @@ from pegan.eval.weights import VGG16, WeightFileError, check_module, read_state_
 from pegan.ops.resize import resize_nearest
 
 __all__ = ["VGG16Features", "convert_state_dict", "load_vgg16", "CFG", "INPUT_SIZE", "perceptual_maps",
-           "perceptual_distance", "PERCEPTUAL_LAYERS", "PERCEPTUAL_SIDE"]
+           "perceptual_distance", "perceptual", "PERCEPTUAL_LAYERS", "PERCEPTUAL_SIDE"]
 
 INPUT_SIZE = 224
 CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
@@ -165,3 +165,9 @@ def perceptual_distance(maps_a, maps_b):
         b = b / (jnp.sqrt(jnp.sum(jnp.square(b), -1, keepdims=True)) + 1e-10)
         total = total + jnp.mean(jnp.sum(jnp.square(a - b), -1), axis=(1, 2))
     return total
+
+
+def perceptual(variables):
+    """(maps, distance, params) of the perceptual distance for ``pegan.project.project``, from
+    ``load_vgg16()``'s variables."""
+    return perceptual_maps, perceptual_distance, variables["params"]
