@@ -1,4 +1,4 @@
-"""Command line: ``pegan demo | convert | sample | mix | project | train | prepare | evaluate | experiments``.
+"""Command line: ``pegan demo | convert | sample | mix | project | video | train | prepare | evaluate | experiments``.
 
 Errors caused by the input (missing or damaged files, unknown experiments, checkpoints that do
 not fit, out-of-range arguments, a full disk) are ``pegan.errors.PeganError``: they print one
@@ -761,6 +761,9 @@ def _evaluate(args) -> int:
         if "fid" in r:
             print(f"{name}: FID {r['fid']:.4f} (mean term {r['fid_mean']:.4f}, covariance term {r['fid_cov']:.4f}); "
                   f"{r['num_fakes']} fakes vs {r['real']} ({r['real_count']} reals)")
+        elif "kid" in r:
+            print(f"{name}: KID {r['kid']:.6f} (std over {r['kid_subsets']} subsets of {r['kid_subset_size']}: "
+                  f"{r['kid_std']:.6f}); {r['num_fakes']} fakes, {r['num_reals']} reals of {r['real']}")
         else:
             print(f"{name}: precision {r['precision']:.4f}, recall {r['recall']:.4f}; "
                   f"{r['num_fakes']} fakes, {r['num_reals']} reals of {r['real']}")

@@ -146,7 +146,7 @@ def test_evaluate_cli_errors(fixtures, tmp_path):
     r = pegan_cli("evaluate", ck, "--metrics", "is50k", "--real", reals)
     assert r.returncode == 2 and "unknown metric" in r.stderr
     r = pegan_cli("evaluate", ck, "--metrics", "pr10", "--real-stats", tmp_path / "none.npz")
-    assert r.returncode == 2 and "precision/recall needs real images" in r.stderr
+    assert r.returncode == 2 and "precision/recall and KID need real images" in r.stderr
     (reals / "004.png").write_bytes(b"not a png")
     r = pegan_cli("evaluate", ck, "--metrics", "fid5", "--real", reals,
                   "--inception", fixtures / "fid_inception_random_compact.pth", "--cache-dir", tmp_path / "c")
