@@ -136,16 +136,6 @@ def _scale_of(args, model, default=None):
                              _pair(args.size, "--size") if args.size else None, args.max_side)
 
 
-def _truncate(loaded, lat, psi: float):
-    """Latents of a file pulled towards the stored mean latent (``pegan sample --truncation``)."""
-    import numpy as np
-
-    if psi == 1.0:
-        return lat
-    mean = np.asarray(loaded.variables["buffers"]["mean_latent"]).reshape(1, 1, -1)
-    return type(lat)(mean + psi * (lat.w - mean), lat.noises, lat.scale, dict(lat.settings, truncation=psi))
-
-
 def _latent_items(args, loaded, items: str, what: str, scale, truncation: float, num: int = 1):
     """--rows / --cols / --latent of the latent tools: comma-separated seeds (each: ``num``
     images of ``pegan sample --seed S``) and latent .npz files (all their latents; their noise
@@ -160,8 +150,8 @@ def _latent_items(args, loaded, items: str, what: str, scale, truncation: float,
     got = []
     for part in parts:
         if part.lower().endswith(".npz"):
-            lat = _truncate(loaded, lt.load_latents(part, loaded.model), truncation)
-            got.append(lt.Latents(lat.w, lt.noise_for_scale(loaded.model, lat, scale, args.seed), scale,
+            lat = lt.load_latents(part, loaded.model)
+            got.append(lt.Latents(lt.truncate(loaded, lat.w, truncation), lt.noise_for_scale(loaded.model, lat, scale, args.seed), scale,
                                   lat.settings))
         else:
             try:

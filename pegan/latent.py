@@ -32,7 +32,7 @@ from pegan.errors import InputError, MissingFileError
 from pegan.models.stylegan2 import Generator, scale_pair
 from pegan.nn.layers import random_noise
 
-__all__ = ["Latents", "seed_latents", "to_w", "mix", "parse_layers", "parse_values", "render", "renderer",
+__all__ = ["Latents", "generator_of", "truncate", "seed_latents", "to_w", "mix", "parse_layers", "parse_values", "render", "renderer",
            "save_latents", "load_latents", "latents_for", "noise_for_scale", "LATENT_FILE_LIMIT"]
 
 LATENT_FILE_LIMIT = 256 << 20        # bytes a latent .npz may hold once unpacked (hostile files)
@@ -55,7 +55,8 @@ class Latents:
         return Latents(self.w[idx], [n[idx] for n in self.noises], self.scale, dict(self.settings))
 
 
-def _generator(loaded) -> Generator:
+def generator_of(loaded) -> Generator:
+    """The StyleGAN2 / MS-PIE generator of a loaded checkpoint, or one clear error."""
     model = loaded.model
     if not isinstance(model, Generator):
         raise InputError("the latent tools need a StyleGAN2 / MS-PIE generator (load with which='ema' or 'orig')")
@@ -71,7 +72,7 @@ def seed_latents(model: Generator, seed: int, num: int, scale) -> Tuple[jnp.ndar
 
 def to_w(loaded, z, truncation: float = 1.0) -> np.ndarray:
     """z [N, S] -> w [N, L, S]: the mapping network, then truncation towards the stored mean latent."""
-    model = _generator(loaded)
+    model = generator_of(loaded)
     fn = jax.jit(lambda v, z: model.apply(v, z, method=Generator.mapping))
     w = fn(loaded.variables, jnp.asarray(z))
     if truncation != 1.0:
@@ -80,9 +81,17 @@ def to_w(loaded, z, truncation: float = 1.0) -> np.ndarray:
     return np.asarray(jnp.broadcast_to(w[:, None], (w.shape[0], model.num_latents, w.shape[-1])))
 
 
+def truncate(loaded, w: np.ndarray, truncation: float) -> np.ndarray:
+    """Styles w [N, L, S] pulled towards the stored mean latent: ``mean + psi (w - mean)``."""
+    if truncation == 1.0:
+        return w
+    mean = np.asarray(loaded.variables["buffers"]["mean_latent"], np.float32).reshape(1, 1, -1)
+    return (mean + np.float32(truncation) * (np.asarray(w, np.float32) - mean)).astype(np.float32)
+
+
 def latents_for(loaded, seed: int, num: int, scale, truncation: float = 1.0) -> Latents:
     """The latents of ``pegan sample --seed seed --num num --truncation psi`` at ``scale``."""
-    model = _generator(loaded)
+    model = generator_of(loaded)
     scale = scale_pair(scale)
     z, noises = seed_latents(model, seed, num, scale)
     return Latents(to_w(loaded, z, truncation), [np.asarray(n) for n in noises], scale,
@@ -141,7 +150,7 @@ def mix(row: Latents, col: Latents, layers: Sequence[int]) -> Latents:
 def renderer(loaded, scale):
     """A jitted ``(w [n, L, S], noises) -> images [n, H, W, 3]`` at ``scale``: one compiled
     program per (scale, n)."""
-    model = _generator(loaded)
+    model = generator_of(loaded)
     scale = scale_pair(scale)
 
     @jax.jit

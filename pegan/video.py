@@ -51,10 +51,10 @@ from pegan import checks, ops
 from pegan._extras import missing
 from pegan.errors import InputError
 from pegan.imageio import to_uint8
-from pegan.latent import Latents, noise_for_scale, renderer, seed_latents, to_w
+from pegan.latent import Latents, generator_of, noise_for_scale, renderer, seed_latents, to_w, truncate
 from pegan.loading import singan_noise_shapes, singan_runner, singan_sizes
 from pegan.models.singan import draw_noises
-from pegan.models.stylegan2 import Generator, checked_scale, image_size, scale_pair
+from pegan.models.stylegan2 import checked_scale, image_size, scale_pair
 
 __all__ = ["VIDEO_EXTS", "Written", "write_video", "mp4_missing", "Keyframes", "seed_keyframes", "file_keyframes",
            "frame_schedule", "slerp", "blend_noise", "iter_interpolation", "interpolate", "sweep_offsets",
@@ -207,23 +207,9 @@ class Keyframes:
         return int(self.w.shape[0])
 
 
-def _generator(loaded) -> Generator:
-    if not isinstance(loaded.model, Generator):
-        raise InputError("this video needs a StyleGAN2 / MS-PIE generator")
-    return loaded.model
-
-
-def _truncate(loaded, w: np.ndarray, truncation: float) -> np.ndarray:
-    """``mean + psi (w - mean)`` against the stored mean latent (``to_w``'s truncation)."""
-    if truncation == 1.0:
-        return np.asarray(w, np.float32)
-    mean = np.asarray(loaded.variables["buffers"]["mean_latent"], np.float32).reshape(1, 1, -1)
-    return (mean + np.float32(truncation) * (np.asarray(w, np.float32) - mean)).astype(np.float32)
-
-
 def seed_keyframes(loaded, seeds: Sequence[int], scale, truncation: float = 1.0) -> Keyframes:
     """One keyframe per seed: image 0 of ``pegan sample --seed s --num 1`` at ``scale``."""
-    model = _generator(loaded)
+    model = generator_of(loaded)
     scale = scale_pair(scale)
     zs, noises = [], []
     for s in seeds:
@@ -240,13 +226,13 @@ def file_keyframes(loaded, latents: Sequence[Latents], scale, truncation: float 
     """One keyframe per row of each latent file (in order): its w (truncated) and its noise
     maps when it was made at ``scale``, else maps drawn from seed ``noise_seed + i`` for the
     i-th file (``latent.noise_for_scale``)."""
-    model = _generator(loaded)
+    model = generator_of(loaded)
     scale = scale_pair(scale)
     ws, noises = [], []
     for i, lat in enumerate(latents):
         ws.append(np.broadcast_to(lat.w, (len(lat), model.num_latents, model.style_channels)))
         noises.append([np.asarray(n, np.float32) for n in noise_for_scale(model, lat, scale, noise_seed + i)])
-    w = _truncate(loaded, np.concatenate(ws), truncation)
+    w = truncate(loaded, np.concatenate(ws), truncation)
     labels = tuple(f"file {i} row {r}" for i, lat in enumerate(latents) for r in range(len(lat)))
     return Keyframes(w, [np.concatenate(layer) for layer in zip(*noises)], scale, None, labels)
 
@@ -392,7 +378,7 @@ def iter_scale_sweep(loaded, offsets: Sequence[Tuple[int, int]], seed: Optional[
     the largest offsets (the seed's, or the file's when made there, else from ``noise_seed``)
     and centre-cropped for the smaller frames; the frame at the largest offsets is then that
     scale's ``pegan sample`` image."""
-    model = _generator(loaded)
+    model = generator_of(loaded)
     checks.at_least(hold, 1, "hold")
     offsets = [checked_scale(model.out_size, s, max_side) for s in offsets]
     if not offsets:
