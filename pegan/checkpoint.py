@@ -54,7 +54,7 @@ from pegan import checks
 from pegan.errors import ExistingPathError, PeganError, PeganWarning
 
 __all__ = ["CheckpointError", "CheckpointWriter", "save", "restore", "read_config", "read_info", "steps",
-           "latest_step", "check_step", "digest", "set_aside_later_steps", "is_checkpoint_dir", "check_run_dir",
+           "latest_step", "check_step", "items_at", "digest", "set_aside_later_steps", "is_checkpoint_dir", "check_run_dir",
            "kept_note", "RUN_FILES", "FORMAT", "FORMAT_VERSION", "DIGESTS"]
 
 FORMAT = "pegan-checkpoint"
@@ -174,6 +174,12 @@ def check_step(directory, step: Optional[int] = None) -> int:
         raise CheckpointError(f"{d} has no step {step}; its steps are {', '.join(map(str, available))}: "
                               "pass --step with one of them")
     return int(step)
+
+
+def items_at(directory, step: Optional[int] = None) -> List[str]:
+    """The items saved at ``step`` (default: the latest), e.g. ['discriminator', 'generator', ...]."""
+    d = Path(directory)
+    return sorted(_items_in(d, check_step(d, step)))
 
 
 def _items_in(d: Path, step: int) -> set:

@@ -518,6 +518,9 @@ ALIASES = {
     "steps": ("stylegan2", "train.total_iters", None),
     "checkpoint_every": ("stylegan2", "train.checkpoint_every", None),
     "batch_gpu": ("stylegan2", "train.batch_gpu", None),
+    "init_from": ("stylegan2", "train.init_from", None),
+    "augment": ("stylegan2", "train.augment", None),
+    "freeze_d": ("stylegan2", "train.freeze_d", None),
     "sample_every": ("stylegan2", "train.sample_every", None),
     "log_every": ("stylegan2", "train.log_every", None),
     "no_tensorboard": ("stylegan2", "train.tensorboard", False),
@@ -673,8 +676,11 @@ def _train_stylegan2(args, cfg, workdir) -> int:
         kimg[0] += m["batch"] / 1000
         bar.update(1)
         if "d_loss" in m:
-            bar.set_postfix(scale=m["scale"], D=f"{m['d_loss']:.3f}", G=f"{m['g_loss']:.3f}",
-                            R1=f"{m['r1_penalty']:.2e}", PL=f"{m['pl_penalty']:.2e}")
+            shown = dict(scale=m["scale"], D=f"{m['d_loss']:.3f}", G=f"{m['g_loss']:.3f}",
+                         R1=f"{m['r1_penalty']:.2e}", PL=f"{m['pl_penalty']:.2e}")
+            if "ada_p" in m:
+                shown.update(p=f"{m['ada_p']:.3f}", rt=f"{m['ada_rt']:.2f}")
+            bar.set_postfix(**shown)
 
     try:
         trainer.run(progress=progress, evaluator=evaluator)     # lengths and intervals: the config's
@@ -967,6 +973,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--checkpoint-every", type=_count(0), help="StyleGAN2: train.checkpoint_every")
     a.add_argument("--batch-gpu", type=_count(1), help="StyleGAN2: train.batch_gpu (images per device per pass: "
                    "gradient accumulation, as NVIDIA's --batch-gpu)")
+    a.add_argument("--init-from", metavar="CKPT", help="StyleGAN2: train.init_from (fine-tune: start from a converted "
+                   "release, a pegan run or a reference .pth; optimiser states, step and data position start fresh)")
+    a.add_argument("--augment", metavar="MODE", help="StyleGAN2: train.augment (none | ada | fixed:P)")
+    a.add_argument("--freeze-d", type=_count(0), metavar="K", help="StyleGAN2: train.freeze_d (FreezeD: K input-side "
+                   "discriminator blocks keep their weights)")
     a.add_argument("--sample-every", type=_count(0), help="StyleGAN2: train.sample_every")
     a.add_argument("--log-every", type=_count(1), help="StyleGAN2: train.log_every")
     a.add_argument("--no-tensorboard", action="store_true", help="StyleGAN2: train.tensorboard=false")

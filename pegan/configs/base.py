@@ -111,6 +111,16 @@ def stylegan2() -> ml_collections.ConfigDict:
     t.ema_momentum = 0.5 ** (32 / (10 * 1000))   # generator EMA: half-life 10 kimg at batch 32
     t.regularisation = "joint"     # 'joint': R1 / PL in the same Adam step (the reference); 'separate': NVIDIA's
     t.statistics = "per_device"    # minibatch-stddev groups and PL mean per device (the reference) or 'global'
+    t.augment = "none"             # what D sees: 'none' (the reference), 'ada' (NVIDIA's adaptive 'bgc'
+                                   # augmentation, p from 0), or 'fixed:P' (the same at a constant p, e.g. fixed:0.2)
+    t.ada_target = 0.6             # ADA's target of r_t = E[sign(D(real))] (NVIDIA: 0.6)
+    t.ada_interval = 4             # steps between adjustments of p (NVIDIA: 4)
+    t.ada_kimg = 500.0             # kimg over which p could go from 0 to 1 (NVIDIA: 500; small: faster)
+    t.init_from = None             # start from another model: a pegan checkpoint directory (a converted
+                                   # release or a run) or a reference .pth; G, D, G_ema and the mean latent
+                                   # are copied, optimiser states, step and data position start fresh
+    t.reinit = []                  # with init_from, parts that start fresh instead: 'mapping', 'd_head'
+    t.freeze_d = 0                 # FreezeD: the k input-side discriminator blocks keep their weights
     t.checkpoint_every = 10_000    # steps between checkpoints (0: only at the end)
     t.keep_checkpoints = 40        # checkpoints kept (None: all)
     t.sample_every = 10_000        # steps between sample grids at every scale (0: only at the end)

@@ -156,7 +156,7 @@ def make_sharded_step(mesh: Mesh, G, D, tcfg, scale, per_device_batch: int, stat
                 rnd = tr.pass_randomness(key, G, tcfg, scale, b // k, k, first=i * k)
             new, metrics, _ = tr.train_step(state, tr.resize_reals(real, size, G.forms.resize), rnd, G=G, D=D, tcfg=tcfg,
                                             scale=scale, grad_reduce=lambda g: jax.lax.pmean(g, "data"),
-                                            lazy=lazy, passes=k)
+                                            lazy=lazy, passes=k, images=n * b)
             scalars = {k: jax.lax.pmean(v, "data") for k, v in metrics.items() if k != "path_lengths"}
             return new, scalars
 

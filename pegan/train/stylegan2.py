@@ -27,9 +27,11 @@ from pegan.errors import InputError
 from pegan import ops
 from pegan.models.stylegan2 import Discriminator, Generator, image_size
 from pegan.nn.layers import random_noise
+from pegan.train import augment as ada
 
 __all__ = ["TrainState", "Randomness", "draw_randomness", "step_randomness", "pl_scale_of", "r1_penalty", "regularisation_mode",
-           "static_lazy_terms", "lazy_kind", "pass_randomness", "make_optimizers", "init_state",
+           "static_lazy_terms", "lazy_kind", "pass_randomness", "make_optimizers", "init_state", "augment_mode",
+           "augmenter", "frozen_d_blocks",
            "d_loss_fn", "g_loss_fn", "train_step", "reals_to_float", "resize_reals", "ema_update", "d_phase", "g_phase"]
 
 
@@ -44,6 +46,7 @@ class TrainState:
     opt_d: Any
     pl_mean: jnp.ndarray
     key: jnp.ndarray
+    ada: Any = None        # the ADA state (pegan.train.augment.init_ada) with train.augment on, else None
 
 
 class Randomness(NamedTuple):
@@ -57,13 +60,46 @@ class Randomness(NamedTuple):
     idx_pl: jnp.ndarray
     noise_pl: Sequence[jnp.ndarray]
     pl_randn: jnp.ndarray
+    aug: Any = None        # the key of the discriminator's augmentations (train.augment), or None
+
+
+AUG_SALT = 0x41_44_41          # folded into an iteration's key for its augmentation key ("ADA")
+
+
+def frozen_d_blocks(tcfg, D: Optional[Discriminator] = None) -> Tuple[str, ...]:
+    """FreezeD (``train.freeze_d`` = k): the parameter groups of the k input-side discriminator
+    blocks (block 1 is the fromRGB layer and the first residual block): no gradient, no Adam
+    state, the weights of the start. 0: none."""
+    k = int(tcfg.get("freeze_d", 0) or 0)
+    if k <= 0:
+        return ()
+    if D is not None:
+        blocks = int(math.log2(D.in_size)) - 2
+        if k > blocks:
+            raise InputError(f"train.freeze_d is {k}, but the discriminator has {blocks} blocks: use 0 to {blocks}")
+    return tuple(f"convs_{j}" for j in range(k + 1))
+
+
+def _label(frozen):
+    return lambda params: {k: jax.tree.map(lambda _: "frozen" if k in frozen else "train", v)
+                           for k, v in params.items()}
 
 
 def make_optimizers(tcfg):
-    """Adam for G and D with the lazy-regularisation lr / beta scaling of the config."""
+    """Adam for G and D with the lazy-regularisation lr / beta scaling of the config; with
+    FreezeD (``frozen_d_blocks``) D's frozen groups get no update and keep no Adam state."""
     g = optax.adam(tcfg.g_lr, b1=tcfg.g_betas[0], b2=tcfg.g_betas[1], eps=tcfg.adam_eps)
     d = optax.adam(tcfg.d_lr, b1=tcfg.d_betas[0], b2=tcfg.d_betas[1], eps=tcfg.adam_eps)
+    frozen = frozen_d_blocks(tcfg)
+    if frozen:
+        d = optax.multi_transform({"train": d, "frozen": optax.set_to_zero()}, _label(frozen))
     return g, d
+
+
+def augment_mode(tcfg) -> Tuple[str, float]:
+    """``train.augment`` parsed (``pegan.train.augment.parse_augment``): ('none' | 'ada' |
+    'fixed', initial p)."""
+    return ada.parse_augment(tcfg.get("augment", "none"))
 
 
 def init_state(G: Generator, D: Discriminator, tcfg, key, g_vars=None, d_vars=None) -> TrainState:
@@ -73,10 +109,12 @@ def init_state(G: Generator, D: Discriminator, tcfg, key, g_vars=None, d_vars=No
     if d_vars is None:
         d_vars = D.init(k_d, jnp.zeros((1, D.in_size, D.in_size, 3)))
     opt_g, opt_d = make_optimizers(tcfg)
+    mode, p0 = augment_mode(tcfg)
     return TrainState(step=jnp.zeros((), jnp.int32), g_params=g_vars["params"], g_buffers=g_vars["buffers"],
                       d_params=d_vars["params"], ema_params=jax.tree.map(jnp.array, g_vars["params"]),
                       opt_g=opt_g.init(g_vars["params"]), opt_d=opt_d.init(d_vars["params"]),
-                      pl_mean=jnp.zeros((), jnp.float32), key=key)
+                      pl_mean=jnp.zeros((), jnp.float32), key=key,
+                      ada=None if mode == "none" else ada.init_ada(p0))
 
 
 def pl_scale_of(tcfg, scale):
@@ -104,7 +142,7 @@ def draw_randomness(key, G: Generator, scale, batch: int, pl_batch: int, mix_pro
     return Randomness(zpair(ks[0], batch), index(ks[1]), random_noise(ks[2], shapes, batch),
                       zpair(ks[3], batch), index(ks[4]), random_noise(ks[5], shapes, batch),
                       zpair(ks[6], pl_batch), index(ks[7]), random_noise(ks[8], shapes0, pl_batch),
-                      jax.random.normal(ks[9], (pl_batch, h, w, 3)))
+                      jax.random.normal(ks[9], (pl_batch, h, w, 3)), jax.random.fold_in(key, AUG_SALT))
 
 
 def step_randomness(key, G: Generator, tcfg, scale, batch: int) -> Randomness:
@@ -145,30 +183,57 @@ def _when(pred, yes, no, operand):
     return jax.lax.cond(pred, yes, no, operand)
 
 
-def d_loss_fn(d_params, D, real, fake, do_r1, r1_weight: float):
+def _seen(aug, which: int):
+    """What D sees of an image batch: ``aug(x, which)`` (the augmentation, ``augmenter``), or x."""
+    return (lambda x: x) if aug is None else (lambda x: aug(x, which))
+
+
+# the draws of an iteration's augmentations: reals, fakes of the D step, fakes of the G step, reals of R1 alone
+AUG_REAL, AUG_FAKE_D, AUG_FAKE_G, AUG_R1 = range(4)
+
+
+def augmenter(tcfg, state, rnd: Randomness, D: Discriminator):
+    """``aug(x, which) -> x``: the ADA pipeline at the state's p with draw ``which`` of the
+    iteration's augmentation key (``rnd.aug``), its filters in D's upfirdn form
+    (``compute.upfirdn_impl``); None with ``train.augment`` 'none'."""
+    if augment_mode(tcfg)[0] == "none":
+        return None
+    if rnd.aug is None or state.ada is None:
+        raise InputError("train.augment is on, but the state or the randomness has no augmentation (made with "
+                         "augment 'none'?)")
+    impl = D.forms.upfirdn
+    return lambda x, which: ada.augment(x, jax.random.fold_in(rnd.aug, which), state.ada["p"],
+                                        impl=impl).astype(x.dtype)
+
+
+def d_loss_fn(d_params, D, real, fake, do_r1, r1_weight: float, aug=None):
+    """``aug``: the augmentation of what D sees (``augmenter``; the reals of the R1 term are the
+    same augmented reals, and R1 differentiates through the augmentation), or None."""
     def disc(p, x):
         return D.apply({"params": p}, x)
 
-    pf = disc(d_params, fake)
-    pr = disc(d_params, real)
+    see_real = _seen(aug, AUG_REAL)
+    pf = disc(d_params, _seen(aug, AUG_FAKE_D)(fake))
+    pr = disc(d_params, see_real(real))
     loss_fake = jnp.mean(jax.nn.softplus(pf))
     loss_real = jnp.mean(jax.nn.softplus(-pr))
 
     def no_r1(p):
         return jnp.zeros((), real.dtype)
 
-    r1_val = _when(do_r1, lambda p: r1_penalty(p, D, real), no_r1, d_params)
+    r1_val = _when(do_r1, lambda p: r1_penalty(p, D, real, see_real), no_r1, d_params)
     loss = loss_fake + loss_real + r1_weight * r1_val
     return loss, {"d_loss": loss, "loss_disc_fake": loss_fake, "loss_disc_real": loss_real,
                   "r1_penalty": r1_val, "disc_pred_fake": pf, "disc_pred_real": pr}
 
 
 def g_loss_fn(g_params, G, buffers, d_params, D, rnd: Randomness, scale, pl_mean, do_pl, pl_weight: float,
-              pl_decay: float, pl_scale=0, pl_detach_mean: bool = False, adversarial: bool = True):
-    """``adversarial=False``: the path-length term alone (NVIDIA's separate regularisation step)."""
+              pl_decay: float, pl_scale=0, pl_detach_mean: bool = False, adversarial: bool = True, aug=None):
+    """``adversarial=False``: the path-length term alone (NVIDIA's separate regularisation step).
+    ``aug``: the augmentation of the fakes D sees (``augmenter``), or None."""
     if adversarial:
         fake = _gen(G, g_params, buffers, rnd.z_g, rnd.idx_g, rnd.noise_g, scale)
-        pf = D.apply({"params": d_params}, fake)
+        pf = D.apply({"params": d_params}, _seen(aug, AUG_FAKE_G)(fake))
         adv = jnp.mean(jax.nn.softplus(-pf))
     else:
         fake = pf = None
@@ -205,9 +270,11 @@ def ema_update(ema, params, momentum: float):
     return jax.tree.map(lambda e, p: p + (e - p) * momentum, ema, params)
 
 
-def r1_penalty(d_params, D, real):
-    """R1: mean over the batch of the summed squared gradient of D's logits w.r.t. the reals."""
-    g = jax.grad(lambda x: jnp.sum(D.apply({"params": d_params}, x)))(real)
+def r1_penalty(d_params, D, real, see=None):
+    """R1: mean over the batch of the summed squared gradient of D's logits w.r.t. the reals
+    (through ``see``, the augmentation of what D sees, when given)."""
+    see = see or (lambda x: x)
+    g = jax.grad(lambda x: jnp.sum(D.apply({"params": d_params}, see(x))))(real)
     return jnp.mean(jnp.sum(jnp.square(g), axis=(1, 2, 3)))
 
 
@@ -221,13 +288,21 @@ def regularisation_mode(tcfg) -> str:
     return mode
 
 
+def _unfrozen(tcfg, d_params):
+    """FreezeD: no gradient flows into the frozen blocks (so none is computed for them)."""
+    frozen = frozen_d_blocks(tcfg)
+    return {k: (jax.lax.stop_gradient(v) if k in frozen else v) for k, v in d_params.items()}
+
+
 def d_phase(state: TrainState, real, rnd: Randomness, *, G, D, tcfg, scale, do_r1=None):
     """Discriminator loss terms and gradients of one iteration (before any reduction)."""
     if do_r1 is None:
         do_r1 = lazy_kind(tcfg, state.step)[0]
     fake = jax.lax.stop_gradient(_gen(G, state.g_params, state.g_buffers, rnd.z_d, rnd.idx_d, rnd.noise_d, scale))
-    (dl, terms), grads = jax.value_and_grad(d_loss_fn, has_aux=True)(
-        state.d_params, D, real, fake, do_r1, tcfg.r1_weight)
+    def loss(p):
+        return d_loss_fn(_unfrozen(tcfg, p), D, real, fake, do_r1, tcfg.r1_weight, augmenter(tcfg, state, rnd, D))
+
+    (dl, terms), grads = jax.value_and_grad(loss, has_aux=True)(state.d_params)
     return grads, terms
 
 
@@ -239,7 +314,7 @@ def g_phase(state: TrainState, d_params, rnd: Randomness, *, G, D, tcfg, scale, 
     (gl, terms), grads = jax.value_and_grad(g_loss_fn, has_aux=True)(
         state.g_params if g_params is None else g_params, G, state.g_buffers, d_params, D, rnd, scale,
         state.pl_mean, do_pl, tcfg.pl_weight, tcfg.pl_decay, pl_scale_of(tcfg, scale),
-        bool(tcfg.pl_detach_mean), adversarial)
+        bool(tcfg.pl_detach_mean), adversarial, augmenter(tcfg, state, rnd, D) if adversarial else None)
     return grads, terms
 
 
@@ -301,7 +376,8 @@ def _accumulate(fn, xs, passes: int):
 
 
 def train_step(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Discriminator, tcfg,
-               scale, grad_reduce=None, lazy: Optional[Tuple[bool, bool]] = None, passes: int = 1):
+               scale, grad_reduce=None, lazy: Optional[Tuple[bool, bool]] = None, passes: int = 1,
+               images: Optional[int] = None):
     """One iteration at chosen ``scale`` (static) on ``real`` (already at its size).
 
     ``grad_reduce`` (e.g. ``lambda g: lax.pmean(g, 'data')``) averages gradients across data
@@ -317,6 +393,12 @@ def train_step(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Dis
     running means, one per pass (a vector with one pass: its first slot is used). Each pass is what one device does in a 1-pass step (its own
     minibatch-stddev groups, path-length batch and running mean), and the gradients are the mean
     over the passes, so the step equals the 1-pass step on ``passes`` times the devices.
+
+    ``train.augment`` on (``augment_mode``): every image D sees goes through the ADA pipeline at
+    ``state.ada['p']`` with the draws of ``rnd.aug`` (``augmenter``), and ``state.ada`` is adjusted
+    (``pegan.train.augment.adjust``) from the signs of D's logits on the reals, averaged with
+    ``grad_reduce`` over the data shards; ``images``: the reals of the step over all shards
+    (default: this call's). ``train.freeze_d``: FreezeD (``frozen_d_blocks``).
     Returns (new state, metrics, aux)."""
     reduce = grad_reduce or (lambda g: g)
     opt_g, opt_d = make_optimizers(tcfg)
@@ -343,10 +425,11 @@ def train_step(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Dis
         def d_reg(args):
             p, o = args
             def r1_pass(x):
-                r1, g = jax.value_and_grad(r1_penalty)(p, D, x)
+                see = _seen(augmenter(tcfg, state, x[1], D), AUG_R1)
+                r1, g = jax.value_and_grad(lambda q: r1_penalty(_unfrozen(tcfg, q), D, x[0], see))(p)
                 return g, {"r1": r1}
 
-            g, t = _accumulate(r1_pass, real_k, k)
+            g, t = _accumulate(r1_pass, (real_k, rnd), k)
             r1 = t["r1"]
             p, o = _adam(opt_d, reduce(jax.tree.map(lambda x: tcfg.r1_weight * x, g)), o, p)
             return p, o, r1
@@ -381,12 +464,23 @@ def train_step(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Dis
     if slots is not None:       # the passes' running means back into their slots (the rest unchanged)
         new_pl = jnp.concatenate([jnp.reshape(new_pl, (-1,)), slots[k:]])
     ema = ema_update(state.ema_params, g_params, tcfg.ema_momentum)
+    new_ada = state.ada
+    if state.ada is not None:      # ADA: r_t from the signs of D's logits on the (augmented) reals
+        mode, _ = augment_mode(tcfg)
+        pr = d_terms["disc_pred_real"]
+        n_img = float(pr.shape[0] if images is None else images)
+        mean_sign = reduce(jnp.mean(jnp.sign(pr).astype(jnp.float32)))
+        due = (state.step + 1) % int(tcfg.ada_interval) == 0
+        new_ada = ada.adjust(state.ada, mean_sign * n_img, n_img, due, target=float(tcfg.ada_target),
+                             kimg=float(tcfg.ada_kimg), adaptive=mode == "ada")
     new = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params, ema_params=ema,
-                        opt_g=opt_g_state, opt_d=opt_d_state, pl_mean=new_pl)
+                        opt_g=opt_g_state, opt_d=opt_d_state, pl_mean=new_pl, ada=new_ada)
     metrics = {"d_loss": d_terms["d_loss"], "g_loss": g_terms["g_loss"],
                "loss_disc_fake": d_terms["loss_disc_fake"], "loss_disc_real": d_terms["loss_disc_real"],
                "r1_penalty": d_terms["r1_penalty"], "loss_disc_fake_g": g_terms["loss_disc_fake_g"],
                "pl_penalty": g_terms["pl_penalty"], "path_lengths": g_terms["path_lengths"],
                "pl_mean": jnp.mean(g_terms["pl_mean"])}
+    if new_ada is not None:
+        metrics.update(ada_p=new_ada["p"], ada_rt=new_ada["rt"])
     aux = {"d_grads": d_grads, "g_grads": g_grads, "d_terms": d_terms, "g_terms": g_terms}
     return new, metrics, aux

@@ -46,6 +46,8 @@ from pegan import checks
 from pegan import compute
 from pegan.configs import eval_scale
 from pegan.models.stylegan2 import build_discriminator, build_generator, checked_scale, compute_mean_latent
+from pegan.train import augment as ada
+from pegan.train import finetune
 from pegan.train import sharded
 from pegan.train import stylegan2 as tr
 
@@ -100,6 +102,14 @@ def check_config(cfg, devices: int, statistics: Optional[str] = None) -> None:
         sec, field = key.split(".")
         if cfg[sec][field] not in allowed:
             raise InputError(f"{key} must be one of {', '.join(allowed)}, got {cfg[sec][field]!r}")
+    ada.parse_augment(t.augment)
+    checks.at_least(t.ada_interval, 1, "train.ada_interval")
+    if not (float(t.ada_kimg) > 0 and -1.0 < float(t.ada_target) < 1.0):
+        raise InputError(f"train.ada_kimg must be > 0 and train.ada_target in (-1, 1) (the range of r_t); got "
+                         f"{t.ada_kimg} and {t.ada_target}")
+    if checks.at_least(t.freeze_d, 0, "train.freeze_d"):
+        tr.frozen_d_blocks(t, build_discriminator(cfg))
+    finetune.check_reinit(t)
     if t.scale_sampling == "configured" and (t.scale_probs is None or len(t.scale_probs) != len(cfg.scales)):
         raise InputError(f"train.scale_sampling 'configured' needs train.scale_probs, one per entry of scales "
                          f"({len(cfg.scales)})")
@@ -191,6 +201,9 @@ class Trainer:
         self._ckpt: Optional[ckpt.CheckpointWriter] = None
         if step is not None or resume:
             self._restore(step)
+        elif self.tcfg.init_from:         # fine-tuning: the parent's models, everything else fresh
+            host = finetune.start_from(self.host_state(), cfg, log=self.log)
+            self.state = sharded.put_state(host, self.mesh, self.statistics, self.slots)
 
     # -- steps ---------------------------------------------------------------------------
     def step_kind(self, step: int):
@@ -368,6 +381,9 @@ class Trainer:
             vals["loss/r1_penalty"] = float(np.mean(r1))        # mean over the steps that ran it
         if pl:
             vals["loss/pl_penalty"] = float(np.mean(pl))
+        if "ada_p" in window[-1]:              # ADA: p and r_t at the end of the window
+            vals["augment/p"] = window[-1]["ada_p"]
+            vals["augment/rt"] = window[-1]["ada_rt"]
         vals["progress/kimg"] = self.offset / 1000
         if kimg > 0:
             vals["speed/sec_per_kimg"] = seconds / kimg
@@ -419,9 +435,10 @@ class Trainer:
                  "discriminator": {"params": host.d_params},
                  # the path-length means (one per device and accumulation pass) in an item of
                  # their own: their shape follows the device count, the rest of the state does not
-                 "train_state": {"state": flax.serialization.to_state_dict(self._fixed_shape(host)),
-                                 "data_offset": np.asarray(self.offset)},
+                 "train_state": {"state": self._state_dict(host), "data_offset": np.asarray(self.offset)},
                  "train_pl_means": {"pl_mean": np.asarray(host.pl_mean).reshape(-1)}}
+        if host.ada is not None:        # ADA's p, r_t and sums: an item of their own (absent without ADA)
+            items["train_augment"] = {k: np.asarray(v) for k, v in host.ada.items()}
         self._ckpt.save(step, items)
 
     def close(self):
@@ -444,7 +461,14 @@ class Trainer:
 
     @staticmethod
     def _fixed_shape(host):
-        return host.replace(pl_mean=np.asarray(np.mean(host.pl_mean), np.float32))
+        return host.replace(pl_mean=np.asarray(np.mean(host.pl_mean), np.float32), ada=None)
+
+    def _state_dict(self, host):
+        """The train_state item: the state without the per-device means and the ADA state (items
+        of their own), so that a run of any device count or augmentation reads it."""
+        d = flax.serialization.to_state_dict(self._fixed_shape(host))
+        d.pop("ada", None)
+        return d
 
     def _restore(self, step: Optional[int] = None):
         step = ckpt.check_step(self.workdir, step)
@@ -454,14 +478,28 @@ class Trainer:
         changed = compute.changes_since(old, self.compute)
         if changed:
             self.log(compute.change_note(changed))
-        host = self._fixed_shape(self.host_state())
-        abstract = {"state": flax.serialization.to_state_dict(host), "data_offset": np.asarray(0)}
+        fresh = self.host_state()
+        host = self._fixed_shape(fresh)
+        abstract = {"state": self._state_dict(fresh), "data_offset": np.asarray(0)}
         spec = jax.tree.map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), abstract)
-        per_device = (self.workdir / "checkpoints" / str(step) / "train_pl_means").is_dir()
-        items = ckpt.restore(self.workdir, ["train_state"] + ["train_pl_means"] * per_device, step,
-                             {"train_state": spec})
+        held = ckpt.items_at(self.workdir, step)
+        per_device = "train_pl_means" in held
+        augmented = "train_augment" in held and fresh.ada is not None
+        items = ckpt.restore(self.workdir, ["train_state"] + ["train_pl_means"] * per_device
+                             + ["train_augment"] * augmented, step, {"train_state": spec})
         got = items["train_state"]
-        restored = flax.serialization.from_state_dict(host, got["state"])
+        restored = flax.serialization.from_state_dict(host, {**got["state"], "ada": None})
+        if fresh.ada is not None:
+            if augmented:
+                restored = restored.replace(ada={k: np.asarray(items["train_augment"][k], np.float32)
+                                                 for k in fresh.ada})
+            else:
+                self.log(f"note: step {step} of {self.workdir} was trained without augmentation: ADA starts "
+                         f"at p = {float(fresh.ada['p']):.3f}")
+                restored = restored.replace(ada=fresh.ada)
+        elif "train_augment" in held:
+            self.log(f"note: step {step} of {self.workdir} was trained with augmentation (train.augment); this run "
+                     "has none")
         pl = np.asarray(items["train_pl_means"]["pl_mean"] if per_device else restored.pl_mean).reshape(-1)
         want = int(np.prod(sharded.pl_shape(self.mesh, self.statistics, self.slots)))
         if pl.size != want:
