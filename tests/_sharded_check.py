@@ -1,5 +1,7 @@
 """Run with 8 fake CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count=8): a sharded
-MS-PIE step against a 1-device emulation. Prints OK lines; exits non-zero on a mismatch."""
+MS-PIE step against a 1-device emulation. Prints OK lines; exits non-zero on a mismatch.
+Arguments: compute fields (conv_impl=xla), 'accumulate' (gradient accumulation too), 'augment'
+(ADA's augmentation on every image D sees, each device with its own draws)."""
 
 import sys
 
@@ -15,10 +17,13 @@ from pegan.train import stylegan2 as tr
 assert jax.device_count() == 8, jax.devices()
 cfg = stylegan2_config("mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512", "tiny")
 accumulate = "accumulate" in sys.argv[1:]    # also check gradient accumulation
+augmented = "augment" in sys.argv[1:]        # every image D sees augmented (ADA's pipeline at p = 0.5)
 for item in sys.argv[1:]:              # e.g. conv_impl=xla: the forms accelerators get
-    if item != "accumulate":
+    if item not in ("accumulate", "augment"):
         k, v = item.split("=")
         cfg.compute[k] = v
+if augmented:
+    cfg.train.update(augment="fixed:0.5", ada_interval=1)
 tcfg = cfg.train
 G, D = build_generator(cfg), build_discriminator(cfg)
 state0 = tr.init_state(G, D, tcfg, jax.random.PRNGKey(0))
@@ -56,7 +61,8 @@ g_phase = jax.jit(lambda st, dp, rnd: tr.g_phase(st, dp, rnd, **kw))
 rnds = [tr.draw_randomness(jax.random.fold_in(jax.random.fold_in(state0.key, state0.step), i), G, scale, b,
                            max(1, b // tcfg.pl_batch_shrink), tcfg.mix_prob) for i in range(n)]
 reals = [tr.resize_reals(real[i * b:(i + 1) * b], size) for i in range(n)]
-dg = [d_phase(state0, reals[i], rnds[i])[0] for i in range(n)]
+d_out = [d_phase(state0, reals[i], rnds[i]) for i in range(n)]
+dg = [o[0] for o in d_out]
 d_grads = jax.tree.map(lambda *g: sum(g) / n, *dg)
 upd, _ = opt_d.update(d_grads, state0.opt_d, state0.d_params)
 d_params = jax.tree.map(lambda p, u: p + u, state0.d_params, upd)
@@ -70,6 +76,12 @@ pl = np.asarray([o[1]["pl_mean"] for o in outs])
 np.testing.assert_allclose(np.asarray(new.pl_mean), pl, rtol=1e-5)
 assert len(set(np.round(pl, 7))) > 1, "per-device path-length means should differ"
 assert new.pl_mean.sharding.spec == jax.sharding.PartitionSpec("data")
+if augmented:      # each device its own draws (the emulation's keys), r_t over all devices' reals
+    signs = np.concatenate([np.sign(np.asarray(o[1]["disc_pred_real"])).ravel() for o in d_out])
+    for rt in [float(metrics["ada_rt"])] + [float(np.asarray(x.data)) for x in new.ada["rt"].addressable_shards]:
+        assert abs(rt - signs.mean()) < 1e-6, (rt, signs.mean())     # the state's on every device too
+    assert float(metrics["ada_p"]) == np.float32(0.5)
+    print("OK augmented per-device r_t", float(metrics["ada_rt"]))
 print("OK per-device", float(metrics["d_loss"]), float(metrics["g_loss"]))
 
 # -- global statistics: equals the plain 1-device step of the whole batch ---------------------
