@@ -57,17 +57,7 @@ for p in (str(ROOT), str(ROOT / "scripts")):
 F = "mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512"
 SECTIONS = {1: "numerics", 2: "speed", 3: "loop", 4: "determinism", 5: "bf16"}
 
-# NVIDIA's figures (NVlabs/stylegan3 docs/configs.md; StyleGAN2, A100, s/kimg and GPU memory
-# per GPU). Their networks run the 4 highest resolutions in float16 (num_fp16_res=4) and with
-# --cbase=16384 at 256 px (half MS-PIE config-f's c2 widths from 64 px up); TF32 off.
-NVIDIA = {
-    "paper256": dict(gpus=8, s_per_kimg=2.47, gb=2.7, batch_per_gpu=8),
-    "auto256_1gpu": dict(gpus=1, s_per_kimg=12.53, gb=4.5, batch_per_gpu=16),
-    "paper512": dict(gpus=8, s_per_kimg=5.28, gb=6.7, batch_per_gpu=8),
-    "auto512_1gpu": dict(gpus=1, s_per_kimg=41.06, gb=6.8, batch_per_gpu=8),
-}
-TARGETS = {"s_per_kimg_256": NVIDIA["paper256"]["s_per_kimg"] * NVIDIA["paper256"]["gpus"],   # 19.76
-           "host_blocked": 0.05}
+from bench.reference import NVIDIA, TARGETS  # noqa: E402  (the reference figures, as data)
 FLAG_OPS = ("gather", "scatter", "transpose", "copy")
 
 

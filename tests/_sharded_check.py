@@ -1,7 +1,8 @@
 """Run with 8 fake CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count=8): a sharded
 MS-PIE step against a 1-device emulation. Prints OK lines; exits non-zero on a mismatch.
 Arguments: compute fields (conv_impl=xla), 'accumulate' (gradient accumulation too), 'augment'
-(ADA's augmentation on every image D sees, each device with its own draws)."""
+(ADA's augmentation on every image D sees, each device with its own draws), 'no-global' (without
+the global-statistics step)."""
 
 import sys
 
@@ -18,8 +19,9 @@ assert jax.device_count() == 8, jax.devices()
 cfg = stylegan2_config("mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512", "tiny")
 accumulate = "accumulate" in sys.argv[1:]    # also check gradient accumulation
 augmented = "augment" in sys.argv[1:]        # every image D sees augmented (ADA's pipeline at p = 0.5)
+check_global = "no-global" not in sys.argv[1:]   # the global-statistics step too (one run of the test has it)
 for item in sys.argv[1:]:              # e.g. conv_impl=xla: the forms accelerators get
-    if item not in ("accumulate", "augment"):
+    if item not in ("accumulate", "augment", "no-global"):
         k, v = item.split("=")
         cfg.compute[k] = v
 if augmented:
@@ -85,13 +87,15 @@ if augmented:      # each device its own draws (the emulation's keys), r_t over 
 print("OK per-device", float(metrics["d_loss"]), float(metrics["g_loss"]))
 
 # -- global statistics: equals the plain 1-device step of the whole batch ---------------------
-step = sharded.make_sharded_step(mesh, G, D, tcfg, scale, b, "global")
-new, metrics = step(sharded.replicate_state(state0, mesh, "global"), real)
-rnd = tr.draw_randomness(jax.random.fold_in(state0.key, state0.step), G, scale, n * b,
-                         max(1, n * b // tcfg.pl_batch_shrink), tcfg.mix_prob)
-ref, _, aux = jax.jit(lambda st, r, rnd: tr.train_step(st, tr.resize_reals(r, size), rnd, **kw))(state0, real, rnd)
-compare(new, {"d": ref.d_params, "g": ref.g_params, "ema": ref.ema_params}, aux["d_grads"], aux["g_grads"], "global")
-print("OK global", float(metrics["d_loss"]))
+if check_global:
+    step = sharded.make_sharded_step(mesh, G, D, tcfg, scale, b, "global")
+    new, metrics = step(sharded.replicate_state(state0, mesh, "global"), real)
+    rnd = tr.draw_randomness(jax.random.fold_in(state0.key, state0.step), G, scale, n * b,
+                             max(1, n * b // tcfg.pl_batch_shrink), tcfg.mix_prob)
+    ref, _, aux = jax.jit(lambda st, r, rnd: tr.train_step(st, tr.resize_reals(r, size), rnd, **kw))(state0, real, rnd)
+    compare(new, {"d": ref.d_params, "g": ref.g_params, "ema": ref.ema_params}, aux["d_grads"], aux["g_grads"],
+            "global")
+    print("OK global", float(metrics["d_loss"]))
 
 # -- gradient accumulation: 4 devices x 2 passes of 2 == 8 devices x 1 pass of 2 (R1 and PL due) ----
 if accumulate:

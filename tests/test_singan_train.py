@@ -87,7 +87,7 @@ def test_d_step_is_adam_on_the_current_block_only(csg):
     tr.state.update(generator=g.variables, discriminator=D.variables, next_stage=1, noise_weights=[1.0, 0.2],
                     fixed_noises=list(g.state["fixed_noises"]))
     t = 1
-    opt_d, _, d_step, _, _ = tr._make_steps(t)
+    opt_d, _, d_step, _, _ = tr.stage_steps(t)
     opt_state = opt_d.init(D.variables["params"]["blocks_1"])
     nw = jnp.asarray([1.0, 0.2])
     key = jax.random.PRNGKey(7)

@@ -233,7 +233,13 @@ class SinGANTrainer:
             if _same_shapes(_block(v["params"], t - 1), _block(v["params"], t)):
                 self.state[name] = {col: _with_block(tree, t, _block(tree, t - 1)) for col, tree in v.items()}
 
-    def _make_steps(self, t):
+    def stage_steps(self, t):
+        """The programs of stage ``t``: (opt_d, opt_g, d_step, g_step, recon_pass), the two Adam
+        transforms (with the stage's learning-rate milestones) and the jitted steps
+        ``d_step(gvars, dvars, opt_state, nw, key) -> (gvars, dvars, opt_state, loss)``,
+        ``g_step(gvars, dvars, opt_state, nw, fixed, key) -> (gvars, dvars, opt_state, loss, mse)``
+        and ``recon_pass(gvars, nw, fixed) -> (image, gvars)``; ``train_stage`` runs them, and the
+        benchmark times them."""
         cfg = self.cfg
         tr = cfg.train
         G, D = self.G, self.D
@@ -300,7 +306,7 @@ class SinGANTrainer:
         last = cfg.generator.num_scales
         saved = dict(self.state)
         self._start_stage(t)
-        opt_d, opt_g, d_step, g_step, recon_pass = self._make_steps(t)
+        opt_d, opt_g, d_step, g_step, recon_pass = self.stage_steps(t)
         self._step_fns[t] = (d_step, g_step, recon_pass)
         gvars, dvars = self.state["generator"], self.state["discriminator"]
         opt_d_state = opt_d.init(_block(dvars["params"], t))

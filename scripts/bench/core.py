@@ -18,7 +18,7 @@ Case names (scale = MS-PIE chosen scale: 0 -> 256 px, 2 -> 384 px, 4 -> 512 px):
 * ``dfwd:<scale>:<batch>``: MS-PIE discriminator forward
 * ``dstep:<r1|nor1>:<scale>:<batch>``: fakes generated, D on reals and fakes, backward, Adam
 * ``gstep:<pl|nopl>:<scale>:<batch>``: G forward, D, backward, Adam (path length at scale 0)
-* ``iter:<scales>:<batch>``: the training loop's own jitted step (``Trainer._step_fn``, donation;
+* ``iter:<scales>:<batch>``: the training loop's own compiled step (``Trainer.program``, donation;
   the lazy R1 / PL terms fixed per program on CPU, behind ``lax.cond`` elsewhere, see
   ``compute.lazy_branches``), timed per kind of iteration (none / PL / R1+PL) and amortised as
   the reference schedules them (R1 every 16, PL every 4); compile seconds per scale (all its
@@ -330,59 +330,47 @@ def _train_setup(opts, scale, batch):
     return cfg, G, D, tcfg, state, real
 
 
-def case_dstep(name, opts, res, clog):
+def _phase_case(name, opts, res, clog, which):
+    """``dstep`` / ``gstep``: one phase of the iteration (``tr.d_phase`` or ``tr.g_phase``, the
+    public training pieces) and its Adam step, jitted with the state donated."""
     import jax
     import optax
 
     from pegan.train import stylegan2 as tr
 
     _, kind, scale, batch = name.split(":")
-    scale, batch, do_r1 = int(scale), int(batch), kind == "r1"
+    scale, batch, lazy = int(scale), int(batch), kind in ("r1", "pl")
     cfg, G, D, tcfg, state, real = _train_setup(opts, scale, batch)
-    _, opt_d = tr.make_optimizers(tcfg)
+    opt_g, opt_d = tr.make_optimizers(tcfg)
     pl_batch = max(1, batch // tcfg.pl_batch_shrink)
+    kw = dict(G=G, D=D, tcfg=tcfg, scale=scale)
 
     def step(state, real):
         k = jax.random.fold_in(state.key, state.step)
         rnd = tr.draw_randomness(k, G, scale, batch, pl_batch, tcfg.mix_prob)
-        fake = jax.lax.stop_gradient(tr._gen(G, state.g_params, state.g_buffers, rnd.z_d, rnd.idx_d,
-                                             rnd.noise_d, scale))
-        (dl, _), grads = jax.value_and_grad(tr.d_loss_fn, has_aux=True)(
-            state.d_params, D, real, fake, do_r1, tcfg.r1_weight)
-        upd, opt = opt_d.update(grads, state.opt_d, state.d_params)
-        return state.replace(step=state.step + 1, d_params=optax.apply_updates(state.d_params, upd),
-                             opt_d=opt), dl
+        if which == "d":
+            grads, terms = tr.d_phase(state, real, rnd, do_r1=lazy, **kw)
+            upd, opt = opt_d.update(grads, state.opt_d, state.d_params)
+            return state.replace(step=state.step + 1, d_params=optax.apply_updates(state.d_params, upd),
+                                 opt_d=opt), terms["d_loss"]
+        grads, terms = tr.g_phase(state, state.d_params, rnd, do_pl=lazy, **kw)
+        upd, opt = opt_g.update(grads, state.opt_g, state.g_params)
+        return state.replace(step=state.step + 1, g_params=optax.apply_updates(state.g_params, upd),
+                             opt_g=opt, pl_mean=terms["pl_mean"]), terms["g_loss"]
 
     res["gflop"] = flops_of(step, state, real)[0] / 1e9
     run_timed(res, jax.jit(step, donate_argnums=(0,)), (state, real), opts.reps, opts.warmup, clog,
               step_like=True, opts=opts)
+
+
+def case_dstep(name, opts, res, clog):
+    """``dstep:<r1|nor1>:<scale>:<batch>``."""
+    _phase_case(name, opts, res, clog, "d")
 
 
 def case_gstep(name, opts, res, clog):
-    import jax
-    import optax
-
-    from pegan.train import stylegan2 as tr
-
-    _, kind, scale, batch = name.split(":")
-    scale, batch, do_pl = int(scale), int(batch), kind == "pl"
-    cfg, G, D, tcfg, state, real = _train_setup(opts, scale, batch)
-    opt_g, _ = tr.make_optimizers(tcfg)
-    pl_batch = max(1, batch // tcfg.pl_batch_shrink)
-
-    def step(state, real):
-        k = jax.random.fold_in(state.key, state.step)
-        rnd = tr.draw_randomness(k, G, scale, batch, pl_batch, tcfg.mix_prob)
-        (gl, terms), grads = jax.value_and_grad(tr.g_loss_fn, has_aux=True)(
-            state.g_params, G, state.g_buffers, state.d_params, D, rnd, scale, state.pl_mean, do_pl,
-            tcfg.pl_weight, tcfg.pl_decay)
-        upd, opt = opt_g.update(grads, state.opt_g, state.g_params)
-        return state.replace(step=state.step + 1, g_params=optax.apply_updates(state.g_params, upd),
-                             opt_g=opt, pl_mean=terms["pl_mean"]), gl
-
-    res["gflop"] = flops_of(step, state, real)[0] / 1e9
-    run_timed(res, jax.jit(step, donate_argnums=(0,)), (state, real), opts.reps, opts.warmup, clog,
-              step_like=True, opts=opts)
+    """``gstep:<pl|nopl>:<scale>:<batch>``."""
+    _phase_case(name, opts, res, clog, "g")
 
 
 class _NoData:
@@ -394,7 +382,7 @@ class _NoData:
 
 
 def case_iter(name, opts, res, clog):
-    """The training loop's own step (Trainer._step_fn) at every scale of ``name``."""
+    """The training loop's own compiled steps (``Trainer.program``) at every scale of ``name``."""
     import jax
     import jax.numpy as jnp
 
@@ -417,7 +405,7 @@ def case_iter(name, opts, res, clog):
     def run(s, step):
         # the loop's program for this step: one per scale with the lazy terms behind lax.cond, or
         # one per scale and kind of step (compute.lazy_branches, 'static' by default on CPU)
-        fn = trainer._step_fn(s, batch, trainer.step_kind(step))
+        fn = trainer.program(s, batch, trainer.step_kind(step), reals[s])    # compiled ahead of time, once
         trainer.state = trainer.state.replace(step=jnp.asarray(step, jnp.int32))
         t = time.perf_counter()
         trainer.state, m = fn(trainer.state, reals[s])
@@ -513,7 +501,7 @@ def case_singan_iter(name, opts, res, clog):
     import jax.numpy as jnp
 
     cfg, trainer, t = _singan_setup(opts)
-    opt_d, opt_g, d_step, g_step, _ = trainer._make_steps(t)
+    opt_d, opt_g, d_step, g_step, _ = trainer.stage_steps(t)
     gvars, dvars = trainer.state["generator"], trainer.state["discriminator"]
     blk = f"blocks_{t}"
     od, og = opt_d.init(dvars["params"][blk]), opt_g.init(gvars["params"][blk])
