@@ -524,7 +524,7 @@ class Trainer:
             res = evaluator(self.G, v, s)
             out[f"scale_{s}"] = {k: r for k, r in res.items() if not k.startswith("_")}
             for name, r in out[f"scale_{s}"].items():
-                vals = ", ".join(f"{k} {r[k]:.4f}" for k in ("fid", "precision", "recall") if k in r)
+                vals = ", ".join(f"{k} {r[k]:.4f}" for k in ("fid", "precision", "recall", "kid") if k in r)
                 self.log(f"step {step} scale {s}: {name} {vals}")
         if jax.process_index() == 0:
             self.workdir.mkdir(parents=True, exist_ok=True)
