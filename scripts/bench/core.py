@@ -60,6 +60,7 @@ for _p in (str(ROOT), str(ROOT / "scripts")):
 
 from bench.flops import flops_of  # noqa: E402  (scripts/bench/: the FLOP counter, tested)
 from bench.reference import REF_MATMUL_GFLOPS, REFERENCE  # noqa: E402  (the reference figures, as data)
+from bench import scaling  # noqa: E402  (the scaling picture)
 
 MODELS = {
     "f": "mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512",
@@ -146,6 +147,17 @@ def time_calls(call, warmup, reps):
         block(call())
         ts.append(time.perf_counter() - t)
     return ts
+
+
+def program_gb(compiled) -> "float | None":
+    """GB a compiled program holds at once (arguments, outputs and temporaries, as XLA plans
+    them), or None where the backend does not say."""
+    try:
+        m = compiled.memory_analysis()
+        return (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
+                - m.alias_size_in_bytes) / 1e9
+    except Exception:
+        return None
 
 
 def device_peak_bytes():
@@ -294,7 +306,20 @@ def case_gfwd(name, opts, res, clog):
     f = lambda v, z, k: G.apply(v, z, scale, rng=k)
     res["gflop"] = flops_of(f, v, z, key)[0] / 1e9
     res["size"] = list(image_size(G.out_size, scale))
-    run_timed(res, jax.jit(f), (v, z, key), opts.reps, opts.warmup, clog, opts=opts)
+    fn = jax.jit(f)
+    if getattr(opts, "mem_cap_gb", None):       # compile first: a program over the cap is not run
+        s0 = clog.seconds
+        fn = fn.lower(v, z, key).compile()
+        compile_s = clog.seconds - s0
+        need = program_gb(fn)
+        res["program_gb"] = need
+        if need is not None and need > opts.mem_cap_gb:
+            res["error"] = f"skipped: its program needs {need:.3g} GB > --mem-cap-gb {opts.mem_cap_gb:g}"
+            return
+        run_timed(res, fn, (v, z, key), opts.reps, opts.warmup, clog, opts=opts)
+        res["compile_s"] = compile_s
+    else:
+        run_timed(res, fn, (v, z, key), opts.reps, opts.warmup, clog, opts=opts)
     res["images_per_s"] = batch / res["seconds"]
 
 
@@ -723,7 +748,9 @@ def table(results):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--mode", choices=("quick", "full"), default="quick")
+    ap.add_argument("--mode", choices=("quick", "full", "scaling"), default="quick",
+                    help="scaling: G images/s against batch and output size, the iteration against scale "
+                    "(tables and --plot)")
     ap.add_argument("--cases", default=None, help="comma-separated case names (default: those of the mode)")
     ap.add_argument("--json", default=None, help="write the results here")
     ap.add_argument("--reps", type=int, default=None, help="timed repetitions (quick 2-3, full 5 / 3 for steps)")
@@ -742,6 +769,9 @@ def main(argv=None):
     ap.add_argument("--inline", action="store_true", help="run cases in this process (peak memory is then cumulative)")
     ap.add_argument("--profile", default=None, help="write a jax.profiler trace of one more call per case "
                     "under this folder and print the ops that took longest")
+    ap.add_argument("--mem-cap-gb", type=float, default=None, help="gfwd: skip (and say so) a case whose compiled "
+                    "program needs more memory than this (default: no cap; scaling mode: 16)")
+    ap.add_argument("--plot", default=None, help="scaling mode: write the picture here (default scaling.png)")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--run-case", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--result-file", default=None, help=argparse.SUPPRESS)
@@ -763,7 +793,10 @@ def main(argv=None):
         Path(opts.result_file).write_text(json.dumps(res))
         return 0
 
-    cases = opts.cases.split(",") if opts.cases else (["matmul"] + (QUICK if opts.mode == "quick" else full_cases()))
+    if opts.mode == "scaling" and opts.mem_cap_gb is None:
+        opts.mem_cap_gb = 16.0
+    default = {"quick": QUICK, "full": full_cases(), "scaling": scaling.cases()}[opts.mode]
+    cases = opts.cases.split(",") if opts.cases else (["matmul"] + default)
     t_all = time.perf_counter()
     results = []
     for name in cases:
@@ -782,7 +815,8 @@ def main(argv=None):
                    "--dtype", opts.dtype, "--variant", opts.variant] + (["--impl", opts.impl] if opts.impl else []) + \
                   (["--upfirdn", opts.upfirdn] if opts.upfirdn else []) + (["--conv", opts.conv] if opts.conv else []) + \
                   (["--resize", opts.resize] if opts.resize else []) + \
-                  (["--all-kinds"] if opts.all_kinds else []) + (["--profile", opts.profile] if opts.profile else [])
+                  (["--all-kinds"] if opts.all_kinds else []) + (["--profile", opts.profile] if opts.profile else []) + \
+                  (["--mem-cap-gb", str(opts.mem_cap_gb)] if opts.mem_cap_gb else [])
             env = dict(os.environ)
             if opts.profile:
                 dump = os.path.join(opts.profile, "hlo_" + name.replace(":", "_"))
@@ -807,6 +841,9 @@ def main(argv=None):
     print(f"\n## pegan benchmark ({opts.mode} mode on {dev}: modconv {opts.impl or 'scale'}, conv {conv}, "
           f"upfirdn {opts.upfirdn or 'slices'}, resize {opts.resize or 'dense'}, {opts.dtype}; {total:.0f} s)\n")
     print(table(results))
+    if opts.mode == "scaling":
+        print("\n" + scaling.tables(results))
+        print(f"\npicture: {scaling.plot(results, opts.plot or 'scaling.png')}")
     if opts.json:
         Path(opts.json).write_text(json.dumps({"mode": opts.mode, "total_s": total, "argv": sys.argv[1:],
                                                "reference_matmul_gflops": REF_MATMUL_GFLOPS,
