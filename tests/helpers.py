@@ -13,3 +13,14 @@ def close_scaled(x, ref, what, rtol=1e-4, atol_rel=1e-5):
     x, ref = np.asarray(x, np.float64), np.asarray(ref, np.float64)
     bound = atol_rel * np.abs(ref).max() + rtol * np.abs(ref)
     assert np.all(np.abs(x - ref) <= bound + 1e-12), f"{what}: max |d| {np.abs(x - ref).max()}"
+
+
+def noise_images(folder, n: int, shape=(40, 40), seed: int = 0):
+    """``n`` PNGs of uniform noise, ``shape`` (h, w), in ``folder``: a training folder for tests
+    that need some images and not their content. Returns the folder."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, tuple(shape) + (3,), dtype=np.uint8)).save(folder / f"{i}.png")
+    return folder

@@ -161,13 +161,9 @@ def test_reads_records_by_section_through_copies_and_flags_unknown_fields(monkey
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory):
-    from PIL import Image
+    from helpers import noise_images
 
-    d = tmp_path_factory.mktemp("imgs")
-    rng = np.random.default_rng(0)
-    for i in range(6):
-        Image.fromarray(rng.integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(d / f"{i}.png")
-    return d
+    return noise_images(tmp_path_factory.mktemp("imgs"), 6, (40, 48), seed=0)
 
 
 class FakeEvaluator:

@@ -6,7 +6,7 @@ not fit is one error listing the parameters, and ``train.reinit`` starts named p
 import jax
 import numpy as np
 import pytest
-from PIL import Image
+from helpers import noise_images
 
 import pegan.api as pg
 from pegan import checkpoint as ckpt
@@ -26,11 +26,7 @@ def parent(fixtures, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
-    d = tmp_path_factory.mktemp("own")
-    rng = np.random.default_rng(3)
-    for i in range(6):
-        Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(d / f"{i}.png")
-    return d
+    return noise_images(tmp_path_factory.mktemp("own"), 6, (40, 40), seed=3)
 
 
 class Recorder:
