@@ -22,6 +22,7 @@ import numpy as np
 from pegan import checkpoint as ckpt
 from pegan.errors import InputError
 from pegan import loading
+from pegan.convert.mmgen import flatten, unflatten
 from pegan.models.stylegan2 import abstract_variables, build_discriminator, build_generator
 
 __all__ = ["REINIT", "check_reinit", "parent_models", "merge", "start_from"]
@@ -66,26 +67,16 @@ def parent_models(path, cfg) -> Tuple[Dict[str, Any], str]:
         held = [i for i in ITEMS if i in ckpt.items_at(p, step)]
         abstract = {i: abstract_variables(build_discriminator(pcfg) if i == "discriminator"
                                           else build_generator(pcfg)) for i in held}
-        items = ckpt.restore(p, held, step, {i: abstract[i] for i in held})
+        items = ckpt.restore(p, held, step, abstract)
         return items, f"{p} (step {step} of {pcfg.name})"
     try:
-        pcfg, items, info = loading.convert_reference(p, variant=cfg.variant)
+        pcfg, items, _ = loading.convert_reference(p, variant=cfg.variant)
     except loading.ConversionError as e:
         if "--experiment" not in str(e):
             raise
         # shapes that several released experiments share: the run's own experiment decides
-        pcfg, items, info = loading.convert_reference(p, experiment=cfg.name, variant=cfg.variant)
+        pcfg, items, _ = loading.convert_reference(p, experiment=cfg.name, variant=cfg.variant)
     return items, f"{p} (converted as {pcfg.name})"
-
-
-def _flat(tree, prefix=()) -> Dict[Tuple[str, ...], Any]:
-    out = {}
-    for k, v in tree.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, prefix + (k,)))
-        else:
-            out[prefix + (k,)] = v
-    return out
 
 
 def merge(fresh: Dict[str, Any], parent: Dict[str, Any], keep_fresh: Callable[[str], bool], what: str,
@@ -93,11 +84,14 @@ def merge(fresh: Dict[str, Any], parent: Dict[str, Any], keep_fresh: Callable[[s
     """``fresh`` (variables of the new model) with every leaf the parent holds copied in, except
     the top-level parameter groups ``keep_fresh`` names. Leaves missing from, added to or
     shaped otherwise in the parent go to ``problems``."""
-    f, p = _flat(fresh), _flat(parent)
+    f, p = flatten(fresh), flatten(parent)
+
+    def kept(path):      # a leaf of a parameter group that starts fresh
+        return path[0] == "params" and len(path) > 1 and keep_fresh(path[1])
+
     out = {}
     for path, leaf in f.items():
-        group = path[1] if len(path) > 1 else path[0]
-        if path[0] == "params" and keep_fresh(group):
+        if kept(path):
             out[path] = leaf
             continue
         if path not in p:
@@ -112,16 +106,9 @@ def merge(fresh: Dict[str, Any], parent: Dict[str, Any], keep_fresh: Callable[[s
             continue
         out[path] = np.asarray(p[path]).astype(np.asarray(leaf).dtype)
     for path in p:
-        group = path[1] if len(path) > 1 else path[0]
-        if path not in f and not (path[0] == "params" and keep_fresh(group)):
+        if path not in f and not kept(path):
             problems.append(f"{what} {'/'.join(path[1:])}: in the parent, not in the experiment")
-    tree: Dict[str, Any] = {}
-    for path, leaf in out.items():
-        node = tree
-        for k in path[:-1]:
-            node = node.setdefault(k, {})
-        node[path[-1]] = leaf
-    return tree
+    return unflatten(out)
 
 
 def start_from(host_state, cfg, log: Callable[[str], None] = print):
