@@ -77,6 +77,10 @@ def test_pixel_moves_are_exact():
     got = np.asarray(aug(x, with_params(2, tx_int=3, ty_int=-2)))
     padded = np.pad(xn, ((0, 0), (4, 4), (4, 4), (0, 0)), mode="reflect")
     np.testing.assert_array_equal(got, padded[:, 4 + 2:4 + 2 + 16, 4 - 3:4 - 3 + 16])
+    # a wider range of integer translation (ranges=) moves as far as it says: 6 px of 16
+    wide = A.augment(x, None, 0.0, ranges={"xint_max": 0.375}, params=with_params(2, tx_int=6))
+    padded = np.pad(xn, ((0, 0), (0, 0), (6, 6), (0, 0)), mode="reflect")
+    np.testing.assert_array_equal(np.asarray(wide), padded[:, :, :16])
 
 
 def _smooth(h, w):

@@ -228,7 +228,7 @@ def warp(x, g_inv, impl: str = "slices"):
     bilinear resampling at twice the output size, the matching 2x downsampling. The filter is
     not symmetric: its delay (the centroid of its taps, 5.10 of 11) places the samples, so a
     transform moves the picture where it says to (NVIDIA's code assumes the delay of a symmetric
-    filter, which moves a rotated picture by up to a third of a pixel). The identity comes back
+    filter, which moves a rotated picture by a fraction of a pixel). The identity comes back
     unchanged up to float rounding. ``impl``: the form of the two filters (``pegan.ops.upfirdn``;
     the training step passes the discriminator's, ``compute.upfirdn_impl``)."""
     n, h, w, ch = x.shape
@@ -262,14 +262,15 @@ def _select(cases, index):
     return out
 
 
-def blit(x, params: Dict[str, jnp.ndarray]):
+def blit(x, params: Dict[str, jnp.ndarray], xint_max: float = RANGES["xint_max"]):
     """The x-flip, 90-degree rotations (square images) and integer translations (reflected at
-    the border) of ``params`` as exact pixel moves."""
+    the border; at most ``xint_max`` of the side, the range they were drawn from) of ``params``
+    as exact pixel moves."""
     n, h, w, _ = x.shape
     x = jnp.where((params["xflip"] > 0)[:, None, None, None], x[:, :, ::-1], x)
     if h == w:
         x = _select([jnp.rot90(x, k, axes=(1, 2)) for k in range(4)], params["rotate90"])
-    my, mx = int(math.ceil(RANGES["xint_max"] * h)) + 1, int(math.ceil(RANGES["xint_max"] * w)) + 1
+    my, mx = int(math.ceil(xint_max * h)) + 1, int(math.ceil(xint_max * w)) + 1
     ty = jnp.clip(params["ty_int"], -my, my).astype(jnp.int32)
     tx = jnp.clip(params["tx_int"], -mx, mx).astype(jnp.int32)
     xp = jnp.pad(x, ((0, 0), (my, my), (mx, mx), (0, 0)), mode="reflect")
@@ -292,8 +293,9 @@ def augment(x, key, p, probs: Optional[Dict[str, float]] = None, ranges: Optiona
     n, h, w, _ = x.shape
     if params is None:
         params = draw(key, n, (h, w), p, probs, ranges)
+    xint_max = {**RANGES, **(ranges or {})}["xint_max"]
     if h == w:          # the pixel moves exactly, then the general part resampled
-        x, g = blit(x, params), _general(params)
+        x, g = blit(x, params, xint_max), _general(params)
     else:               # 90-degree turns of a non-square image: with the general part
         x = blit(x, {**params, "rotate90": jnp.zeros_like(params["rotate90"]),
                      "tx_int": jnp.zeros_like(params["tx_int"]), "ty_int": jnp.zeros_like(params["ty_int"])})
