@@ -35,6 +35,7 @@ EXTRAS: Dict[str, Tuple[str, ...]] = {
 COMMAND_EXTRAS: Dict[str, str] = {
     "experiments": "convert", "convert": "convert", "sample": "convert", "mix": "convert", "project": "train",
     "evaluate": "eval", "prepare": "train", "train": "train", "demo": "demo", "video": "convert",
+    "explore": "convert",
 }
 """``pegan <command>`` -> the extra it needs (``pegan --help`` needs none). ``pegan video`` writes
 MP4 with the 'video' extra too; without it, it writes a GIF and says how to get MP4."""

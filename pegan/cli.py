@@ -1,4 +1,5 @@
-"""Command line: ``pegan demo | convert | sample | mix | project | video | train | prepare | evaluate | experiments``.
+"""Command line: ``pegan demo | convert | sample | mix | project | video | explore | train | prepare | evaluate |
+experiments``.
 
 Errors caused by the input (missing or damaged files, unknown experiments, checkpoints that do
 not fit, out-of-range arguments, a full disk) are ``pegan.errors.PeganError``: they print one
@@ -124,6 +125,13 @@ def _sample(args) -> int:
                          f"seed {args.seed}", t0)
 
 
+def _explore(args) -> int:
+    from pegan.explore import serve
+
+    return serve(args.checkpoints, args.host, args.port, args.cache, args.max_side, args.experiment,
+                 args.variant, args.pkl)
+
+
 def _scale_of(args, model, default=None):
     """The (s_h, s_w) of --chosen-scale / --size (one of them), else ``default`` (else 0)."""
     from pegan import api
@@ -134,34 +142,6 @@ def _scale_of(args, model, default=None):
         return api.resolve_scale(model, default, None, args.max_side)
     return api.resolve_scale(model, None if args.chosen_scale is None else _pair(args.chosen_scale, "--chosen-scale"),
                              _pair(args.size, "--size") if args.size else None, args.max_side)
-
-
-def _latent_items(args, loaded, items: str, what: str, scale, truncation: float, num: int = 1):
-    """--rows / --cols / --latent of the latent tools: comma-separated seeds (each: ``num``
-    images of ``pegan sample --seed S``) and latent .npz files (all their latents; their noise
-    when they are at ``scale``, else noise from --seed), in order, as one ``Latents``."""
-    import numpy as np
-
-    from pegan import latent as lt
-
-    parts = [v.strip() for v in str(items).split(",") if v.strip()]
-    if not parts:
-        raise UserError(f"{what} is empty: give seeds (e.g. 1,2,3) or latent .npz files")
-    got = []
-    for part in parts:
-        if part.lower().endswith(".npz"):
-            lat = lt.load_latents(part, loaded.model)
-            got.append(lt.Latents(lt.truncate(loaded, lat.w, truncation), lt.noise_for_scale(loaded.model, lat, scale, args.seed), scale,
-                                  lat.settings))
-        else:
-            try:
-                seed = int(part)
-            except ValueError:
-                raise UserError(f"{what}: {part!r} is neither a seed (an integer) nor a latent .npz file") from None
-            got.append(lt.latents_for(loaded, seed, num, scale, truncation))
-    return lt.Latents(np.concatenate([g.w for g in got]),
-                      [np.concatenate([g.noises[j] for g in got]) for j in range(len(got[0].noises))], scale,
-                      {"items": parts})
 
 
 def _sample_latents(args, loaded, t0) -> int:
@@ -183,13 +163,8 @@ def _sample_latents(args, loaded, t0) -> int:
     layers = lt.parse_layers(args.mix_layers, model.num_latents) if args.mix_layers else None
 
     def make(psi):
-        if args.latent:
-            lat = _latent_items(args, loaded, args.latent, "--latent", scale, psi)
-        else:
-            lat = lt.latents_for(loaded, args.seed, args.num, scale, psi)
-        if layers is not None:
-            lat = lt.mix(lat, lt.latents_for(loaded, args.mix_seed, len(lat), scale, psi), layers)
-        return lat
+        return lt.compose(loaded, scale, psi, args.seed, args.num, latent=args.latent, mix_seed=args.mix_seed,
+                          layers=layers)
 
     if sweep is None:
         imgs = lt.render(loaded, make(args.truncation), args.batch)
@@ -235,8 +210,8 @@ def _mix(args) -> int:
     model = loaded.model
     scale = _scale_of(args, model)
     layers = lt.parse_layers(args.layers, model.num_latents)
-    rows = _latent_items(args, loaded, args.rows, "--rows", scale, args.truncation)
-    cols = _latent_items(args, loaded, args.cols, "--cols", scale, args.truncation)
+    rows = lt.items(loaded, args.rows, "--rows", scale, args.truncation, args.seed)
+    cols = lt.items(loaded, args.cols, "--cols", scale, args.truncation, args.seed)
     row_img, col_img = lt.render(loaded, rows, args.batch), lt.render(loaded, cols, args.batch)
     R, C = len(rows), len(cols)
     cells = lt.render(loaded, lt.mix(rows.take(np.repeat(np.arange(R), C)), cols.take(np.tile(np.arange(C), R)),
@@ -479,7 +454,7 @@ def _save_samples(args, imgs, loaded, what, t0):
 
     if loaded.info.get("color_order") == "BGR":
         imgs = imgs[..., ::-1]
-    path = save_png(args.out, image_grid(to_uint8(imgs), ncol=args.ncol))
+    path = save_png(args.out, image_grid(to_uint8(imgs), ncol=args.ncol, pad=getattr(args, "pad", 2)))
     msg = f"wrote {path}"
     if args.npy:
         with checks.storage_errors(args.npy):
@@ -498,8 +473,8 @@ def _sample_singan(args, loaded, t0) -> int:
         raise UserError("--chosen-scale and --truncation apply to StyleGAN2 checkpoints; a SinGAN takes "
                         "--size H,W or --width-factor F")
     start = read_image(args.input) if args.input else None
-    if args.start_stage and start is None:
-        raise UserError("--start-stage needs --input IMAGE")
+    if args.start_stage and start is None and args.recon:
+        raise UserError("--start-stage with --recon needs --input IMAGE (a reconstruction has no fresh noise)")
     size = _pair(args.size, "--size") if args.size else None
     imgs = api.singan_sample(loaded, args.num, seed=args.seed, mode="recon" if args.recon else "rand",
                              size=size, width_factor=args.width_factor, start_image=start,
@@ -507,6 +482,8 @@ def _sample_singan(args, loaded, t0) -> int:
     what = "reconstruction" if args.recon else f"random, seed {args.seed}"
     if start is not None:
         what += f", from {args.input} at stage {args.start_stage}"
+    elif args.start_stage:
+        what += f", stored noise below stage {args.start_stage}"
     return _save_samples(args, imgs, loaded, what, t0)
 
 
@@ -847,6 +824,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="per-layer noise drawn from the seed, or the stored noise (scale 0 only)")
     s.add_argument("--step", type=int, default=None, help="checkpoint step to read (default: the latest)")
     s.add_argument("--ncol", type=_count(1), default=None, help="grid columns")
+    s.add_argument("--pad", type=_count(0), default=2, help="white pixels around and between the grid's images "
+                   "(default 2; 0 with --num 1: the image alone, as pegan explore shows it)")
     s.add_argument("--out", default="out/samples.png", help="the image file to write (.png, .jpg, .jpeg, "
                    ".bmp or .webp; default out/samples.png)")
     s.add_argument("--npy", help="also save the raw float32 images here (.npy)")
@@ -856,7 +835,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--width-factor", type=float, default=1.0, help="SinGAN: output width x F")
     s.add_argument("--recon", action="store_true", help="SinGAN: reconstruct the training image")
     s.add_argument("--input", help="SinGAN: start from this image (editing / harmonisation)")
-    s.add_argument("--start-stage", type=_count(0), default=0, help="SinGAN: the stage --input enters at")
+    s.add_argument("--start-stage", type=_count(0), default=0, help="SinGAN: the stage --input enters at; "
+                   "without --input, the stages below it keep the stored (reconstruction) noise")
     s.set_defaults(func=_sample)
 
     def generator_args(q):
@@ -1037,6 +1017,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--overwrite", action="store_true", help="replace an earlier `pegan prepare` output in --out "
                    "(once the new one is complete); any other non-empty --out is refused")
     r.set_defaults(func=_prepare)
+
+    x = sub.add_parser("explore", help="a local web page: drag the canvas size, seeds, truncation, mixing "
+                       "of checkpoints (StyleGAN2 / MS-PIE / PE-SinGAN)")
+    x.add_argument("checkpoints", nargs="+", help="pegan checkpoint directories or reference .pth files (only "
+                   "these are served)")
+    x.add_argument("--port", type=_count(0), default=8000, help="TCP port (default 8000; 0: any free one)")
+    x.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine "
+                   "only; any other needs the printed token: prefer an SSH tunnel)")
+    x.add_argument("--cache", type=_count(1), default=4, help="compiled programs kept (one per output size; "
+                   "default 4)")
+    x.add_argument("--max-side", type=_count(16), default=checks.MAX_SIDE,
+                   help=f"the largest image side served (px, default {checks.MAX_SIDE})")
+    x.add_argument("--experiment", help="for a .pth: the experiment, if not recognised")
+    x.add_argument("--variant", choices=["full", "tiny"], default=None)
+    x.add_argument("--pkl", help="SinGAN .pth: its .pkl (default: next to the .pth)")
+    x.set_defaults(func=_explore)
 
     e = sub.add_parser("experiments", help="list the released experiments")
     e.set_defaults(func=_experiments)

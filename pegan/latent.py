@@ -32,7 +32,7 @@ from pegan.errors import InputError, MissingFileError
 from pegan.models.stylegan2 import Generator, scale_pair
 from pegan.nn.layers import random_noise
 
-__all__ = ["Latents", "generator_of", "truncate", "seed_latents", "to_w", "mix", "parse_layers", "parse_values", "render", "renderer",
+__all__ = ["Latents", "generator_of", "items", "compose", "truncate", "seed_latents", "to_w", "mix", "parse_layers", "parse_values", "render", "renderer",
            "save_latents", "load_latents", "latents_for", "noise_for_scale", "LATENT_FILE_LIMIT"]
 
 LATENT_FILE_LIMIT = 256 << 20        # bytes a latent .npz may hold once unpacked (hostile files)
@@ -145,6 +145,42 @@ def mix(row: Latents, col: Latents, layers: Sequence[int]) -> Latents:
     w = np.where(sel[None, :, None], col.w, row.w)
     noises = [c if sel[j] else r for j, (r, c) in enumerate(zip(row.noises, col.noises))]
     return Latents(w, noises, row.scale, {"mixed_layers": list(map(int, layers))})
+
+
+def items(loaded, text: str, what: str, scale, truncation: float, seed: int, num: int = 1) -> Latents:
+    """``--rows`` / ``--cols`` / ``--latent`` of the latent tools: comma-separated seeds (each:
+    ``num`` images of ``pegan sample --seed S``) and latent .npz files (all their latents; their
+    noise when they are at ``scale``, else noise from ``seed``), in order, as one ``Latents``."""
+    parts = [v.strip() for v in str(text).split(",") if v.strip()]
+    if not parts:
+        raise InputError(f"{what} is empty: give seeds (e.g. 1,2,3) or latent .npz files")
+    got = []
+    for part in parts:
+        if part.lower().endswith(".npz"):
+            lat = load_latents(part, loaded.model)
+            got.append(Latents(truncate(loaded, lat.w, truncation), noise_for_scale(loaded.model, lat, scale, seed),
+                               scale_pair(scale), lat.settings))
+        else:
+            try:
+                s = int(part)
+            except ValueError:
+                raise InputError(f"{what}: {part!r} is neither a seed (an integer) nor a latent .npz file") from None
+            got.append(latents_for(loaded, s, num, scale, truncation))
+    return Latents(np.concatenate([g.w for g in got]),
+                   [np.concatenate([g.noises[j] for g in got]) for j in range(len(got[0].noises))], scale_pair(scale),
+                   {"items": parts})
+
+
+def compose(loaded, scale, truncation: float, seed: int, num: int = 1, latent: Optional[str] = None,
+            mix_seed: Optional[int] = None, layers: Optional[Sequence[int]] = None) -> Latents:
+    """The latents ``pegan sample`` renders with --latent / --mix-seed / --mix-layers: those of
+    ``latent`` (a file, as ``items`` reads it) or of ``seed`` (``num`` images), the styles
+    ``layers`` taken from ``mix_seed``'s (when given), all truncated by ``truncation``."""
+    lat = items(loaded, latent, "--latent", scale, truncation, seed) if latent else \
+        latents_for(loaded, seed, num, scale, truncation)
+    if mix_seed is not None and layers is not None:
+        lat = mix(lat, latents_for(loaded, mix_seed, len(lat), scale, truncation), layers)
+    return lat
 
 
 def renderer(loaded, scale):

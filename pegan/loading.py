@@ -25,10 +25,10 @@ from pegan.convert.torchpickle import load_pickle, load_pth, state_dict_of
 from pegan.latent import seed_latents
 from pegan.models import singan as sm
 from pegan.models.stylegan2 import (Generator, abstract_variables, build_discriminator,
-                                    build_generator, checked_scale, compute_mean_latent)
+                                    build_generator, checked_scale, compute_mean_latent, scale_pair)
 
-__all__ = ["Loaded", "load", "with_compute", "announce_compute", "convert", "convert_reference", "convert_singan_reference", "sample",
-           "singan_sample", "singan_sizes", "singan_noise_shapes", "singan_runner", "resolve_scale", "is_singan_state_dict", "ConversionError",
+__all__ = ["Loaded", "load", "with_compute", "announce_compute", "convert", "convert_reference", "convert_singan_reference", "sample", "sample_program",
+           "singan_sample", "singan_inputs", "singan_sizes", "singan_noise_shapes", "singan_runner", "resolve_scale", "is_singan_state_dict", "ConversionError",
            "MEAN_LATENT_SEED", "MEAN_LATENT_SAMPLES", "WHICH"]
 
 MEAN_LATENT_SEED = 0          # the reference never saves its mean latent: fixed seed, recorded
@@ -320,17 +320,12 @@ def singan_runner(loaded: Loaded, start_stage: int = 0):
     return run
 
 
-def singan_sample(loaded: Loaded, num: int = 4, seed: int = 0, mode: str = "rand",
+def singan_inputs(loaded: Loaded, num: int = 4, seed: int = 0, mode: str = "rand",
                   size: Optional[Tuple[int, int]] = None, width_factor: float = 1.0,
                   height_factor: float = 1.0, start_image=None, start_stage: int = 0,
-                  batch: int = 4, max_side: Optional[int] = checks.MAX_SIDE) -> np.ndarray:
-    """PE-SinGAN samples [num, H, W, 3] in [-1, 1] (eval-mode BN, as the reference samples).
-
-    mode 'rand': fresh noise from ``seed`` (any output size); 'recon': the stored fixed noises
-    (native size, reproduces the training image). ``start_image`` ([H, W, 3] in [-1, 1] or
-    uint8) enters at ``start_stage`` resized to that stage's size, and the finer stages add
-    detail: SinGAN's editing / harmonisation use.
-    """
+                  max_side: Optional[int] = checks.MAX_SIDE):
+    """(noises, x0, num) that ``singan_sample`` runs ``singan_runner(loaded, first)`` on, where
+    ``first`` is ``start_stage`` with a ``start_image`` and 0 without (its doc)."""
     G, st = loaded.model, loaded.state
     last = st["curr_stage"]
     if not 0 <= start_stage <= last:
@@ -344,6 +339,11 @@ def singan_sample(loaded: Loaded, num: int = 4, seed: int = 0, mode: str = "rand
     elif mode == "rand":
         sizes = singan_sizes(loaded, size, width_factor, height_factor, max_side)
         noises = sm.draw_noises(jax.random.PRNGKey(seed), singan_noise_shapes(loaded, sizes), num)
+        if start_stage and start_image is None:      # SinGAN's gen_start_scale: stored noise below it
+            if [tuple(map(int, s)) for s in sizes] != [tuple(map(int, s)) for s in st["sizes"][: last + 1]]:
+                raise InputError(f"start stage {start_stage} without a start image keeps the stored noise of "
+                                 f"stages 0-{start_stage - 1}: native size only")
+            noises = [st["fixed_noises"][t] if t < start_stage else noises[t] for t in range(last + 1)]
     else:
         raise InputError(f"mode must be 'rand' or 'recon', got {mode!r}")
     x0 = None
@@ -358,8 +358,27 @@ def singan_sample(loaded: Loaded, num: int = 4, seed: int = 0, mode: str = "rand
             raise InputError("start_image must have 3 channels")
         x0 = ops.resize_bicubic(x0, sizes[start_stage], align_corners=True, impl=G.forms.resize)
         x0 = jnp.broadcast_to(x0, (num,) + x0.shape[1:])
+    return noises, x0, num
 
-    run = singan_runner(loaded, start_stage)
+
+def singan_sample(loaded: Loaded, num: int = 4, seed: int = 0, mode: str = "rand",
+                  size: Optional[Tuple[int, int]] = None, width_factor: float = 1.0,
+                  height_factor: float = 1.0, start_image=None, start_stage: int = 0,
+                  batch: int = 4, max_side: Optional[int] = checks.MAX_SIDE, runners=None) -> np.ndarray:
+    """PE-SinGAN samples [num, H, W, 3] in [-1, 1] (eval-mode BN, as the reference samples).
+
+    mode 'rand': fresh noise from ``seed`` (any output size); 'recon': the stored fixed noises
+    (native size, reproduces the training image). ``start_image`` ([H, W, 3] in [-1, 1] or
+    uint8) enters at ``start_stage`` resized to that stage's size, and the finer stages add
+    detail: SinGAN's editing / harmonisation use. Without a ``start_image``, a ``start_stage``
+    K > 0 of mode 'rand' is SinGAN's ``gen_start_scale``: stages below K take the stored
+    (reconstruction) noise, K and above fresh noise (native size). ``runners``: a
+    ``first stage -> singan_runner`` to reuse compiled programs (``pegan.explore``).
+    """
+    noises, x0, num = singan_inputs(loaded, num, seed, mode, size, width_factor, height_factor, start_image,
+                                    start_stage, max_side)
+    first = start_stage if start_image is not None else 0
+    run = singan_runner(loaded, first) if runners is None else runners(first)
     outs = []
     for i in range(0, num, batch):
         nz = [n if n.shape[0] == 1 else n[i:i + batch] for n in noises]
@@ -377,15 +396,30 @@ def resolve_scale(model: Generator, chosen_scale=None, size: Optional[Tuple[int,
     return checked_scale(model.out_size, 0 if chosen_scale is None else chosen_scale, max_side)
 
 
+def sample_program(model: Generator, scale):
+    """The jitted ``(variables, z, noises or None, truncation) -> (images, latents)`` of
+    ``sample`` at ``scale`` (None noises: the stored ones); the truncation is an input, so one
+    compiled program serves every value (one per batch and noise kind)."""
+    scale = scale_pair(scale)
+
+    @jax.jit
+    def run(variables, z, nz, psi):
+        return model.apply(variables, z, scale, noise="const" if nz is None else nz,
+                           truncation=psi, return_latents=True)
+
+    return run
+
+
 def sample(loaded: Loaded, num: int, chosen_scale=0, truncation: float = 1.0, seed: int = 0,
            batch: int = 4, noise: str = "random", size: Optional[Tuple[int, int]] = None,
-           return_latents: bool = False, max_side: Optional[int] = checks.MAX_SIDE):
+           return_latents: bool = False, max_side: Optional[int] = checks.MAX_SIDE, programs=None):
     """``num`` images [num, H, W, 3] in [-1, 1] (float32 NumPy).
 
     Latents and noise come from ``seed`` only, so the images do not depend on ``batch``.
     noise: 'random' (drawn from the seed) or 'const' (the stored noise, chosen scale 0 only).
     truncation < 1 pulls w towards the stored mean latent. No image side may exceed
-    ``max_side`` px (None: no bound).
+    ``max_side`` px (None: no bound). ``programs``: a ``scale -> sample_program`` to reuse
+    compiled programs (``pegan.explore`` keeps a few); by default one is made for this call.
     """
     model = loaded.model
     if not isinstance(model, Generator):
@@ -404,15 +438,12 @@ def sample(loaded: Loaded, num: int, chosen_scale=0, truncation: float = 1.0, se
     else:
         raise InputError(f"noise must be 'random' or 'const', got {noise!r}")
 
-    @jax.jit
-    def run(variables, z, nz):
-        return model.apply(variables, z, scale, noise="const" if nz is None else nz,
-                           truncation=truncation, return_latents=True)
-
+    run = sample_program(model, scale) if programs is None else programs(scale)
+    psi = jnp.float32(truncation)
     imgs, lats = [], []
     for i in range(0, num, batch):
         nz = None if noises is None else [n[i:i + batch] for n in noises]
-        img, lat = run(loaded.variables, z[i:i + batch], nz)
+        img, lat = run(loaded.variables, z[i:i + batch], nz, psi)
         imgs.append(np.asarray(img))
         lats.append(np.asarray(lat))
     imgs = np.concatenate(imgs)

@@ -59,7 +59,7 @@ def test_extras_match_setup_cfg():
         assert sorted(IMPORT_NAME[d] for d in extras[extra]) == sorted(modules), extra
     everything = set().union(*(extras[e] for e in _extras.EXTRAS))
     assert set(extras["all"]) == everything
-    assert set(extras["test"]) == everything | {"pytest", "pytest-xdist"}
+    assert set(extras["test"]) == everything | {"pytest", "pytest-xdist", "selenium"}   # selenium: the browser test
     assert set(_extras.COMMAND_EXTRAS.values()) <= set(_extras.EXTRAS)
 
 

@@ -18,7 +18,7 @@ FLOORS = {
     "pegan.models": 4,
     "pegan.configs": 5, "pegan.imageio": 5, "pegan.checkpoint": 5, "pegan.latent": 5,
     "pegan.convert": 6, "pegan.data": 6, "pegan.loading": 6,
-    "pegan.train": 7, "pegan.eval": 7, "pegan.project": 7, "pegan.video": 7,
+    "pegan.train": 7, "pegan.eval": 7, "pegan.project": 7, "pegan.video": 7, "pegan.explore": 7,
     "pegan.demo": 8,
     "pegan.api": 9,
     "pegan.cli": 10,

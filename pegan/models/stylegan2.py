@@ -238,7 +238,7 @@ class Generator(nn.Module):
         z: [N, S] latent codes (or w [N, S] / per-layer w [N, L, S] with ``input_is_latent``).
         chosen_scale: int or (s_h, s_w). noise: see ``resolve_noise``.
         truncation < 1: ``w = mean + t * (w - mean)`` against ``mean_latent`` (default: the
-        stored buffer). z2 + inject_index: style mixing, layers < inject_index use z, the rest
+        stored buffer); a Python number is fixed in the program, a (traced) array is an input. z2 + inject_index: style mixing, layers < inject_index use z, the rest
         z2 (inject_index may be a traced int; ``num_latents`` means no mixing).
         Returns the image [N, H, W, 3] (and the latent [N, L, S] with ``return_latents``).
         """
@@ -246,12 +246,17 @@ class Generator(nn.Module):
         styles = [z] if z2 is None else [z, z2]
         if not input_is_latent:
             styles = [self.mapping(s) for s in styles]
-        if truncation < 1:
+        traced = not isinstance(truncation, (int, float))   # an array: one program for every value
+        if traced or truncation < 1:
             mean = self.mean_latent.value if mean_latent is None else mean_latent
             mean = jnp.asarray(mean, styles[0].dtype)
             if styles[0].ndim == 3:
                 mean = mean.reshape(1, 1, -1)
-            styles = [mean + truncation * (s - mean) for s in styles]
+            if traced:       # the same rule, selected: a value >= 1 leaves w exactly as it is
+                t = jnp.asarray(truncation, styles[0].dtype)
+                styles = [jnp.where(t < 1, mean + t * (s - mean), s) for s in styles]
+            else:
+                styles = [mean + truncation * (s - mean) for s in styles]
         styles = [s if s.ndim == 3 else jnp.broadcast_to(s[:, None], (s.shape[0], L, s.shape[-1]))
                   for s in styles]
         if len(styles) == 1:
