@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import zipfile
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -70,11 +71,25 @@ def seed_latents(model: Generator, seed: int, num: int, scale) -> Tuple[jnp.ndar
     return z, random_noise(kn, model.noise_shapes(scale), num)
 
 
+_MAPPINGS: "OrderedDict[int, Tuple[Generator, Any]]" = OrderedDict()
+
+
+def _mapping(model: Generator):
+    """The jitted mapping network of ``model``, kept for the last few models (a Flax module is not
+    hashable: kept by identity, with the module itself, so that its id stays its own)."""
+    key = id(model)
+    if key not in _MAPPINGS:
+        _MAPPINGS[key] = (model, jax.jit(lambda v, z: model.apply(v, z, method=Generator.mapping)))
+        while len(_MAPPINGS) > 8:
+            _MAPPINGS.popitem(last=False)
+    _MAPPINGS.move_to_end(key)
+    return _MAPPINGS[key][1]
+
+
 def to_w(loaded, z, truncation: float = 1.0) -> np.ndarray:
     """z [N, S] -> w [N, L, S]: the mapping network, then truncation towards the stored mean latent."""
     model = generator_of(loaded)
-    fn = jax.jit(lambda v, z: model.apply(v, z, method=Generator.mapping))
-    w = fn(loaded.variables, jnp.asarray(z))
+    w = _mapping(model)(loaded.variables, jnp.asarray(z))
     if truncation != 1.0:
         mean = jnp.asarray(loaded.variables["buffers"]["mean_latent"]).reshape(1, -1)
         w = mean + truncation * (w - mean)

@@ -24,3 +24,19 @@ def noise_images(folder, n: int, shape=(40, 40), seed: int = 0):
     for i in range(n):
         Image.fromarray(rng.integers(0, 255, tuple(shape) + (3,), dtype=np.uint8)).save(folder / f"{i}.png")
     return folder
+
+
+CFG_F = "mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512"
+
+
+def tiny_checkpoints(fixtures, root):
+    """[config-f tiny, PE-SinGAN CSG tiny] converted from the fixtures into pegan checkpoint
+    directories under ``root`` (paths as str)."""
+    from pegan.cli import main
+
+    sg, sn = root / "cfgf", root / "singan"
+    assert main(["convert", str(fixtures / "mspie_stylegan2_config-f_tiny.mmgen.pth"), str(sg),
+                 "--experiment", CFG_F, "--variant", "tiny"]) == 0
+    assert main(["convert", str(fixtures / "pe_singan_csg_tiny.mmgen.pth"), str(sn),
+                 "--experiment", "singan-csg_fish", "--variant", "tiny"]) == 0
+    return [str(sg), str(sn)]

@@ -23,19 +23,13 @@ from pegan.explore import MAX_UPLOAD, Explorer, make_server, needs_token
 from pegan.imageio import to_uint8
 from pegan.models.stylegan2 import image_size
 
-CFG_F = "mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512"
+from helpers import tiny_checkpoints
 
 
 @pytest.fixture(scope="module")
 def ckpts(fixtures, tmp_path_factory):
     """Converted pegan checkpoint directories: [config-f tiny, PE-SinGAN CSG tiny]."""
-    root = tmp_path_factory.mktemp("explore")
-    sg, sn = root / "cfgf", root / "singan"
-    assert main(["convert", str(fixtures / "mspie_stylegan2_config-f_tiny.mmgen.pth"), str(sg),
-                 "--experiment", CFG_F, "--variant", "tiny"]) == 0
-    assert main(["convert", str(fixtures / "pe_singan_csg_tiny.mmgen.pth"), str(sn),
-                 "--experiment", "singan-csg_fish", "--variant", "tiny"]) == 0
-    return [str(sg), str(sn)]
+    return tiny_checkpoints(fixtures, tmp_path_factory.mktemp("explore"))
 
 
 class Client:

@@ -15,13 +15,12 @@ import time
 
 import pytest
 
+import pegan.api as pg
+from helpers import tiny_checkpoints
 from pegan.cli import main
 from pegan.explore import Explorer, make_server
 from pegan.models.stylegan2 import image_size
 
-import pegan.api as pg
-
-CFG_F = "mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512"
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
 NEEDS = "this test needs a browser: apt-get install chromium chromium-driver, and pip install selenium"
@@ -45,13 +44,8 @@ def page(fixtures, tmp_path_factory):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    root = tmp_path_factory.mktemp("browser")
-    sg, sn = root / "cfgf", root / "singan"
-    assert main(["convert", str(fixtures / "mspie_stylegan2_config-f_tiny.mmgen.pth"), str(sg),
-                 "--experiment", CFG_F, "--variant", "tiny"]) == 0
-    assert main(["convert", str(fixtures / "pe_singan_csg_tiny.mmgen.pth"), str(sn),
-                 "--experiment", "singan-csg_fish", "--variant", "tiny"]) == 0
-    explorer = Explorer([str(sg), str(sn)], cache=8)
+    ckpts = tiny_checkpoints(fixtures, tmp_path_factory.mktemp("browser"))
+    explorer = Explorer(ckpts, cache=8)
     server, worker = make_server(explorer, "127.0.0.1", 0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     opts = webdriver.ChromeOptions()
@@ -61,7 +55,7 @@ def page(fixtures, tmp_path_factory):
     driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
     driver.set_script_timeout(120)
     driver.get(f"http://127.0.0.1:{server.server_address[1]}/")
-    yield driver, [str(sg), str(sn)]
+    yield driver, ckpts
     driver.quit()
     server.shutdown()
     server.server_close()

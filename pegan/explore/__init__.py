@@ -575,6 +575,8 @@ def serve(paths: Sequence[str], host: str = "127.0.0.1", port: int = 8000, cache
     if port > 65535:
         raise InputError(f"--port must be in 0..65535, got {port}")
     explorer = Explorer(paths, cache, max_side, experiment, variant, pkl)
+    # the process-wide compute settings (matmul precision, compile cache) as pegan sample applies them
+    loading.announce_compute(explorer.checkpoints[0].get(), log)
     token = secrets.token_urlsafe(16) if needs_token(host) else None
     server, worker = make_server(explorer, host, port, token)
     h, p = server.server_address[:2]
