@@ -353,3 +353,34 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "65535" in capsys.readouterr().err
     assert main(["explore", str(tmp_path), "--cache", "0"]) == 2
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_pegan_explore_serves_until_interrupted(ckpts):
+    """The command itself: it prints its address (port 0: a free one), serves, and stops on Ctrl-C."""
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    p = subprocess.Popen([sys.executable, "-m", "pegan.cli", "explore", ckpts[0], "--port", "0"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        url = None
+        deadline = time.time() + 240
+        while url is None and time.time() < deadline:
+            line = p.stdout.readline()
+            if not line:
+                break
+            m = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
+            url = m and m[1]
+        assert url, p.stderr.read() if p.poll() is not None else "no address printed"
+        code, _, body = Client(url.rstrip("/")).get("/api/info")
+        assert code == 200 and json.loads(body)["checkpoints"][0]["family"] == "stylegan2"
+        p.send_signal(signal.SIGINT)
+        assert p.wait(60) == 130
+        assert "interrupted" in p.stderr.read()
+    finally:
+        if p.poll() is None:
+            p.kill()
