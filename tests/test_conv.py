@@ -102,3 +102,98 @@ def test_a_bad_compute_value_is_one_line_before_anything_runs(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "compute.conv_impl" in err[0] and "taps" in err[0]
     assert not (tmp_path / "w").exists()
+
+
+def _convs(jaxpr, acc):
+    """Every ``conv_general_dilated`` in ``jaxpr`` and its sub-jaxprs: (kernel shape, lhs dilation)."""
+    for e in jaxpr.eqns:
+        if e.primitive.name == "conv_general_dilated":
+            acc.append((tuple(e.invars[1].aval.shape), tuple(e.params["lhs_dilation"])))
+        for v in e.params.values():
+            for sub in v if isinstance(v, (list, tuple)) else [v]:
+                inner = getattr(sub, "jaxpr", sub)
+                inner = getattr(inner, "jaxpr", inner)
+                if hasattr(inner, "eqns"):
+                    _convs(inner, acc)
+    return acc
+
+
+TWO_LAYERS = [  # (H, W, k, stride, padding) of the first layer; the second is 3x3, stride 1, SAME
+    (12, 12, 3, 2, 1), (13, 10, 3, 2, 0), (9, 11, 3, 1, 1), (10, 10, 3, 1, 0), (12, 9, 4, 2, ((2, 1), (0, 2))),
+    (8, 8, 1, 1, 0),
+]
+
+
+def _two_layer_d(impl, k, s, p):
+    """A small discriminator: conv(k, s, p) -> lrelu -> conv 3x3 -> a nonlinear head (so the input
+    gradient depends on the activations and the R1 term reaches the forward convolutions with
+    tangents in both their input and their weights)."""
+    def d(x, w1, w2):
+        h = C.conv2d(x, w1, p, s, impl=impl)
+        h = jax.nn.leaky_relu(h, 0.2) + 0.1 * jnp.square(h)
+        h = C.conv2d(h, w2, 1, 1, impl=impl)
+        return jnp.sum(jnp.tanh(h) * jnp.linspace(-1, 1, h.shape[-1]), axis=(1, 2, 3))
+    return d
+
+
+@pytest.mark.parametrize("h,w,k,s,p", TWO_LAYERS)
+def test_r1_through_two_layers_matches_xla(h, w, k, s, p):
+    """d/d(w1, w2) of mean ||dD/dx||^2 (the R1 penalty, exactly as the D step takes it), a
+    vector-Jacobian product of the input gradient with an arbitrary cotangent, and d/dx of the
+    squared weight gradient."""
+    x, w1, w2 = rand((2, h, w, 3)), rand((k, k, 3, 5), 1) * 0.4, rand((3, 3, 5, 4), 2) * 0.3
+    v = rand(x.shape, 3)
+
+    def fn(impl):
+        d = _two_layer_d(impl, k, s, p)
+
+        def r1(a, b):
+            g = jax.grad(lambda z: jnp.sum(d(z, a, b)))(x)
+            return jnp.mean(jnp.sum(g * g, axis=(1, 2, 3)))
+        val, grads = jax.value_and_grad(r1, (0, 1))(w1, w2)
+        gx = lambda a, b: jax.grad(lambda z: jnp.sum(d(z, a, b)))(x)
+        vjp = jax.grad(lambda a, b: jnp.sum(gx(a, b) * v), (0, 1))(w1, w2)
+        hx = jax.grad(lambda z: sum(jnp.sum(jnp.square(g)) for g in
+                                    jax.grad(lambda a, b: jnp.sum(d(z, a, b)), (0, 1))(w1, w2)))(x)
+        return val, grads, vjp, hx
+
+    close(*both(fn))
+
+
+@pytest.mark.parametrize("s,p", [(1, 1), (1, 0), (2, 0), (2, 1)])
+def test_the_r1_double_gradient_has_no_xla_weight_gradient_convolution(s, p):
+    """The second-order program of 'taps' holds only convolutions with (sub-)kernels of the layer
+    (no window the size of a feature map: XLA's weight gradient) and no lhs dilation."""
+    x, w1, w2 = rand((2, 12, 12, 3)), rand((3, 3, 3, 5), 1), rand((3, 3, 5, 4), 2)
+    d = _two_layer_d("taps", 3, s, p)
+    r1 = lambda a, b: jnp.sum(jnp.square(jax.grad(lambda z: jnp.sum(d(z, a, b)))(x)))
+    found = _convs(jax.make_jaxpr(jax.grad(r1, (0, 1)))(w1, w2).jaxpr, [])
+    assert found
+    for kernel, dil in found:
+        assert max(kernel[:2]) <= 3 and dil == (1, 1), (kernel, dil)
+
+
+def test_second_order_runs_in_bfloat16():
+    x, wt = rand((2, 10, 10, 3)).astype(jnp.bfloat16), rand((3, 3, 3, 4), 1) * 0.3
+
+    def fn(impl):
+        loss = lambda a, b: jnp.sum(jnp.tanh(C.conv2d(C.conv2d(a, b, 1, 2, impl=impl), b[:, :, :1, :].repeat(4, 2),
+                                                      1, 1, impl=impl)).astype(jnp.float32))
+        return jax.grad(lambda b: jnp.sum(jnp.square(jax.grad(loss)(x, b).astype(jnp.float32))))(wt)
+
+    a, b = both(fn)
+    assert a.dtype == b.dtype == jnp.float32
+    close(a, b, tol=5e-2)
+
+
+@pytest.mark.parametrize("h,w,k,p", [(9, 11, 3, ((1, 1), (1, 1))), (8, 8, 3, ((0, 0), (0, 0))),
+                                     (10, 7, 4, ((2, 1), (0, 2))), (6, 6, 1, ((0, 0), (0, 0)))])
+def test_the_stride1_rule_tangent_is_the_convolution_tangent(h, w, k, p):
+    """The custom JVP of the stride-1 convolution inside the 'taps' forward rule, run forward
+    (gradients only ever run its transpose): equal to lax's, in the input and the weights."""
+    x, wt, dx, dw = rand((2, h, w, 3)), rand((k, k, 3, 4), 1), rand((2, h, w, 3), 2), rand((k, k, 3, 4), 3)
+    ref = lambda a, b: jax.lax.conv_general_dilated(a, b, (1, 1), p, dimension_numbers=C._DN)
+    for tangents in ((dx, dw), (dx, jnp.zeros_like(dw)), (jnp.zeros_like(dx), dw)):
+        close(jax.jit(lambda t: jax.jvp(ref, (x, wt), t))(tangents),
+              jax.jit(lambda t: jax.jvp(lambda a, b: C._conv1(a, b, p), (x, wt), t))(tangents))
+    close(jax.jvp(lambda b: ref(x, b), (wt,), (dw,)), jax.jvp(lambda b: C._conv1(x, b, p), (wt,), (dw,)))

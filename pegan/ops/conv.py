@@ -17,8 +17,15 @@ convolutions run at half speed, and unpadded ("valid") ones at 1/3 (docs/PERF_NO
   Input gradient: a stride-1 convolution of the output gradient with the flipped kernel, split
   into ``stride**2`` phases (sub-pixel convolutions) at stride > 1, so no zero is multiplied.
   Weight gradient: one matmul per tap, (output gradient)^T @ (strided slice of the input).
-  Both gradients are again ``conv2d`` / matmuls, so second-order gradients (R1, WGAN-GP) stay
-  on the fast paths.
+  Both gradients are again ``conv2d`` / matmuls, so differentiating the backward rule (the
+  second-order terms of R1, WGAN-GP, path length) stays on the fast paths. A gradient of a
+  gradient also differentiates the *forward* rule with JAX's own rules; so that this does not
+  bring back ``lax``'s weight-gradient convolutions, the stride-1 convolutions of the forward
+  rule are ``_conv1``, a ``custom_jvp`` convolution whose tangent is conv(dx, w) (its transpose:
+  a stride-1 convolution with the flipped kernel) + the per-tap matmuls of ``_weight_tangent``
+  in dw (their transpose: the per-tap weight gradient above). First-order gradients never run
+  that rule (the ``custom_vjp`` backward rule is used). Forward-mode (``jax.jvp``) of the
+  'taps' form is not supported (a ``custom_vjp``).
 ``pegan.compute`` picks one per backend for the models ('taps' on CPU, 'xla' elsewhere); the
 function default is ``'xla'``.
 
@@ -34,6 +41,7 @@ from typing import Tuple, Union
 import jax
 import jax.numpy as jnp
 from jax import lax
+from jax.custom_derivatives import SymbolicZero
 
 from pegan.ops.forms import CONV_IMPLS, check_impl
 
@@ -89,9 +97,54 @@ def _lax_conv(x, w, stride: int, pad: Pad2):
     return lax.conv_general_dilated(x, w, (stride, stride), pad, dimension_numbers=_DN)
 
 
+def _weight_tangent(x, dw, pad: Pad2):
+    """conv(x, dw, 1, pad) (linear in ``dw``) as one matmul per tap, written
+    dw[i, j]^T [O, I] @ (slice of x)^T [I, K] so that its transpose (what a gradient of a
+    gradient computes) is the per-tap weight gradient of ``_weight_grad``,
+    dy^T [O, K] @ (slice of x) [K, I], with dy transposed once for all taps."""
+    kh, kw, cin, cout = dw.shape
+    n = x.shape[0]
+    ho = _out_len(x.shape[1], kh, 1, *pad[0])
+    wo = _out_len(x.shape[2], kw, 1, *pad[1])
+    xp = lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), pad[0] + (0,), pad[1] + (0,), (0, 0, 0)))
+    acc = None
+    for i in range(kh):
+        for j in range(kw):
+            xs = _tap_slice(xp, i, j, ho, wo, 1).reshape(n * ho * wo, cin)
+            t = lax.dot_general(dw[i, j], xs, (((0,), (1,)), ((), ())))        # [O, K]
+            acc = t if acc is None else acc + t
+    return acc.T.reshape(n, ho, wo, cout)
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(2,))
+def _conv1(x, w, pad: Pad2):
+    """Stride-1 ``lax`` convolution (pads >= 0) whose derivative stays on fast forms: the
+    tangent is conv1(dx, w) (transposed by ``lax`` into a stride-1 convolution of the cotangent
+    with the flipped kernel) + ``_weight_tangent(x, dw)`` (transposed into per-tap matmuls),
+    never ``lax``'s own weight-gradient convolution."""
+    return _lax_conv(x, w, 1, pad)
+
+
+def _conv1_jvp(pad, primals, tangents):
+    x, w = primals
+    dx, dw = tangents
+    y = _conv1(x, w, pad)
+    parts = []
+    if not isinstance(dx, SymbolicZero):
+        parts.append(_conv1(dx, w, pad))
+    if not isinstance(dw, SymbolicZero):
+        parts.append(_weight_tangent(x, dw, pad).astype(y.dtype))
+    if not parts:
+        return y, SymbolicZero(jax.typeof(y))
+    return y, parts[0] if len(parts) == 1 else parts[0] + parts[1]
+
+
+_conv1.defjvp(_conv1_jvp, symbolic_zeros=True)
+
+
 def _forward(x, w, stride: int, pad: Pad2):
     if stride == 1:
-        return _lax_conv(x, w, 1, pad)
+        return _conv1(x, w, pad)
     # stride s: the sum over the s*s input phases (a, b) of a stride-1 convolution of
     # x[a::s, b::s] with the taps w[a::s, b::s] (no output computed and thrown away)
     kh, kw = w.shape[:2]
@@ -107,7 +160,7 @@ def _forward(x, w, stride: int, pad: Pad2):
             src = xp if out is None else _after(xp, out)
             xs = lax.slice(src, (0, a, b, 0), (n, a + stride * (ho + mh - 2) + 1, b + stride * (wo + mw - 2) + 1, c),
                            (1, stride, stride, 1))
-            t = _lax_conv(xs, sub, 1, ((0, 0), (0, 0)))
+            t = _conv1(xs, sub, ((0, 0), (0, 0)))
             out = t if out is None else out + t
     return out
 
