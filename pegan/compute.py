@@ -14,6 +14,7 @@ environment variable or keeps a module global.
 | lazy_branches | cond, static | static | cond | XLA's CPU backend runs lax.cond branches 6-9x slower |
 | dtype | float32, bfloat16 | float32 | float32 | bfloat16: mixed precision (float32 parameters), StyleGAN2 only |
 | matmul_precision | default, high, highest | default | highest (GPU), high (TPU) | float32 convolutions silently become TF32 on Ampere/Hopper and bfloat16 passes on TPU; NVIDIA turns TF32 off for StyleGAN2 training, for accuracy |
+| cpu_compile | default, lean, quick | lean (tiny variants: quick) | default | how XLA's CPU back end compiles the train steps: lean turns off its MLIR fusion emitters (15-30% less compile time, the same program speed, measured); quick adds LLVM -O0 (about 5x less compile time, slower programs: for tiny models, whose steps take milliseconds); ignored on other backends |
 | compile_cache | auto, a directory, or '' (off) | $JAX_COMPILATION_CACHE_DIR, else $PEGAN_CACHE_DIR/jax, else ~/.cache/pegan/jax | the same | JAX's persistent compilation cache: a restarted or preempted run (and every sample / evaluate) loads its programs instead of compiling them again |
 """
 
@@ -28,19 +29,26 @@ import jax
 from pegan.errors import InputError
 from pegan.ops.forms import CONV_IMPLS, MODCONV_IMPLS, RESIZE_IMPLS, UPFIRDN_IMPLS, Forms
 
-__all__ = ["DEFAULTS", "CHOICES", "default_cache_dir", "resolve", "forms_for", "forms_of", "module_dtype", "compute_section", "apply_process_settings",
+__all__ = ["DEFAULTS", "CHOICES", "default_cache_dir", "resolve", "compiler_options", "forms_for", "forms_of", "module_dtype", "compute_section", "apply_process_settings",
            "describe", "differences", "changes_since", "change_note"]
 
 DEFAULTS: Dict[str, Any] = dict(conv_impl="auto", upfirdn_impl="auto", modconv_impl="auto", resize_impl="auto",
-                                lazy_branches="auto", dtype="float32", matmul_precision="auto", compile_cache="auto")
+                                lazy_branches="auto", dtype="float32", matmul_precision="auto", cpu_compile="auto",
+                                compile_cache="auto")
 CHOICES = {"conv_impl": CONV_IMPLS, "upfirdn_impl": UPFIRDN_IMPLS, "modconv_impl": MODCONV_IMPLS,
            "resize_impl": RESIZE_IMPLS,
            "lazy_branches": ("cond", "static"), "dtype": ("float32", "bfloat16"),
-           "matmul_precision": ("default", "high", "highest")}
+           "matmul_precision": ("default", "high", "highest"), "cpu_compile": ("default", "lean", "quick")}
+
+# cpu_compile -> the XLA options of the compiles it names (XLA's CPU back end only)
+_CPU_COMPILE = {"default": {}, "lean": {"xla_cpu_use_fusion_emitters": False},
+                "quick": {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0}}
 
 
-def _auto(field: str, backend: str) -> str:
+def _auto(field: str, backend: str, variant: Optional[str] = None) -> str:
     accel = backend != "cpu"
+    if field == "cpu_compile":
+        return "default" if accel else ("quick" if variant == "tiny" else "lean")
     return {"conv_impl": "xla" if accel else "taps", "upfirdn_impl": "slices", "modconv_impl": "scale",
             "resize_impl": "dense",
             "lazy_branches": "cond" if accel else "static", "dtype": "float32",
@@ -67,6 +75,7 @@ def resolve(cfg=None, backend: Optional[str] = None) -> Dict[str, Any]:
     """Concrete values of a compute section for ``backend`` (default: JAX's default backend)."""
     backend = backend or jax.default_backend()
     req = compute_section(cfg or {})
+    variant = cfg.get("variant", None) if hasattr(cfg, "get") and "conv_impl" not in cfg else None
     out = {}
     for field, value in req.items():
         if field == "compile_cache":
@@ -75,11 +84,19 @@ def resolve(cfg=None, backend: Optional[str] = None) -> Dict[str, Any]:
             out[field] = default_cache_dir() if value == "auto" else value
             continue
         if value == "auto":
-            value = _auto(field, backend)
+            value = _auto(field, backend, variant)
         if value not in CHOICES[field]:
             raise InputError(f"compute.{field} must be 'auto' or one of {', '.join(CHOICES[field])}, got {value!r}")
         out[field] = value
     return out
+
+
+def compiler_options(resolved: Dict[str, Any], backend: Optional[str] = None) -> Dict[str, Any]:
+    """The ``compiler_options`` of ``jax.jit`` / ``Lowered.compile`` for the resolved section's
+    ``cpu_compile`` (empty off the CPU backend; a section without the field: XLA's default)."""
+    if (backend or jax.default_backend()) != "cpu":
+        return {}
+    return dict(_CPU_COMPILE[resolved.get("cpu_compile", "default")])
 
 
 def forms_of(resolved: Dict[str, Any]) -> Forms:

@@ -73,6 +73,37 @@ def test_the_form_is_an_argument_and_auto_resolves_per_backend():
         compute.resolve({"conv_impl": "fast"}, "cpu")
 
 
+def test_cpu_compile_resolves_per_variant_and_reaches_xla():
+    """compute.cpu_compile: lean on CPU, quick for tiny variants, nothing off the CPU; its options
+    are XLA's own (an option XLA does not know fails the compile, so they are passed through) and
+    change no number of a second-order convolution gradient."""
+    from pegan import compute
+    from pegan.configs import stylegan2_config
+
+    tiny = stylegan2_config("mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512", "tiny")
+    full = stylegan2_config("mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512")
+    assert compute.resolve(tiny, "cpu")["cpu_compile"] == "quick"
+    assert compute.resolve(full, "cpu")["cpu_compile"] == "lean"
+    assert compute.resolve(full, "gpu")["cpu_compile"] == "default" == compute.resolve(tiny, "tpu")["cpu_compile"]
+    assert compute.resolve({}, "cpu")["cpu_compile"] == "lean"          # a bare section: not tiny
+    quick = compute.compiler_options(compute.resolve(tiny, "cpu"), "cpu")
+    assert quick == {"xla_cpu_use_fusion_emitters": False, "xla_backend_optimization_level": 0}
+    assert compute.compiler_options(compute.resolve(full, "cpu"), "gpu") == {}
+    assert compute.compiler_options({}, "cpu") == {}
+    with pytest.raises(ValueError, match="compute.cpu_compile"):
+        compute.resolve({"conv_impl": "auto", "cpu_compile": "fastest"}, "cpu")
+    x, w = rand((2, 9, 9, 3)), rand((3, 3, 3, 4))
+
+    def r1(w):
+        g = jax.grad(lambda x: jnp.sum(jnp.tanh(C.conv2d(x, w, impl="taps")) ** 2))(x)
+        return jnp.sum(g ** 2)
+
+    plain = jax.jit(jax.grad(r1))(w)
+    fast = jax.jit(jax.grad(r1), compiler_options=quick)(w)
+    np.testing.assert_allclose(np.asarray(fast), np.asarray(plain), rtol=1e-5, atol=1e-6)
+    with pytest.raises(Exception, match="no_such_option"):
+        jax.jit(jax.grad(r1), compiler_options={"xla_no_such_option": 1})(w)
+
 def test_the_models_take_their_forms_from_the_config_compute_section():
     from pegan import compute
     from pegan.configs import stylegan2_config, singan_config

@@ -46,6 +46,8 @@ def _compute() -> ml_collections.ConfigDict:
     #   dtype            'float32' | 'bfloat16'      bfloat16: mixed precision with float32 parameters (StyleGAN2)
     #   matmul_precision 'default' | 'high' | 'highest'  auto: highest on GPU (no TF32, as NVIDIA trains
     #                    StyleGAN2), high on TPU, default on CPU (already exact float32)
+    #   cpu_compile      'default' | 'lean' | 'quick'  auto: lean on CPU (XLA's loop fusion emitters: less compile
+    #                    time, same speed), quick for tiny variants (also LLVM -O0); default elsewhere
     #   compile_cache    'auto' (~/.cache/pegan/jax; $JAX_COMPILATION_CACHE_DIR or $PEGAN_CACHE_DIR move it), a
     #                    directory, or '' (off): JAX's persistent compilation cache, so a restarted or
     #                    preempted run loads its programs instead of compiling them again

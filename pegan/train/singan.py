@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import jax
@@ -252,11 +253,12 @@ class SinGANTrainer:
         opt_d = optax.adam(sched_d, b1=tr.betas[0], b2=tr.betas[1], eps=1e-8)
         opt_g = optax.adam(sched_g, b1=tr.betas[0], b2=tr.betas[1], eps=1e-8)
         real = self.reals[t]
+        jit = partial(jax.jit, compiler_options=compute.compiler_options(self.compute))
 
         def draw(key):
             return sm.draw_noises(key, shapes, 1)
 
-        @jax.jit
+        @jit
         def d_step(gvars, dvars, opt_state, nw, key):
             k_noise, k_alpha = jax.random.split(key)
             fake, new_g = G.apply(gvars, draw(k_noise), nw, t, train=True, mutable=["batch_stats"])
@@ -274,7 +276,7 @@ class SinGANTrainer:
             dvars = {**dvars, "params": _with_block(dvars["params"], t, bp), "batch_stats": bs}
             return gvars, dvars, opt_state, loss
 
-        @jax.jit
+        @jit
         def g_step(gvars, dvars, opt_state, nw, fixed, key):
             def loss_fn(bp):
                 params = _with_block(gvars["params"], t, bp)
@@ -287,7 +289,7 @@ class SinGANTrainer:
             dvars = {**dvars, "batch_stats": dbs}
             return gvars, dvars, opt_state, loss, terms["mse_unweighted"]
 
-        @jax.jit
+        @jit
         def recon_pass(gvars, nw, fixed):
             out, new = G.apply(gvars, fixed, nw, t, train=True, mutable=["batch_stats"])
             return out, {**gvars, **new}

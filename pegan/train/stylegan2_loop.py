@@ -231,7 +231,8 @@ class Trainer:
         key = (scale, batch, kind)
         if key not in self._programs:
             t0 = time.time()
-            self._programs[key] = self._step_fn(scale, batch, kind).lower(self.state, real).compile()
+            self._programs[key] = self._step_fn(scale, batch, kind).lower(self.state, real).compile(
+                compiler_options=compute.compiler_options(self.compute))
             secs = time.time() - t0
             self.compile_seconds[key] = secs
             self._write_scalars(self.step, {f"compile_seconds/{_shape_name(scale, batch, kind)}": secs})
