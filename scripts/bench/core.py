@@ -160,6 +160,20 @@ def program_gb(compiled) -> "float | None":
         return None
 
 
+def over_cap(compiled, opts, res=None) -> "str | None":
+    """Why a compiled program is not run (its planned memory over ``--mem-cap-gb``), else None;
+    the plan's GB go into ``res['program_gb']``."""
+    cap = getattr(opts, "mem_cap_gb", None)
+    if not cap:
+        return None
+    need = program_gb(compiled)
+    if res is not None:
+        res["program_gb"] = need
+    if need is not None and need > cap:
+        return f"skipped: its program needs {need:.3g} GB > --mem-cap-gb {cap:g}"
+    return None
+
+
 def device_peak_bytes():
     import jax
 
@@ -307,19 +321,8 @@ def case_gfwd(name, opts, res, clog):
     res["gflop"] = flops_of(f, v, z, key)[0] / 1e9
     res["size"] = list(image_size(G.out_size, scale))
     fn = jax.jit(f)
-    if getattr(opts, "mem_cap_gb", None):       # compile first: a program over the cap is not run
-        s0 = clog.seconds
-        fn = fn.lower(v, z, key).compile()
-        compile_s = clog.seconds - s0
-        need = program_gb(fn)
-        res["program_gb"] = need
-        if need is not None and need > opts.mem_cap_gb:
-            res["error"] = f"skipped: its program needs {need:.3g} GB > --mem-cap-gb {opts.mem_cap_gb:g}"
-            return
-        run_timed(res, fn, (v, z, key), opts.reps, opts.warmup, clog, opts=opts)
-        res["compile_s"] = compile_s
-    else:
-        run_timed(res, fn, (v, z, key), opts.reps, opts.warmup, clog, opts=opts)
+    if not _capped_run(res, fn, (v, z, key), opts, clog):
+        return
     res["images_per_s"] = batch / res["seconds"]
 
 
@@ -339,6 +342,24 @@ def case_dfwd(name, opts, res, clog):
     res["size"] = [h, w]
     run_timed(res, jax.jit(f), (p, x), opts.reps, opts.warmup, clog, opts=opts)
     res["images_per_s"] = batch / res["seconds"]
+
+
+def _capped_run(res, fn, args, opts, clog, step_like=False) -> bool:
+    """``run_timed`` of a jitted ``fn``; under ``--mem-cap-gb`` it is compiled first and not run
+    (False, ``res['error']`` says why) when its program is over the cap."""
+    if not getattr(opts, "mem_cap_gb", None):
+        run_timed(res, fn, args, opts.reps, opts.warmup, clog, step_like=step_like, opts=opts)
+        return True
+    s0 = clog.seconds
+    compiled = fn.lower(*args).compile()
+    compile_s = clog.seconds - s0
+    why = over_cap(compiled, opts, res)
+    if why:
+        res["error"] = why
+        return False
+    run_timed(res, compiled, args, opts.reps, opts.warmup, clog, step_like=step_like, opts=opts)
+    res["compile_s"] = compile_s
+    return True
 
 
 def _train_setup(opts, scale, batch):
@@ -384,8 +405,7 @@ def _phase_case(name, opts, res, clog, which):
                              opt_g=opt, pl_mean=terms["pl_mean"]), terms["g_loss"]
 
     res["gflop"] = flops_of(step, state, real)[0] / 1e9
-    run_timed(res, jax.jit(step, donate_argnums=(0,)), (state, real), opts.reps, opts.warmup, clog,
-              step_like=True, opts=opts)
+    _capped_run(res, jax.jit(step, donate_argnums=(0,)), (state, real), opts, clog, step_like=True)
 
 
 def case_dstep(name, opts, res, clog):
@@ -427,22 +447,33 @@ def case_iter(name, opts, res, clog):
     reps = {"none": opts.reps, "pl": max(1, opts.reps // 2), "r1+pl": max(1, opts.reps // 2)}
     per_scale = {}
 
+    class Skip(Exception):
+        pass
+
     def run(s, step):
         # the loop's program for this step: one per scale with the lazy terms behind lax.cond, or
         # one per scale and kind of step (compute.lazy_branches, 'static' by default on CPU)
         fn = trainer.program(s, batch, trainer.step_kind(step), reals[s])    # compiled ahead of time, once
+        why = over_cap(fn, opts)
+        if why:
+            raise Skip(why)
         trainer.state = trainer.state.replace(step=jnp.asarray(step, jnp.int32))
         t = time.perf_counter()
         trainer.state, m = fn(trainer.state, reals[s])
         block(m)
         return time.perf_counter() - t
 
-    # warm-up round: every program of every scale compiled once
+    # warm-up round: every program of every scale compiled once (a scale over --mem-cap-gb: skipped)
+    skipped = {}
     for s in scales:
         s0 = clog.seconds
-        first = run(s, 1)
-        for step in sorted({kinds[k] for k in kinds} - {1}):
-            run(s, step)
+        try:
+            first = run(s, 1)
+            for step in sorted({kinds[k] for k in kinds} - {1}):
+                run(s, step)
+        except Skip as e:
+            skipped[s] = {"error": str(e), "size": list(image_size(G.out_size, s)), "compile_s": clog.seconds - s0}
+            continue
         per_scale[s] = {"compile_s": clog.seconds - s0, "first_call_s": first, "size": list(image_size(G.out_size, s))}
         # FLOPs of each kind: trace with the step fixed (the conds then take one branch)
         for kind, step in kinds.items():
@@ -456,7 +487,7 @@ def case_iter(name, opts, res, clog):
     res["compilations_warmup"] = trainer.compilations()
     c1 = clog.compiles
     # timed rounds: every scale, every kind, after warm-up
-    for s in scales:
+    for s in per_scale:
         for kind, step in kinds.items():
             if kind != "none" and s != scales[0] and not opts.all_kinds:
                 continue
@@ -469,12 +500,15 @@ def case_iter(name, opts, res, clog):
             r["seconds"] = (12 * r["seconds_none"] + 3 * r["seconds_pl"] + r["seconds_r1+pl"]) / 16
             r["gflop"] = (12 * r["gflop_none"] + 3 * r["gflop_pl"] + r["gflop_r1+pl"]) / 16
             r["sec_per_kimg"] = r["seconds"] / batch * 1000
-    res["per_scale"] = {str(s): r for s, r in per_scale.items()}
+    res["per_scale"] = {str(s): r for s, r in sorted({**per_scale, **skipped}.items())}
+    if scales[0] not in per_scale:
+        res["error"] = skipped[scales[0]]["error"]
+        return
     first = per_scale[scales[0]]
     for k in ("seconds", "gflop", "sec_per_kimg", "compile_s"):
         if k in first:
             res[k] = first[k]
-    res["compile_s_max"] = max(r["compile_s"] for r in per_scale.values())
+    res["compile_s_max"] = max(r["compile_s"] for r in {**per_scale, **skipped}.values())
 
 
 def case_loop(name, opts, res, clog):
@@ -769,7 +803,7 @@ def main(argv=None):
     ap.add_argument("--inline", action="store_true", help="run cases in this process (peak memory is then cumulative)")
     ap.add_argument("--profile", default=None, help="write a jax.profiler trace of one more call per case "
                     "under this folder and print the ops that took longest")
-    ap.add_argument("--mem-cap-gb", type=float, default=None, help="gfwd: skip (and say so) a case whose compiled "
+    ap.add_argument("--mem-cap-gb", type=float, default=None, help="gfwd, dstep, gstep, iter: skip (and say so) a case (an iter scale) whose compiled "
                     "program needs more memory than this (default: no cap; scaling mode: 16)")
     ap.add_argument("--plot", default=None, help="scaling mode: write the picture here (default scaling.png)")
     ap.add_argument("--list", action="store_true")

@@ -1,7 +1,7 @@
 """The scaling picture: config-f generator images/s against the batch (1, 2, 4, 8, 16 at 256
 px) and against the output size (256, 384, 512, 896 and 1024 px from the one 256-px generator,
 chosen scales 0, 2, 4, 10 and 12, batch 1), and the training iteration against the chosen
-scale, as markdown tables and one PNG (drawn with Pillow, no plotting library).
+scale, as markdown tables and one PNG of three panels (drawn with Pillow, no plotting library).
 
 The cases are ordinary benchmark cases (``gfwd``, ``iter``), each in its own process; a case
 whose compiled program would need more memory than ``--mem-cap-gb`` is reported as skipped
@@ -53,27 +53,41 @@ def tables(results: Sequence[dict]) -> str:
         out += ["", "| iteration, batch 3 | " + " | ".join(f"scale {s}: {'x'.join(map(str, r['size']))}"
                                                           for s, r in per.items()) + " |",
                 "|---|" + "---|" * len(per),
-                "| s/iteration (R1 / PL amortised) | " + " | ".join(
-                    f"{r['seconds']:.2f}" if "seconds" in r else f"{r.get('seconds_none', float('nan')):.2f} (plain)"
-                    for r in per.values()) + " |"]
+                "| s/iteration (R1 / PL amortised) | " + " | ".join(_iter_cell(r) for r in per.values()) + " |"]
     elif it.get("error"):
         out += ["", f"iteration: {it['error']}"]
     return "\n".join(out)
 
 
+def _iter_cell(r) -> str:
+    if "error" in r:
+        return r["error"]
+    if "seconds" in r:
+        return f"{r['seconds']:.2f}"
+    return f"{r['seconds_none']:.2f} (plain)" if "seconds_none" in r else "-"
+
+
+def _iter_seconds(r) -> Optional[float]:
+    return None if "error" in r else r.get("seconds", r.get("seconds_none"))
+
+
 def plot(results: Sequence[dict], path) -> str:
-    """Two panels (images/s against batch, against output side) as a PNG at ``path``."""
+    """Three panels (G images/s against batch and against output side, seconds per training
+    iteration against output side) as a PNG at ``path``."""
     from PIL import Image, ImageDraw
 
-    batch, size, _ = _series(results)
+    batch, size, it = _series(results)
     def why(r):
         return "(skipped)" if r.get("error") else "(not run)"
 
+    per = (it or {}).get("per_scale") or {}
     panels = [("G forward images/s against batch (256 px)", [(b, _ips(r), why(r)) for b, r in batch], "batch"),
               ("G forward images/s against output side (batch 1)",
-               [(r["size"][0], _ips(r), why(r)) for _, r in size if r.get("size")], "px")]
+               [(r["size"][0], _ips(r), why(r)) for _, r in size if r.get("size")], "px"),
+              ("training iteration s against output side (batch 3)",
+               [(r["size"][0], _iter_seconds(r), why(r)) for r in per.values() if r.get("size")], "px")]
     W, H, pad = 520, 360, 50
-    img = Image.new("RGB", (2 * W, H), "white")
+    img = Image.new("RGB", (len(panels) * W, H), "white")
     d = ImageDraw.Draw(img)
     for k, (title, pts, unit) in enumerate(panels):
         x0 = k * W
