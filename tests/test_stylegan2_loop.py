@@ -141,7 +141,8 @@ def test_cli_trains_a_tiny_mspie_and_writes_samples_at_three_scales(folder, tmp_
 
     stored = json.loads((tmp_path / "w" / "config.json").read_text())
     assert stored["compute"]["conv_impl"] == "auto"
-    assert stored["compute_resolved"] == compute.resolve({}, jax.default_backend())
+    assert stored["compute_resolved"] == compute.resolve(stored, jax.default_backend())
+    assert stored["variant"] == "tiny" and stored["compute_resolved"]["cpu_compile"] in ("quick", "default")
     assert f"conv_impl={stored['compute_resolved']['conv_impl']} (auto)" in r.stdout
 
 
