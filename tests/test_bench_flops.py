@@ -82,3 +82,11 @@ def test_gradients_dead_code_cond_and_scan():
     assert total == small and "while loop counted once" in notes
     # what no output needs is not counted
     assert flops_of(lambda a: (a @ a, (a @ a) @ a)[0], a)[0] == small
+
+
+def test_a_jit_with_compiler_options_is_counted_through_its_function():
+    """The trainers jit with CPU compiler options, which JAX refuses inside another trace."""
+    f = lambda a, b: a @ b
+    a, b = jnp.ones((8, 16)), jnp.ones((16, 4))
+    opts = jax.jit(f, compiler_options={"xla_cpu_use_fusion_emitters": False})
+    assert flops_of(opts, a, b)[0] == flops_of(f, a, b)[0] == 2 * 8 * 16 * 4

@@ -121,4 +121,7 @@ def count_flops(closed, cond_policy="max"):
 def flops_of(fn, *args, cond_policy="max"):
     import jax
 
-    return count_flops(jax.make_jaxpr(fn)(*args), cond_policy)
+    # a jitted function is traced through its Python function: a jit with compiler_options (the
+    # trainers' CPU compile options) may not be nested in make_jaxpr's trace
+    jitted = hasattr(fn, "lower") and hasattr(fn, "__wrapped__")     # (grad's wrapper has __wrapped__ too)
+    return count_flops(jax.make_jaxpr(fn.__wrapped__ if jitted else fn)(*args), cond_policy)
