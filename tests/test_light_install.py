@@ -160,6 +160,8 @@ def test_core_only_environment(tmp_path):
     _timed("pegan wheel", times, [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w",
                                   str(tmp_path / "dist"), str(src)])
     (pegan_wheel,) = (tmp_path / "dist").glob("pegan-*.whl")
+    import zipfile
+    assert "pegan/explore/page.html" in zipfile.ZipFile(pegan_wheel).namelist()    # pegan explore's page ships
 
     venv = tmp_path / "venv"
     _timed("venv", times, [sys.executable, "-m", "venv", "--without-pip", str(venv)])
