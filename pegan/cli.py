@@ -454,7 +454,7 @@ def _save_samples(args, imgs, loaded, what, t0):
 
     if loaded.info.get("color_order") == "BGR":
         imgs = imgs[..., ::-1]
-    path = save_png(args.out, image_grid(to_uint8(imgs), ncol=args.ncol, pad=getattr(args, "pad", 2)))
+    path = save_png(args.out, image_grid(to_uint8(imgs), ncol=args.ncol, pad=args.pad))
     msg = f"wrote {path}"
     if args.npy:
         with checks.storage_errors(args.npy):

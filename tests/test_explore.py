@@ -174,6 +174,7 @@ def test_singan_controls_and_their_commands(served, ckpts, tmp_path):
     (dict(ckpt=1, width_factor=0.01), "width_factor"),
     (dict(ckpt=1, recon=1, width_factor=2), "native size only"),
     (dict(ckpt=1, start_stage=99), "start_stage"),
+    (dict(ckpt=1, start_stage=1, width_factor=1.5), "native size only"),
 ])
 def test_bad_requests_get_one_clear_line(served, query, words):
     _, _, c = served

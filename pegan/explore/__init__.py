@@ -249,8 +249,10 @@ class Explorer:
                 raise InputError("reconstruction uses the stored noise: native size only")
             if s["recon"] and s["start_stage"]:
                 raise InputError("reconstruction has no fresh noise: set the start stage to 0")
-            loading.singan_inputs(loaded, 1, s["seed"], "rand", s["size"], s["width_factor"], 1.0, None,
-                                  0, self.max_side)     # checks the size (cheap: draws noise only)
+            # the sampler's own checks (size, --max-side, a start stage at the native size only), on
+            # zero images: nothing is drawn
+            loading.singan_inputs(loaded, 0, s["seed"], "rand", s["size"], s["width_factor"], 1.0, None,
+                                  s["start_stage"], self.max_side)
             return s
         s["which"] = _choice(q, "which", ("ema", "orig"))
         s["noise"] = _choice(q, "noise", ("random", "const"))
