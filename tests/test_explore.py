@@ -385,3 +385,19 @@ def test_pegan_explore_serves_until_interrupted(ckpts):
     finally:
         if p.poll() is None:
             p.kill()
+
+
+def test_a_reference_pth_is_served_and_its_command_names_the_experiment(fixtures, tmp_path):
+    from helpers import CFG_F
+
+    pth = str(fixtures / "mspie_stylegan2_config-f_tiny.mmgen.pth")
+    explorer = Explorer([pth], cache=2, experiment=CFG_F, variant="tiny")
+    try:
+        png, meta = explorer.render({"seed": "4", "sh": "1", "sw": "3"})
+        cmd = explorer.command({"seed": "4", "sh": "1", "sw": "3"})
+        assert f"--experiment {CFG_F} --variant tiny" in cmd
+        assert run_command(cmd, tmp_path / "pth.png") == png
+        g = pg.load(pth, experiment=CFG_F, variant="tiny")
+        np.testing.assert_array_equal(pixels(png), to_uint8(pg.sample(g, 1, (1, 3), seed=4))[0])
+    finally:
+        explorer.close()
