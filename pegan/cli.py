@@ -670,7 +670,12 @@ def _train_stylegan2(args, cfg, workdir) -> int:
     secs = time.time() - t0
     from pegan.train.stylegan2_loop import _shape_name
 
-    comp = ", ".join(f"{_shape_name(*k)}: {c:.0f} s" for k, c in trainer.compile_seconds.items())
+    def programs(sb):
+        n = sum(k[:2] == sb for k in trainer.compile_seconds)
+        return f" ({n} programs)" if n > 1 else ""
+
+    comp = ", ".join(f"{_shape_name(*sb, None)}: {c:.0f} s{programs(sb)}"
+                     for sb, c in trainer.compile_wall_seconds.items())
     print(f"step {trainer.step} in {workdir} ({secs:.0f} s, {secs / max(kimg[0], 1e-9):.0f} s/kimg; "
           f"compile {comp}); samples at every scale: {path}")
     return 0

@@ -418,7 +418,7 @@ def part_speed(ctx, rec, scale):
         trainer.state, m = fn(trainer.state, real)
         _block(m)
         per_kind[kind] = {"first_call_s": time.perf_counter() - t}
-    rec.put(compile_s=sum(trainer.compile_seconds.values()), programs=trainer.compilations(),
+    rec.put(compile_s=sum(trainer.compile_wall_seconds.values()), programs=trainer.compilations(),
             compile_s_per_program={str(k): v for k, v in trainer.compile_seconds.items()},
             memory_analysis=_memory_analysis(programs["r1+pl"][1]), per_kind=per_kind)
     c0 = clog.compiles
@@ -454,6 +454,10 @@ def part_speed(ctx, rec, scale):
 
 
 def _memory_analysis(compiled):
+    parts = getattr(compiled, "parts", None)       # a step run as its halves (the CPU loop): the larger
+    if parts is not None:
+        got = [_memory_analysis(p) for p in parts]
+        return max(got, key=lambda m: m.get("temp_size_in_bytes", -1))
     try:
         m = compiled.memory_analysis()
         return {k: getattr(m, k) / 1e9 for k in ("argument_size_in_bytes", "output_size_in_bytes",
@@ -618,7 +622,7 @@ def part_loop(ctx, rec, variant):
     t0 = time.time()
     trainer.run(5 if not ctx.dry else 2, **quiet)             # warm-up: every program compiled
     rec.put(warmup_s=time.time() - t0, programs=trainer.compilations(),
-            compile_s=sum(trainer.compile_seconds.values()))
+            compile_s=sum(trainer.compile_wall_seconds.values()))
     out = measure_host_blocked(trainer, steps=ctx.steps, warmup=1)
     rec.put(**out, s_per_kimg_loop=out["loop_seconds_per_step"] / batch * 1000,
             s_per_kimg_device=out["device_seconds_per_step"] / batch * 1000)

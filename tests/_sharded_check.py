@@ -86,6 +86,22 @@ if augmented:      # each device its own draws (the emulation's keys), r_t over 
     print("OK augmented per-device r_t", float(metrics["ada_rt"]))
 print("OK per-device", float(metrics["d_loss"]), float(metrics["g_loss"]))
 
+# -- the step as its two halves, each with its lazy term fixed (the CPU loop's programs) ------
+d_prog = sharded.make_sharded_step(mesh, G, D, tcfg, scale, b, "per_device", lazy=(True, False), phase="d")
+g_prog = sharded.make_sharded_step(mesh, G, D, tcfg, scale, b, "per_device", lazy=(False, True), phase="g")
+mid, dm, sign = d_prog(sharded.replicate_state(state0, mesh), real)
+halves, gm = g_prog(mid, sign)
+compare(halves, {"d": new.d_params, "g": new.g_params, "ema": new.ema_params}, d_grads, g_grads, "halves")
+np.testing.assert_allclose(np.asarray(halves.pl_mean), np.asarray(new.pl_mean), rtol=1e-5)
+assert int(halves.step) == int(new.step) == 1
+both = dict(dm, **gm)
+assert set(both) == set(metrics), (set(both), set(metrics))
+for name in metrics:
+    np.testing.assert_allclose(float(both[name]), float(metrics[name]), rtol=1e-5, atol=1e-6, err_msg=name)
+if augmented:
+    assert abs(float(sign) - float(metrics["ada_rt"])) < 1e-6 and float(halves.ada["rt"]) == float(metrics["ada_rt"])
+print("OK halves", float(both["d_loss"]), float(both["g_loss"]))
+
 # -- global statistics: equals the plain 1-device step of the whole batch ---------------------
 if check_global:
     step = sharded.make_sharded_step(mesh, G, D, tcfg, scale, b, "global")

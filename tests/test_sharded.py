@@ -2,7 +2,8 @@
 JAX start-up): per-device statistics equal a shard-by-shard 1-device emulation with averaged
 gradients; global statistics equal the plain 1-device step of the whole batch; k accumulation
 passes per device equal the 1-pass step on k times the devices; with ADA, each device augments
-its own shard and r_t is averaged over all of them."""
+its own shard and r_t is averaged over all of them; the step's D and G halves as two programs
+(the CPU loop's form) equal the one-program step."""
 
 import os
 import pathlib
@@ -24,6 +25,6 @@ def test_sharded_steps_on_8_fake_devices(forms):
     script = pathlib.Path(__file__).with_name("_sharded_check.py")
     r = subprocess.run([sys.executable, str(script)] + forms, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "OK per-device" in r.stdout and ("OK global" in r.stdout) == ("no-global" not in forms)
+    assert "OK per-device" in r.stdout and "OK halves" in r.stdout and ("OK global" in r.stdout) == ("no-global" not in forms)
     assert ("OK accumulation" in r.stdout) == ("accumulate" in forms)
     assert ("OK augmented per-device" in r.stdout) == ("augment" in forms)

@@ -87,9 +87,12 @@ def test_exact_resume_and_one_compilation_per_shape(folder, tmp_path):
     data = ImageFolder(folder, 64)
     straight = Trainer(cfg, data, tmp_path / "a", log=lambda m: None)
     hist = straight.run(4)
-    # one program per (scale, batch) and, on CPU, kind of step (R1 + PL at step 0, none after)
+    # one program per (scale, batch) and, on CPU, half of a step and its lazy term (R1 + PL at
+    # step 0, none after: d_r1, g_pl, d, g), each compiled once
     shapes = {(m["scale"], m["batch"], straight.step_kind(m["step"])) for m in hist}
-    assert straight.compilations() == len(shapes)    # no compilation after warm-up
+    programs = {(s, b, p) for s, b, kind in shapes for p in straight.phases(kind)}
+    assert set(straight.compile_seconds) == programs    # no compilation after warm-up
+    assert straight.compilations() == len(programs)
     assert all((s, 2 if s == 2 else 4) == (s, b) for s, b, _ in shapes)
     # the other half reads a `pegan prepare` dataset of the same images: same batches
     from pegan.data import PreparedImages, prepare

@@ -121,8 +121,11 @@ def replicate_state(state, mesh: Mesh, statistics: str = "per_device", slots: in
     return put_state(to_host(state), mesh, statistics, slots)
 
 
+PHASES = ("step", "d", "g")
+
+
 def make_sharded_step(mesh: Mesh, G, D, tcfg, scale, per_device_batch: int, statistics: str = "per_device",
-                      state=None, lazy=None, passes: int = 1):
+                      state=None, lazy=None, passes: int = 1, phase: str = "step"):
     """jit(step)(state, real_global) -> (state, metrics); ``real_global`` [n * b, H, W, 3] at the
     stored size, sharded along ``data``; the state is donated and comes back with the shardings
     of ``state_shardings`` (so the next call does not recompile). ``state``: the train state (or
@@ -130,12 +133,20 @@ def make_sharded_step(mesh: Mesh, G, D, tcfg, scale, per_device_batch: int, stat
     ``passes`` path-length slots). ``lazy``: (R1 due, path length due) fixed in the program
     (``tr.train_step``), or None.
 
+    ``phase``: 'step' (the whole iteration), or one half of it as its own program: 'd'
+    (``tr.d_half``: ``(state, real) -> (state, metrics, sign)``) and 'g' (``tr.g_half``:
+    ``(state, sign) -> (state, metrics)``, on the state and the replicated ``sign`` the 'd'
+    program returned); the two in turn are the 'step' program. Each half is compiled once per
+    value of its own lazy term, so the CPU's per-kind programs share them.
+
     ``passes`` > 1: gradient accumulation; each device runs its b images as ``passes`` passes of
     ``b / passes`` (``tr.train_step``). Pass p of device i draws the randomness of device
     ``i * passes + p`` of a 1-pass step and keeps its own path-length mean, so the step equals
     the 1-pass step on ``passes`` times the devices (per_device statistics); with 'global'
     statistics a pass is ``b / passes`` images of every device."""
     _check(statistics)
+    if phase not in PHASES:
+        raise ValueError(f"phase must be one of {PHASES}, got {phase!r}")
     k = int(passes)
     if per_device_batch % k:
         raise InputError(f"{per_device_batch} images per device do not split into {k} passes")
@@ -146,39 +157,61 @@ def make_sharded_step(mesh: Mesh, G, D, tcfg, scale, per_device_batch: int, stat
     size = image_size(G.out_size, scale)
     b = per_device_batch
     n = mesh.devices.size
-    if statistics == "per_device":
-        def local(state, real):
-            i = jax.lax.axis_index("data")
-            key = jax.random.fold_in(state.key, state.step)
-            if k == 1:
-                rnd = tr.step_randomness(jax.random.fold_in(key, i), G, tcfg, scale, b)
-            else:
-                rnd = tr.pass_randomness(key, G, tcfg, scale, b // k, k, first=i * k)
-            new, metrics, _ = tr.train_step(state, tr.resize_reals(real, size, G.forms.resize), rnd, G=G, D=D, tcfg=tcfg,
-                                            scale=scale, grad_reduce=lambda g: jax.lax.pmean(g, "data"),
-                                            lazy=lazy, passes=k, images=n * b)
-            scalars = {k: jax.lax.pmean(v, "data") for k, v in metrics.items() if k != "path_lengths"}
-            return new, scalars
+    per_device = statistics == "per_device"
+    kw = dict(G=G, D=D, tcfg=tcfg, scale=scale, lazy=lazy, passes=k)
+    if per_device:
+        kw["grad_reduce"] = lambda g: jax.lax.pmean(g, "data")
 
-        def step(state, real):
-            specs = _state_specs(state, True)
-            fn = jax.shard_map(local, mesh=mesh, in_specs=(specs, P("data")), out_specs=(specs, P()),
-                               check_vma=False)
-            return fn(state, real)
-    else:
-        def step(state, real):
-            key = jax.random.fold_in(state.key, state.step)
-            real = jax.lax.with_sharding_constraint(real, NamedSharding(mesh, P("data")))
-            real = tr.resize_reals(real, size, G.forms.resize)
+    def randomness(state):
+        key = jax.random.fold_in(state.key, state.step)
+        if per_device:
+            i = jax.lax.axis_index("data")
             if k == 1:
-                rnd = tr.step_randomness(key, G, tcfg, scale, n * b)
-            else:           # pass p: images p*b/k .. (p+1)*b/k of every device (no data moves)
-                rnd = tr.pass_randomness(key, G, tcfg, scale, n * b // k, k)
-                real = real.reshape((n, k, b // k) + real.shape[1:]).swapaxes(0, 1)
-                real = real.reshape((k, n * b // k) + real.shape[3:])
-                real = jax.lax.with_sharding_constraint(real, NamedSharding(mesh, P(None, "data")))
-            new, metrics, _ = tr.train_step(state, real, rnd, G=G, D=D, tcfg=tcfg,
-                                            scale=scale, lazy=lazy, passes=k)
-            return new, {k: v for k, v in metrics.items() if k != "path_lengths"}
-    return jax.jit(step, donate_argnums=(0,), in_shardings=(state_sh, NamedSharding(mesh, P("data"))),
-                   out_shardings=(state_sh, NamedSharding(mesh, P())))
+                return tr.step_randomness(jax.random.fold_in(key, i), G, tcfg, scale, b)
+            return tr.pass_randomness(key, G, tcfg, scale, b // k, k, first=i * k)
+        if k == 1:
+            return tr.step_randomness(key, G, tcfg, scale, n * b)
+        return tr.pass_randomness(key, G, tcfg, scale, n * b // k, k)
+
+    def reals(real):
+        if per_device:
+            return tr.resize_reals(real, size, G.forms.resize)
+        real = jax.lax.with_sharding_constraint(real, NamedSharding(mesh, P("data")))
+        real = tr.resize_reals(real, size, G.forms.resize)
+        if k > 1:           # pass p: images p*b/k .. (p+1)*b/k of every device (no data moves)
+            real = real.reshape((n, k, b // k) + real.shape[1:]).swapaxes(0, 1)
+            real = real.reshape((k, n * b // k) + real.shape[3:])
+            real = jax.lax.with_sharding_constraint(real, NamedSharding(mesh, P(None, "data")))
+        return real
+
+    def scalars(metrics):
+        out = {name: v for name, v in metrics.items() if name != "path_lengths"}
+        return {name: jax.lax.pmean(v, "data") for name, v in out.items()} if per_device else out
+
+    def d_local(state, real):
+        mid, d_terms, _, sign = tr.d_half(state, reals(real), randomness(state), **kw)
+        return mid, scalars(tr.d_metrics(d_terms)), sign
+
+    def g_local(state, sign):
+        new, g_terms, _ = tr.g_half(state, sign, randomness(state), images=n * b, **kw)
+        return new, scalars(tr.g_metrics(new, g_terms))
+
+    def step_local(state, real):
+        mid, dm, sign = d_local(state, real)
+        new, gm = g_local(mid, sign)
+        return new, dict(dm, **gm)
+
+    local = {"step": step_local, "d": d_local, "g": g_local}[phase]
+    second = P() if phase == "g" else P("data")          # the sign of the 'g' half, else the reals
+    outs = (P(), P()) if phase == "d" else (P(),)
+
+    def fn(state, x):
+        if not per_device:
+            return local(state, x)
+        specs = _state_specs(state, True)
+        return jax.shard_map(local, mesh=mesh, in_specs=(specs, second), out_specs=(specs,) + outs,
+                             check_vma=False)(state, x)
+
+    rep = NamedSharding(mesh, P())
+    return jax.jit(fn, donate_argnums=(0,), in_shardings=(state_sh, NamedSharding(mesh, second)),
+                   out_shardings=(state_sh,) + (rep,) * len(outs))

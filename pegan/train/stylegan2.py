@@ -32,7 +32,7 @@ from pegan.train import augment as ada
 __all__ = ["TrainState", "Randomness", "draw_randomness", "step_randomness", "pl_scale_of", "r1_penalty", "regularisation_mode",
            "static_lazy_terms", "lazy_kind", "pass_randomness", "make_optimizers", "init_state", "augment_mode",
            "augmenter", "frozen_d_blocks",
-           "d_loss_fn", "g_loss_fn", "train_step", "reals_to_float", "resize_reals", "ema_update", "d_phase", "g_phase"]
+           "d_loss_fn", "g_loss_fn", "train_step", "d_half", "g_half", "d_metrics", "g_metrics", "reals_to_float", "resize_reals", "ema_update", "d_phase", "g_phase"]
 
 
 @flax.struct.dataclass
@@ -375,47 +375,35 @@ def _accumulate(fn, xs, passes: int):
     return jax.tree.map(lambda g: g / passes, total), _merge_passes(terms)
 
 
-def train_step(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Discriminator, tcfg,
-               scale, grad_reduce=None, lazy: Optional[Tuple[bool, bool]] = None, passes: int = 1,
-               images: Optional[int] = None):
-    """One iteration at chosen ``scale`` (static) on ``real`` (already at its size).
-
-    ``grad_reduce`` (e.g. ``lambda g: lax.pmean(g, 'data')``) averages gradients across data
-    shards before each Adam step, as DDP does. Switches (``tcfg``): ``regularisation``
-    ('joint' | 'separate', see ``regularisation_mode``), ``pl_scale`` / ``pl_at_current_scale``
-    (see ``pl_scale_of``), ``pl_detach_mean``. ``lazy``: (R1 due, path length due) fixed when
-    tracing (see ``static_lazy_terms``); None decides them from ``state.step`` with ``lax.cond``.
-
-    ``passes`` > 1: gradient accumulation (NVIDIA's ``--batch-gpu``). ``real`` holds
-    ``passes * b`` images, split into ``passes`` consecutive groups of b (or is given as
-    [passes, b, H, W, 3]); ``rnd`` is stacked on a
-    leading pass axis (``pass_randomness``); ``state.pl_mean`` is a vector of at least ``passes``
-    running means, one per pass (a vector with one pass: its first slot is used). Each pass is what one device does in a 1-pass step (its own
-    minibatch-stddev groups, path-length batch and running mean), and the gradients are the mean
-    over the passes, so the step equals the 1-pass step on ``passes`` times the devices.
-
-    ``train.augment`` on (``augment_mode``): every image D sees goes through the ADA pipeline at
-    ``state.ada['p']`` with the draws of ``rnd.aug`` (``augmenter``), and ``state.ada`` is adjusted
-    (``pegan.train.augment.adjust``) from the signs of D's logits on the reals, averaged with
-    ``grad_reduce`` over the data shards; ``images``: the reals of the step over all shards
-    (default: this call's). ``train.freeze_d``: FreezeD (``frozen_d_blocks``).
-    Returns (new state, metrics, aux)."""
-    reduce = grad_reduce or (lambda g: g)
-    opt_g, opt_d = make_optimizers(tcfg)
-    separate = regularisation_mode(tcfg) == "separate"
-    do_r1, do_pl = lazy_kind(tcfg, state.step) if lazy is None else (bool(lazy[0]), bool(lazy[1]))
-    zero = jnp.zeros((), jnp.float32)
+def _passes_of(state: TrainState, real, passes: int):
+    """(reals as [passes, b, ...] or as given with 1 pass, the passes' path-length means, the
+    running-mean slots or None)."""
     k = int(passes)
     slots = state.pl_mean if state.pl_mean.ndim == 1 else None     # running means, one per pass
     if k > 1:
-        real_k = real if real.ndim == 5 else real.reshape((k, real.shape[0] // k) + real.shape[1:])
-        pl_k = slots[:k]
-    else:
-        real_k, pl_k = real, (state.pl_mean if slots is None else slots[0])
+        real_k = None if real is None else (
+            real if real.ndim == 5 else real.reshape((k, real.shape[0] // k) + real.shape[1:]))
+        return real_k, slots[:k], slots
+    return real, (state.pl_mean if slots is None else slots[0]), slots
 
-    def with_pl(pl):
-        return state.replace(pl_mean=pl)
 
+def _lazy(tcfg, state, lazy):
+    return lazy_kind(tcfg, state.step) if lazy is None else (bool(lazy[0]), bool(lazy[1]))
+
+
+def d_half(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Discriminator, tcfg, scale,
+           grad_reduce=None, lazy=None, passes: int = 1):
+    """The discriminator half of ``train_step``: returns (state with the new ``d_params`` and
+    ``opt_d``, D's terms, D's gradients, the mean sign of D's logits on the reals over the shards
+    (ADA's r_t, 0 without augmentation)). Everything else of the state is unchanged; ``g_half``
+    on its result finishes the iteration (the same ``rnd``, ``lazy``, ``passes``)."""
+    reduce = grad_reduce or (lambda g: g)
+    _, opt_d = make_optimizers(tcfg)
+    separate = regularisation_mode(tcfg) == "separate"
+    do_r1, _ = _lazy(tcfg, state, lazy)
+    zero = jnp.zeros((), jnp.float32)
+    k = int(passes)
+    real_k, _, _ = _passes_of(state, real, k)
     d_grads, d_terms = _accumulate(
         lambda x: d_phase(state, x[0], x[1], G=G, D=D, tcfg=tcfg, scale=scale, do_r1=False if separate else do_r1),
         (real_k, rnd), k)
@@ -436,6 +424,29 @@ def train_step(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Dis
 
         d_params, opt_d_state, r1 = _when(do_r1, d_reg, lambda a: (*a, zero), (d_params, opt_d_state))
         d_terms = dict(d_terms, r1_penalty=r1, d_loss=d_terms["d_loss"] + tcfg.r1_weight * r1)
+    sign = zero
+    if state.ada is not None:      # ADA: r_t from the signs of D's logits on the (augmented) reals
+        sign = reduce(jnp.mean(jnp.sign(d_terms["disc_pred_real"]).astype(jnp.float32)))
+    return state.replace(d_params=d_params, opt_d=opt_d_state), d_terms, d_grads, sign
+
+
+def g_half(state: TrainState, sign, rnd: Randomness, *, G: Generator, D: Discriminator, tcfg, scale,
+           grad_reduce=None, lazy=None, passes: int = 1, images: Optional[int] = None):
+    """The generator half of ``train_step`` on the state ``d_half`` returned (its ``d_params``
+    are the updated discriminator) and its ``sign``: the G step, the EMA, the path-length means,
+    ADA's adjustment and the step counter. ``images``: the reals of the step over all shards
+    (ADA's count). Returns (new state, G's terms, G's gradients)."""
+    reduce = grad_reduce or (lambda g: g)
+    opt_g, _ = make_optimizers(tcfg)
+    separate = regularisation_mode(tcfg) == "separate"
+    _, do_pl = _lazy(tcfg, state, lazy)
+    zero = jnp.zeros((), jnp.float32)
+    k = int(passes)
+    _, pl_k, slots = _passes_of(state, None, k)
+    d_params = state.d_params
+
+    def with_pl(pl):
+        return state.replace(pl_mean=pl)
 
     g_grads, g_terms = _accumulate(
         lambda x: g_phase(with_pl(x[1]), d_params, x[0], G=G, D=D, tcfg=tcfg, scale=scale,
@@ -465,22 +476,61 @@ def train_step(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Dis
         new_pl = jnp.concatenate([jnp.reshape(new_pl, (-1,)), slots[k:]])
     ema = ema_update(state.ema_params, g_params, tcfg.ema_momentum)
     new_ada = state.ada
-    if state.ada is not None:      # ADA: r_t from the signs of D's logits on the (augmented) reals
+    if state.ada is not None:
         mode, _ = augment_mode(tcfg)
-        pr = d_terms["disc_pred_real"]
-        n_img = float(pr.shape[0] if images is None else images)
-        mean_sign = reduce(jnp.mean(jnp.sign(pr).astype(jnp.float32)))
+        n_img = float(math.prod(rnd.z_d[0].shape[:-1]) if images is None else images)
         due = (state.step + 1) % int(tcfg.ada_interval) == 0
-        new_ada = ada.adjust(state.ada, mean_sign * n_img, n_img, due, target=float(tcfg.ada_target),
+        new_ada = ada.adjust(state.ada, sign * n_img, n_img, due, target=float(tcfg.ada_target),
                              kimg=float(tcfg.ada_kimg), adaptive=mode == "ada")
-    new = state.replace(step=state.step + 1, g_params=g_params, d_params=d_params, ema_params=ema,
-                        opt_g=opt_g_state, opt_d=opt_d_state, pl_mean=new_pl, ada=new_ada)
-    metrics = {"d_loss": d_terms["d_loss"], "g_loss": g_terms["g_loss"],
-               "loss_disc_fake": d_terms["loss_disc_fake"], "loss_disc_real": d_terms["loss_disc_real"],
-               "r1_penalty": d_terms["r1_penalty"], "loss_disc_fake_g": g_terms["loss_disc_fake_g"],
+    new = state.replace(step=state.step + 1, g_params=g_params, ema_params=ema,
+                        opt_g=opt_g_state, pl_mean=new_pl, ada=new_ada)
+    return new, g_terms, g_grads
+
+
+def d_metrics(d_terms) -> dict:
+    """The scalars of the D half that the loop logs."""
+    return {k: d_terms[k] for k in ("d_loss", "loss_disc_fake", "loss_disc_real", "r1_penalty")}
+
+
+def g_metrics(state: TrainState, g_terms) -> dict:
+    """The scalars of the G half that the loop logs (``state``: the one ``g_half`` returned)."""
+    metrics = {"g_loss": g_terms["g_loss"], "loss_disc_fake_g": g_terms["loss_disc_fake_g"],
                "pl_penalty": g_terms["pl_penalty"], "path_lengths": g_terms["path_lengths"],
                "pl_mean": jnp.mean(g_terms["pl_mean"])}
-    if new_ada is not None:
-        metrics.update(ada_p=new_ada["p"], ada_rt=new_ada["rt"])
+    if state.ada is not None:
+        metrics.update(ada_p=state.ada["p"], ada_rt=state.ada["rt"])
+    return metrics
+
+
+def train_step(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Discriminator, tcfg,
+               scale, grad_reduce=None, lazy: Optional[Tuple[bool, bool]] = None, passes: int = 1,
+               images: Optional[int] = None):
+    """One iteration at chosen ``scale`` (static) on ``real`` (already at its size): ``d_half``
+    then ``g_half`` (which the CPU loop compiles as two programs, ``pegan.train.sharded``).
+
+    ``grad_reduce`` (e.g. ``lambda g: lax.pmean(g, 'data')``) averages gradients across data
+    shards before each Adam step, as DDP does. Switches (``tcfg``): ``regularisation``
+    ('joint' | 'separate', see ``regularisation_mode``), ``pl_scale`` / ``pl_at_current_scale``
+    (see ``pl_scale_of``), ``pl_detach_mean``. ``lazy``: (R1 due, path length due) fixed when
+    tracing (see ``static_lazy_terms``); None decides them from ``state.step`` with ``lax.cond``.
+
+    ``passes`` > 1: gradient accumulation (NVIDIA's ``--batch-gpu``). ``real`` holds
+    ``passes * b`` images, split into ``passes`` consecutive groups of b (or is given as
+    [passes, b, H, W, 3]); ``rnd`` is stacked on a
+    leading pass axis (``pass_randomness``); ``state.pl_mean`` is a vector of at least ``passes``
+    running means, one per pass (a vector with one pass: its first slot is used). Each pass is what one device does in a 1-pass step (its own
+    minibatch-stddev groups, path-length batch and running mean), and the gradients are the mean
+    over the passes, so the step equals the 1-pass step on ``passes`` times the devices.
+
+    ``train.augment`` on (``augment_mode``): every image D sees goes through the ADA pipeline at
+    ``state.ada['p']`` with the draws of ``rnd.aug`` (``augmenter``), and ``state.ada`` is adjusted
+    (``pegan.train.augment.adjust``) from the signs of D's logits on the reals, averaged with
+    ``grad_reduce`` over the data shards; ``images``: the reals of the step over all shards
+    (default: this call's). ``train.freeze_d``: FreezeD (``frozen_d_blocks``).
+    Returns (new state, metrics, aux)."""
+    kw = dict(G=G, D=D, tcfg=tcfg, scale=scale, grad_reduce=grad_reduce, lazy=lazy, passes=passes)
+    mid, d_terms, d_grads, sign = d_half(state, real, rnd, **kw)
+    new, g_terms, g_grads = g_half(mid, sign, rnd, images=images, **kw)
+    metrics = dict(d_metrics(d_terms), **g_metrics(new, g_terms))
     aux = {"d_grads": d_grads, "g_grads": g_grads, "d_terms": d_terms, "g_terms": g_terms}
     return new, metrics, aux

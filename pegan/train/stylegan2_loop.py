@@ -17,8 +17,9 @@
   step's metrics stay on the device until a log, checkpoint, sample or evaluation step fetches
   the steps since the last fetch (checked for non-finite losses there: a non-finite state is
   never saved), and with several processes the stop vote runs at those steps only. Each
-  (scale, batch, kind) program is compiled ahead of time (``lower(...).compile()``), once; its
-  seconds are recorded. ``measure_host_blocked`` gives the loop's host-blocked fraction.
+  program is compiled ahead of time (``lower(...).compile()``), once, and its seconds recorded:
+  one per (scale, batch) with the lazy terms behind ``lax.cond``, else the step's D and G halves
+  as two programs, each fixed by its own lazy term (``Trainer.phases``: 4 per (scale, batch)). ``measure_host_blocked`` gives the loop's host-blocked fraction.
 * Checkpoints: ``pegan.checkpoint`` layout, items generator_ema / generator / discriminator
   (what ``pegan sample`` reads) and train_state (everything for an exact resume). SIGTERM and
   Ctrl-C save and exit cleanly; a write that fails (a full disk) is one ``StorageError`` and
@@ -27,7 +28,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import math
+import os
 import signal
 import time
 from pathlib import Path
@@ -146,12 +150,28 @@ def _due(step: int, every) -> bool:
 
 
 def _shape_name(scale: int, batch: int, kind) -> str:
-    """'scale_2_batch_4', plus the lazy terms of the program ('_r1_pl', '_pl', '_plain') when
-    they are fixed per program."""
+    """'scale_2_batch_4', plus the half of the step and its lazy term ('_d', '_d_r1', '_g',
+    '_g_pl', ``Trainer.phases``) when they are fixed per program (or a whole step's terms:
+    '_r1_pl', '_pl', '_plain')."""
     name = f"scale_{scale}_batch_{batch}"
+    if isinstance(kind, str):           # one half of a step (Trainer.phases)
+        return f"{name}_{kind}"
     if kind is not None:
         name += "".join(f"_{t}" for t, on in zip(("r1", "pl"), kind) if on) or "_plain"
     return name
+
+
+class TwoPhases:
+    """A step as its two compiled halves (``Trainer.phases``): ``(state, real) -> (state,
+    metrics)``, the D program then the G program on the state and sign it returns."""
+
+    def __init__(self, d, g):
+        self.parts = (d, g)
+
+    def __call__(self, state, real):
+        state, dm, sign = self.parts[0](state, real)
+        state, gm = self.parts[1](state, sign)
+        return state, dict(dm, **gm)
 
 
 class Trainer:
@@ -185,7 +205,8 @@ class Trainer:
         self.statistics = statistics or self.tcfg.statistics
         self.writer = writer
         self.offset = 0
-        self.compile_seconds: Dict[tuple, float] = {}
+        self.compile_seconds: Dict[tuple, float] = {}      # by program: its own trace + compile seconds
+        self.compile_wall_seconds: Dict[tuple, float] = {}  # by (scale, batch): the wall time of its compiles
         self._fns: Dict[tuple, Callable] = {}           # jitted steps, by (scale, batch, kind)
         self._programs: Dict[tuple, Callable] = {}      # their compiled programs (ahead of time)
         self._sample_fns: Dict[int, Callable] = {}
@@ -211,32 +232,81 @@ class Trainer:
         else None (one program decides them with ``lax.cond``)."""
         return tr.lazy_kind(self.tcfg, step) if self._static_lazy else None
 
+    def phases(self, kind):
+        """The programs of a step of ``kind`` (``step_kind``): with the lazy terms fixed per
+        program, its two halves, each fixed by its own term (('d' or 'd_r1'), ('g' or 'g_pl'):
+        a (scale, batch) has 4 programs on CPU, not one per combination); else the one 'step'
+        program (None)."""
+        if kind is None:
+            return (None,)
+        r1, pl = kind
+        return ("d_r1" if r1 else "d", "g_pl" if pl else "g")
+
     def _step_fn(self, scale: int, batch: int, kind=None):
         key = (scale, batch, kind)
         if key not in self._fns:
             n = self.mesh.devices.size        # check_config made the batch a multiple of it
+            phase, lazy = "step", None
+            if kind is not None:              # one half, its lazy term fixed (the other's is unused)
+                phase, on = kind[0], kind.endswith(("_r1", "_pl"))
+                lazy = (on, False) if phase == "d" else (False, on)
             self._fns[key] = sharded.make_sharded_step(self.mesh, self.G, self.D, self.tcfg, scale, batch // n,
-                                                       self.statistics, state=self.state, lazy=kind,
-                                                       passes=passes_for(self.tcfg, batch, n))
+                                                       self.statistics, state=self.state, lazy=lazy,
+                                                       passes=passes_for(self.tcfg, batch, n), phase=phase)
         return self._fns[key]
 
     def compilations(self) -> int:
-        """Programs compiled so far: one per (scale, batch, kind) met (a compiled program cannot
-        recompile: a call that does not fit it is an error)."""
+        """Programs compiled so far: one per (scale, batch, phase) met (``phases``; a compiled
+        program cannot recompile: a call that does not fit it is an error)."""
         return len(self._programs)
 
-    def program(self, scale: int, batch: int, kind, real):
-        """The compiled step for (scale, batch, kind), compiled ahead of time on first use with
-        the state and ``real`` as the argument shapes; the seconds go to ``compile_seconds``."""
-        key = (scale, batch, kind)
-        if key not in self._programs:
-            t0 = time.time()
-            self._programs[key] = self._step_fn(scale, batch, kind).lower(self.state, real).compile(
-                compiler_options=compute.compiler_options(self.compute))
-            secs = time.time() - t0
+    def _run_phases(self):
+        """Every half (``phases``) a run's steps use: the kinds of one R1 and path-length cycle."""
+        t = self.tcfg
+        cycle = math.lcm(max(1, int(t.r1_interval)), max(1, int(t.pl_interval)))
+        names = {p for s in range(cycle) for p in self.phases(self.step_kind(s))}
+        return sorted(names, key=lambda p: (p[0] != "d", p))
+
+    def _compile(self, scale: int, batch: int, names, real):
+        """Compile the programs ``names`` of (scale, batch) ahead of time: traced one after the
+        other, then compiled by XLA side by side (one thread each, up to the CPU count: the
+        halves of a step are independent programs). Each program's own seconds (trace and
+        compile) go to ``compile_seconds``, the wall time of the lot to ``compile_wall_seconds``."""
+        t0 = time.time()
+        sign = jax.ShapeDtypeStruct((), np.float32, sharding=NamedSharding(self.mesh, P()))
+        opts = compute.compiler_options(self.compute)
+        lowered = {}
+        for name in names:
+            t1 = time.time()
+            arg = sign if isinstance(name, str) and name.startswith("g") else real
+            lowered[name] = (self._step_fn(scale, batch, name).lower(self.state, arg), time.time() - t1)
+
+        def one(name):
+            low, secs = lowered[name]
+            t1 = time.time()
+            return name, low.compile(compiler_options=opts), secs + time.time() - t1
+
+        workers = max(1, min(len(names), os.cpu_count() or 1))
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            done = list(pool.map(one, names))
+        for name, compiled, secs in done:
+            key = (scale, batch, name)
+            self._programs[key] = compiled
             self.compile_seconds[key] = secs
-            self._write_scalars(self.step, {f"compile_seconds/{_shape_name(scale, batch, kind)}": secs})
-        return self._programs[key]
+            self._write_scalars(self.step, {f"compile_seconds/{_shape_name(scale, batch, name)}": secs})
+        self.compile_wall_seconds[(scale, batch)] = self.compile_wall_seconds.get((scale, batch), 0.0) + time.time() - t0
+
+    def program(self, scale: int, batch: int, kind, real):
+        """The compiled step for (scale, batch, kind) (``step_kind``): ``fn(state, real) ->
+        (state, metrics)``. Its programs are compiled ahead of time when (scale, batch) is first
+        met, with the state and ``real`` as the argument shapes: the one program with the lazy
+        terms behind ``lax.cond``, else every half the run will use (``phases``), at once."""
+        names = self.phases(kind)
+        if any((scale, batch, name) not in self._programs for name in names):
+            todo = names if names == (None,) else self._run_phases()
+            self._compile(scale, batch, [n for n in todo if (scale, batch, n) not in self._programs], real)
+        parts = [self._programs[(scale, batch, name)] for name in names]
+        return parts[0] if names == (None,) else TwoPhases(*parts)
 
     def schedule_batch(self, scale: int) -> int:
         return batch_for_scale(self.tcfg, scale)

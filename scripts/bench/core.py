@@ -151,7 +151,12 @@ def time_calls(call, warmup, reps):
 
 def program_gb(compiled) -> "float | None":
     """GB a compiled program holds at once (arguments, outputs and temporaries, as XLA plans
-    them), or None where the backend does not say."""
+    them), or None where the backend does not say. A step run as several programs in turn (the
+    trainer's halves, ``.parts``): the most any of them holds."""
+    parts = getattr(compiled, "parts", None)
+    if parts is not None:
+        gbs = [program_gb(p) for p in parts]
+        return None if None in gbs else max(gbs)
     try:
         m = compiled.memory_analysis()
         return (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
@@ -472,9 +477,13 @@ def case_iter(name, opts, res, clog):
             for step in sorted({kinds[k] for k in kinds} - {1}):
                 run(s, step)
         except Skip as e:
-            skipped[s] = {"error": str(e), "size": list(image_size(G.out_size, s)), "compile_s": clog.seconds - s0}
+            skipped[s] = {"error": str(e), "size": list(image_size(G.out_size, s)),
+                          "compile_s": trainer.compile_wall_seconds.get((s, batch), clog.seconds - s0)}
             continue
-        per_scale[s] = {"compile_s": clog.seconds - s0, "first_call_s": first, "size": list(image_size(G.out_size, s))}
+        # the wall time of the scale's compiles (the trainer compiles a step's halves side by side)
+        per_scale[s] = {"compile_s": trainer.compile_wall_seconds[(s, batch)], "first_call_s": first,
+                        "programs": sum(k[:2] == (s, batch) for k in trainer.compile_seconds),
+                        "size": list(image_size(G.out_size, s))}
         # FLOPs of each kind: trace with the step fixed (the conds then take one branch)
         for kind, step in kinds.items():
             def traced(state, real, step=step, s=s):
@@ -531,7 +540,7 @@ def case_loop(name, opts, res, clog):
     res.update(out)
     res["batch"] = cfg.train.batch
     res["sec_per_kimg"] = out["loop_seconds_per_step"] / cfg.train.batch * 1000
-    res["compile_s"] = sum(trainer.compile_seconds.values())
+    res["compile_s"] = sum(trainer.compile_wall_seconds.values())
     res["compilations"] = trainer.compilations()
 
 
