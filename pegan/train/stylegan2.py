@@ -375,16 +375,13 @@ def _accumulate(fn, xs, passes: int):
     return jax.tree.map(lambda g: g / passes, total), _merge_passes(terms)
 
 
-def _passes_of(state: TrainState, real, passes: int):
-    """(reals as [passes, b, ...] or as given with 1 pass, the passes' path-length means, the
-    running-mean slots or None)."""
-    k = int(passes)
-    slots = state.pl_mean if state.pl_mean.ndim == 1 else None     # running means, one per pass
-    if k > 1:
-        real_k = None if real is None else (
-            real if real.ndim == 5 else real.reshape((k, real.shape[0] // k) + real.shape[1:]))
-        return real_k, slots[:k], slots
-    return real, (state.pl_mean if slots is None else slots[0]), slots
+def _pl_slots(state: TrainState, passes: int):
+    """(the passes' path-length means, the running-mean slots or None): ``state.pl_mean`` is a
+    scalar or a vector of slots, one per pass."""
+    slots = state.pl_mean if state.pl_mean.ndim == 1 else None
+    if int(passes) > 1:
+        return slots[:int(passes)], slots
+    return (state.pl_mean if slots is None else slots[0]), slots
 
 
 def _lazy(tcfg, state, lazy):
@@ -403,7 +400,7 @@ def d_half(state: TrainState, real, rnd: Randomness, *, G: Generator, D: Discrim
     do_r1, _ = _lazy(tcfg, state, lazy)
     zero = jnp.zeros((), jnp.float32)
     k = int(passes)
-    real_k, _, _ = _passes_of(state, real, k)
+    real_k = real if k == 1 or real.ndim == 5 else real.reshape((k, real.shape[0] // k) + real.shape[1:])
     d_grads, d_terms = _accumulate(
         lambda x: d_phase(state, x[0], x[1], G=G, D=D, tcfg=tcfg, scale=scale, do_r1=False if separate else do_r1),
         (real_k, rnd), k)
@@ -442,7 +439,7 @@ def g_half(state: TrainState, sign, rnd: Randomness, *, G: Generator, D: Discrim
     _, do_pl = _lazy(tcfg, state, lazy)
     zero = jnp.zeros((), jnp.float32)
     k = int(passes)
-    _, pl_k, slots = _passes_of(state, None, k)
+    pl_k, slots = _pl_slots(state, k)
     d_params = state.d_params
 
     def with_pl(pl):

@@ -161,6 +161,12 @@ def _shape_name(scale: int, batch: int, kind) -> str:
     return name
 
 
+# a step's halves (Trainer.phases): the program ('d' or 'g') and the lazy terms fixed in it (the
+# other half's term is unused there)
+_PHASES = {"d": ("d", (False, False)), "d_r1": ("d", (True, False)),
+           "g": ("g", (False, False)), "g_pl": ("g", (False, True))}
+
+
 class TwoPhases:
     """A step as its two compiled halves (``Trainer.phases``): ``(state, real) -> (state,
     metrics)``, the D program then the G program on the state and sign it returns."""
@@ -246,10 +252,7 @@ class Trainer:
         key = (scale, batch, kind)
         if key not in self._fns:
             n = self.mesh.devices.size        # check_config made the batch a multiple of it
-            phase, lazy = "step", None
-            if kind is not None:              # one half, its lazy term fixed (the other's is unused)
-                phase, on = kind[0], kind.endswith(("_r1", "_pl"))
-                lazy = (on, False) if phase == "d" else (False, on)
+            phase, lazy = _PHASES.get(kind, ("step", None))
             self._fns[key] = sharded.make_sharded_step(self.mesh, self.G, self.D, self.tcfg, scale, batch // n,
                                                        self.statistics, state=self.state, lazy=lazy,
                                                        passes=passes_for(self.tcfg, batch, n), phase=phase)
@@ -278,7 +281,7 @@ class Trainer:
         lowered = {}
         for name in names:
             t1 = time.time()
-            arg = sign if isinstance(name, str) and name.startswith("g") else real
+            arg = sign if _PHASES.get(name, ("step",))[0] == "g" else real
             lowered[name] = (self._step_fn(scale, batch, name).lower(self.state, arg), time.time() - t1)
 
         def one(name):
