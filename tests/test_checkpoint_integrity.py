@@ -55,24 +55,28 @@ def _same(a, b) -> bool:
 
 
 def _flip_payload(item_dir):
-    """Flip one bit in the array data of an orbax item (its largest data file), at the first
-    offset past the middle where orbax still reads the item, with other values."""
+    """Flip one bit in the array data of an orbax item so that orbax still reads it, with other
+    values. Its data files (``d/``) mix array chunks with the b-tree nodes of the key-value store,
+    and which file holds what varies from save to save, so every file is tried, largest first,
+    from its middle on and then from its start."""
     before = _raw_restore(item_dir)
-    f = max((p for p in item_dir.rglob("*") if p.is_file() and p.parent.name == "d"),
-            key=lambda p: p.stat().st_size)
-    data = f.read_bytes()
-    for off in range(len(data) // 2, len(data) - 16, 7):
-        damaged = bytearray(data)
-        damaged[off] ^= 0x10
-        f.write_bytes(bytes(damaged))
-        try:
-            after = _raw_restore(item_dir)
-        except Exception:
-            continue
-        if not _same(before, after):
-            return
-    f.write_bytes(data)
-    raise AssertionError(f"no bit flip in {f} that orbax still reads")
+    files = sorted((p for p in item_dir.rglob("*") if p.is_file() and p.parent.name == "d"),
+                   key=lambda p: -p.stat().st_size)
+    for f in files:
+        data = f.read_bytes()
+        half = len(data) // 2
+        for off in [*range(half, len(data), 7), *range(0, half, 7)]:
+            damaged = bytearray(data)
+            damaged[off] ^= 0x10
+            f.write_bytes(bytes(damaged))
+            try:
+                after = _raw_restore(item_dir)
+            except Exception:
+                continue
+            if not _same(before, after):
+                return
+        f.write_bytes(data)
+    raise AssertionError(f"no bit flip in the data files of {item_dir} that orbax still reads")
 
 
 def _one_error_line(capsys):

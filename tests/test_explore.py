@@ -359,30 +359,40 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 def test_pegan_explore_serves_until_interrupted(ckpts, tmp_path):
     """The command itself: it prints its address (port 0: a free one), serves, and stops on Ctrl-C."""
     import os
+    import queue
     import re
     import signal
     import subprocess
     import sys
 
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    # stderr to a file: a pipe nobody reads can fill and block the server's last write
+    # faulthandler: should the server not stop, SIGABRT writes every thread's stack to its stderr
+    env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONFAULTHANDLER="1")
+    # stderr to a file and stdout drained by a thread: a pipe nobody reads can fill and block a write
     err = open(tmp_path / "stderr.txt", "w+")
     p = subprocess.Popen([sys.executable, "-m", "pegan.cli", "explore", ckpts[0], "--port", "0"],
                          stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+    lines: "queue.Queue[str]" = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in p.stdout], daemon=True).start()
     try:
         url = None
         deadline = time.time() + 240
-        while url is None and time.time() < deadline:
-            line = p.stdout.readline()
-            if not line:
-                break
-            m = re.search(r"at (http://127\.0\.0\.1:\d+/)", line)
+        while url is None and time.time() < deadline and p.poll() is None:
+            try:
+                m = re.search(r"at (http://127\.0\.0\.1:\d+/)", lines.get(timeout=1))
+            except queue.Empty:
+                continue
             url = m and m[1]
         assert url, (tmp_path / "stderr.txt").read_text() if p.poll() is not None else "no address printed"
         code, _, body = Client(url.rstrip("/")).get("/api/info")
         assert code == 200 and json.loads(body)["checkpoints"][0]["family"] == "stylegan2"
         p.send_signal(signal.SIGINT)
-        assert p.wait(120) == 130
+        try:
+            assert p.wait(120) == 130
+        except subprocess.TimeoutExpired:
+            p.send_signal(signal.SIGABRT)
+            p.wait(30)
+            raise AssertionError("pegan explore did not stop within 120 s of SIGINT; its stacks:\n"
+                                 + (tmp_path / "stderr.txt").read_text()) from None
         assert "interrupted" in (tmp_path / "stderr.txt").read_text()
     finally:
         if p.poll() is None:
