@@ -200,12 +200,16 @@ def _set_compute(cfg, opts):
     models read their forms from it; 'auto' where an option is not given). --upfirdn: 'slices'
     (the default: pad + sums of strided slices, one axis at a time), 'conv' (depthwise
     convolutions, one per axis), 'ref' (the literal four steps). --resize: 'dense' (the default:
-    banded interpolation matmuls) or 'gather' (take + weighted sums; scatter-add gradients)."""
+    banded interpolation matmuls) or 'gather' (take + weighted sums; scatter-add gradients).
+    --set KEY=VALUE: any other field of the experiment's config, as ``pegan train --set`` takes it
+    (e.g. ``train.batch_gpu=1``: the step in accumulation passes of one image)."""
+    from pegan.configs import apply_overrides
+
     for field, value in (("modconv_impl", opts.impl), ("conv_impl", opts.conv), ("upfirdn_impl", opts.upfirdn),
                          ("resize_impl", getattr(opts, "resize", None)), ("dtype", getattr(opts, "dtype", None))):
         if value:
             cfg.compute[field] = value
-    return cfg
+    return apply_overrides(cfg, getattr(opts, "set", None), flag="--set ")
 
 
 def stylegan_models(model, opts):
@@ -551,7 +555,7 @@ def _singan_setup(opts):
     from pegan.configs import load_experiment
     from pegan.train import singan as st
 
-    cfg = _set_compute(load_experiment(SINGAN), argparse.Namespace(**{**vars(opts), "dtype": None}))
+    cfg = _set_compute(load_experiment(SINGAN), argparse.Namespace(**{**vars(opts), "dtype": None, "set": None}))
     h, w = SINGAN_SIZE
     yy, xx = np.mgrid[0:h, 0:w]
     img = np.stack([(np.sin(xx / 9.0) + 1) * 120, (np.cos(yy / 7.0) + 1) * 120,
@@ -684,7 +688,7 @@ def run_case(name, opts):
     res = {"case": name, "impl": forms["modconv_impl"], "dtype": opts.dtype, "upfirdn": forms["upfirdn_impl"],
            "conv": forms["conv_impl"], "resize": forms["resize_impl"],
            "device": str(jax.devices()[0].device_kind), "platform": jax.devices()[0].platform,
-           "num_devices": jax.device_count()}
+           "num_devices": jax.device_count(), "set": opts.set or []}
     mm = [] if name == "matmul" else matmul_gflops(opts.mm_reps)
     t0 = time.perf_counter()
     CASES[name.split(":")[0]](name, opts, res, clog)
@@ -815,6 +819,9 @@ def main(argv=None):
     ap.add_argument("--mem-cap-gb", type=float, default=None, help="gfwd, dstep, gstep, iter: skip (and say so) a case (an iter scale) whose compiled "
                     "program needs more memory than this (default: no cap; scaling mode: 16)")
     ap.add_argument("--plot", default=None, help="scaling mode: write the picture here (default scaling.png)")
+    ap.add_argument("--set", action="append", metavar="KEY=VALUE", default=None,
+                    help="StyleGAN2 cases: a field of the experiment's config, as pegan train --set "
+                    "(e.g. train.batch_gpu=1)")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--run-case", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--result-file", default=None, help=argparse.SUPPRESS)
@@ -823,6 +830,15 @@ def main(argv=None):
     if opts.list:
         print("\n".join(["matmul"] + full_cases()))
         return 0
+    if opts.set and not opts.run_case:           # a bad --set: one line now, not one per case
+        from pegan.configs import load_experiment
+        from pegan.errors import InputError
+
+        try:
+            _set_compute(load_experiment(MODELS["f"], opts.variant), opts)
+        except InputError as e:
+            print(f"bench: error: {e}", file=sys.stderr)
+            return 2
     if opts.run_case:
         opts.reps = opts.reps or 3
         opts.mm_reps = opts.mm_reps or 3
@@ -859,7 +875,8 @@ def main(argv=None):
                   (["--upfirdn", opts.upfirdn] if opts.upfirdn else []) + (["--conv", opts.conv] if opts.conv else []) + \
                   (["--resize", opts.resize] if opts.resize else []) + \
                   (["--all-kinds"] if opts.all_kinds else []) + (["--profile", opts.profile] if opts.profile else []) + \
-                  (["--mem-cap-gb", str(opts.mem_cap_gb)] if opts.mem_cap_gb else [])
+                  (["--mem-cap-gb", str(opts.mem_cap_gb)] if opts.mem_cap_gb else []) + \
+                  [a for kv in opts.set or [] for a in ("--set", kv)]
             env = dict(os.environ)
             if opts.profile:
                 dump = os.path.join(opts.profile, "hlo_" + name.replace(":", "_"))
@@ -882,7 +899,8 @@ def main(argv=None):
     conv = results[-1].get("conv", opts.conv) if results else opts.conv
     dev = results[-1].get("device", "") if results else ""
     print(f"\n## pegan benchmark ({opts.mode} mode on {dev}: modconv {opts.impl or 'scale'}, conv {conv}, "
-          f"upfirdn {opts.upfirdn or 'slices'}, resize {opts.resize or 'dense'}, {opts.dtype}; {total:.0f} s)\n")
+          f"upfirdn {opts.upfirdn or 'slices'}, resize {opts.resize or 'dense'}, {opts.dtype}"
+          + "".join(f", {kv}" for kv in opts.set or []) + f"; {total:.0f} s)\n")
     print(table(results))
     if opts.mode == "scaling":
         print("\n" + scaling.tables(results))
