@@ -35,3 +35,35 @@ def test_a_bad_set_names_the_field(kv, words):
     with pytest.raises(InputError) as e:
         core._set_compute(load_experiment(core.MODELS["f"], "tiny"), _opts(set=[kv]))
     assert words in str(e.value) and "--set " in str(e.value)
+
+
+def _tagged_programs(monkeypatch):
+    """Trainer.program tags each step with its trainer's images per pass; a program of one
+    image per pass then 'plans' 1 GB and any other 10 GB (the cap's decision, without XLA's
+    numbers for a tiny model, where the arguments outweigh the activations)."""
+    from pegan.train.stylegan2_loop import Trainer
+
+    real = Trainer.program
+
+    def program(self, *a, **k):
+        fn = real(self, *a, **k)
+        fn.per_pass = self.tcfg.batch_gpu
+        return fn
+
+    monkeypatch.setattr(Trainer, "program", program)
+    monkeypatch.setattr(core, "program_gb", lambda fn: 1.0 if getattr(fn, "per_pass", None) == 1 else 10.0)
+
+
+@pytest.mark.parametrize("cap", [5.0, 0.5])
+def test_iter_falls_back_to_accumulation_passes_under_the_cap(monkeypatch, cap):
+    _tagged_programs(monkeypatch)
+    opts = _opts(reps=1, mem_cap_gb=cap, all_kinds=False)
+    res = {}
+    core.case_iter("iter:0:2", opts, res, core.CompileLog())
+    r = res["per_scale"]["0"]
+    if cap == 5.0:                         # 2 images in one pass are over it, 2 passes of 1 are not
+        assert (r["batch_gpu"], r["passes"]) == (1, 2) and r["seconds"] > 0
+        assert res["compilations_after_warmup"] == 0 and "error" not in res
+    else:                                  # over it even in passes of one image: skipped, saying so
+        assert r["batch_gpu"] == 1 and "needs 1 GB > --mem-cap-gb 0.5" in r["error"] and "seconds" not in r
+        assert res["error"] == r["error"]

@@ -39,3 +39,19 @@ def test_plot_has_three_panels(tmp_path):
         assert blue[:, k * 520:(k + 1) * 520].sum() > 20
     red = (img[..., 0] > 200) & (img[..., 1] < 60) & (img[..., 2] < 60)
     assert red[:, 2 * 520:].sum() > 0 and red[:, 520:1040].sum() > 0   # the skipped points are labelled
+
+
+def test_a_scale_run_in_accumulation_passes_says_so():
+    res = results()
+    res[-1]["per_scale"]["4"] = {"size": [512, 512], "seconds": 150.0, "batch_gpu": 1, "passes": 3}
+    text = scaling.tables(res)
+    assert "| 30.50 | 71.00 | 150.00 (3 passes of 1) |" in text
+
+
+def test_pass_sizes_are_the_divisors_of_a_share_largest_first():
+    from bench import core
+
+    assert core._pass_sizes(3, 1, None) == [3, 1]
+    assert core._pass_sizes(12, 1, None) == [12, 6, 4, 3, 2, 1]
+    assert core._pass_sizes(12, 2, 4) == [4, 3, 2, 1]          # the config's 4, then divisors of 6 below it
+    assert core._pass_sizes(8, 8, None) == [1]

@@ -435,8 +435,21 @@ class _NoData:
         return 1
 
 
+def _pass_sizes(batch, devices, batch_gpu):
+    """The images per device per pass to try, largest first: the config's, then each smaller
+    divisor of a device's share (gradient accumulation in more passes, the same step)."""
+    share = batch // devices
+    first = min(share, int(batch_gpu)) if batch_gpu else share
+    return [first] + [d for d in range(first - 1, 0, -1) if share % d == 0]
+
+
 def case_iter(name, opts, res, clog):
-    """The training loop's own compiled steps (``Trainer.program``) at every scale of ``name``."""
+    """The training loop's own compiled steps (``Trainer.program``) at every scale of ``name``.
+    Under ``--mem-cap-gb``, a scale whose programs plan more than the cap is run in accumulation
+    passes of fewer images (``train.batch_gpu``, as a user short of memory would), and skipped only
+    where one image per pass is still over it; each scale's ``batch_gpu`` is reported."""
+    import copy
+
     import jax
     import jax.numpy as jnp
 
@@ -448,66 +461,88 @@ def case_iter(name, opts, res, clog):
     scales, batch = [int(s) for s in scales.split("-")], int(batch)
     cfg, G, D = stylegan_models("f", opts)
     cfg.scales = scales
-    with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(cfg, _NoData(), Path(tmp) / "run", log=lambda m: None)
+    sizes = _pass_sizes(batch, jax.device_count(), cfg.train.batch_gpu)
+    trainers = {}                                  # images per pass -> its Trainer (one state)
+
+    def trainer_for(per_pass):
+        if per_pass not in trainers:
+            c = copy.deepcopy(cfg)
+            c.train.batch_gpu = per_pass
+            with tempfile.TemporaryDirectory() as tmp:
+                t = Trainer(c, _NoData(), Path(tmp) / "run", log=lambda m: None)
+            trainers[per_pass] = t                 # its state is replaced by the run's (run)
+        return trainers[per_pass]
+
+    trainer_for(sizes[0])
     reals = {s: jax.random.uniform(jax.random.PRNGKey(5 + s), (batch,) + image_size(G.out_size, s) + (3,),
                                    minval=-1, maxval=1) for s in scales}
     kinds = {"none": 1, "pl": 4, "r1+pl": 16}   # step % 16 / % 4 select the lazy terms
     reps = {"none": opts.reps, "pl": max(1, opts.reps // 2), "r1+pl": max(1, opts.reps // 2)}
-    per_scale = {}
+    per_scale, used, state = {}, {}, [next(iter(trainers.values())).state]
 
     class Skip(Exception):
         pass
 
-    def run(s, step):
+    def run(s, step, trainer):
         # the loop's program for this step: one per scale with the lazy terms behind lax.cond, or
         # one per scale and kind of step (compute.lazy_branches, 'static' by default on CPU)
+        trainer.state = state[0]                   # one state for all the trainers
         fn = trainer.program(s, batch, trainer.step_kind(step), reals[s])    # compiled ahead of time, once
         why = over_cap(fn, opts)
         if why:
             raise Skip(why)
-        trainer.state = trainer.state.replace(step=jnp.asarray(step, jnp.int32))
+        st = state[0].replace(step=jnp.asarray(step, jnp.int32))
         t = time.perf_counter()
-        trainer.state, m = fn(trainer.state, reals[s])
+        state[0], m = fn(st, reals[s])
         block(m)
         return time.perf_counter() - t
 
-    # warm-up round: every program of every scale compiled once (a scale over --mem-cap-gb: skipped)
+    # warm-up round: every program of every scale compiled once, in the fewest passes that fit
+    # --mem-cap-gb (a scale over it even in passes of one image: skipped)
     skipped = {}
     for s in scales:
-        s0 = clog.seconds
-        try:
-            first = run(s, 1)
-            for step in sorted({kinds[k] for k in kinds} - {1}):
-                run(s, step)
-        except Skip as e:
-            skipped[s] = {"error": str(e), "size": list(image_size(G.out_size, s)),
-                          "compile_s": trainer.compile_wall_seconds.get((s, batch), clog.seconds - s0)}
+        for per_pass in sizes:
+            trainer = trainer_for(per_pass)
+            s0, n0 = clog.seconds, len(trainer.compile_seconds)
+            try:
+                first = run(s, 1, trainer)
+                for step in sorted({kinds[k] for k in kinds} - {1}):
+                    run(s, step, trainer)
+            except Skip as e:
+                skipped[s] = {"error": str(e), "size": list(image_size(G.out_size, s)), "batch_gpu": per_pass,
+                              "compile_s": trainer.compile_wall_seconds.get((s, batch), clog.seconds - s0)}
+                continue
+            skipped.pop(s, None)
+            used[s] = trainer
+            # the wall time of the scale's compiles (the trainer compiles a step's halves side by side)
+            per_scale[s] = {"compile_s": trainer.compile_wall_seconds[(s, batch)], "first_call_s": first,
+                            "programs": len(trainer.compile_seconds) - n0, "batch_gpu": per_pass,
+                            "passes": batch // jax.device_count() // per_pass,
+                            "size": list(image_size(G.out_size, s))}
+            break
+        if s not in per_scale:
             continue
-        # the wall time of the scale's compiles (the trainer compiles a step's halves side by side)
-        per_scale[s] = {"compile_s": trainer.compile_wall_seconds[(s, batch)], "first_call_s": first,
-                        "programs": sum(k[:2] == (s, batch) for k in trainer.compile_seconds),
-                        "size": list(image_size(G.out_size, s))}
         # FLOPs of each kind: trace with the step fixed (the conds then take one branch)
+        tcfg = used[s].cfg.train
         for kind, step in kinds.items():
             def traced(state, real, step=step, s=s):
                 k = jax.random.fold_in(state.key, jnp.int32(step))
-                rnd = tr.draw_randomness(k, G, s, batch, max(1, batch // cfg.train.pl_batch_shrink),
-                                         cfg.train.mix_prob)
+                rnd = tr.draw_randomness(k, G, s, batch, max(1, batch // tcfg.pl_batch_shrink), tcfg.mix_prob)
                 st = state.replace(step=jnp.asarray(step, jnp.int32))
-                return tr.train_step(st, real, rnd, G=G, D=D, tcfg=cfg.train, scale=s)[1]
-            per_scale[s][f"gflop_{kind}"] = flops_of(traced, trainer.state, reals[s])[0] / 1e9
-    res["compilations_warmup"] = trainer.compilations()
+                return tr.train_step(st, real, rnd, G=G, D=D, tcfg=tcfg, scale=s)[1]
+            per_scale[s][f"gflop_{kind}"] = flops_of(traced, state[0], reals[s])[0] / 1e9
+    compiled = lambda: sum(t.compilations() for t in trainers.values())   # noqa: E731
+    res["compilations_warmup"] = compiled()
     c1 = clog.compiles
     # timed rounds: every scale, every kind, after warm-up
     for s in per_scale:
         for kind, step in kinds.items():
             if kind != "none" and s != scales[0] and not opts.all_kinds:
                 continue
-            ts = [run(s, step) for _ in range(reps[kind] if s == scales[0] else 1)]
+            ts = [run(s, step, used[s]) for _ in range(reps[kind] if s == scales[0] else 1)]
             per_scale[s][f"times_{kind}"] = ts
             per_scale[s][f"seconds_{kind}"] = statistics.median(ts)
-    res["compilations_after_warmup"] = clog.compiles - c1 + (trainer.compilations() - res["compilations_warmup"])
+    res["compilations_after_warmup"] = clog.compiles - c1 + (compiled() - res["compilations_warmup"])
     for s, r in per_scale.items():
         if all(f"seconds_{k}" in r for k in kinds):
             r["seconds"] = (12 * r["seconds_none"] + 3 * r["seconds_pl"] + r["seconds_r1+pl"]) / 16
@@ -770,13 +805,16 @@ def table(results):
     for r in results:
         if r.get("per_scale"):
             extra.append(f"\n{r['case']}: per scale (compilations after warm-up: {r.get('compilations_after_warmup')})")
-            extra.append("| scale | size | compile s | none s | PL s | R1+PL s | amortised s/iter | s/kimg | GFLOP/iter |")
-            extra.append("|---|---|---|---|---|---|---|---|---|")
+            extra.append("| scale | size | images per pass (passes) | compile s | none s | PL s | R1+PL s | "
+                         "amortised s/iter | s/kimg | GFLOP/iter |")
+            extra.append("|---|---|---|---|---|---|---|---|---|---|")
             for s, p in r["per_scale"].items():
-                extra.append("| " + " | ".join([s, "x".join(map(str, p["size"])), _fmt(p["compile_s"], 1),
-                                                _fmt(p.get("seconds_none")), _fmt(p.get("seconds_pl")),
-                                                _fmt(p.get("seconds_r1+pl")), _fmt(p.get("seconds")),
-                                                _fmt(p.get("sec_per_kimg"), 0), _fmt(p.get("gflop"), 0)]) + " |")
+                accum = f"{p['batch_gpu']} ({p['passes']})" if "passes" in p else ""
+                cells = ([p["error"]] + [""] * 5 if "error" in p else
+                         [_fmt(p.get("seconds_none")), _fmt(p.get("seconds_pl")), _fmt(p.get("seconds_r1+pl")),
+                          _fmt(p.get("seconds")), _fmt(p.get("sec_per_kimg"), 0), _fmt(p.get("gflop"), 0)])
+                extra.append("| " + " | ".join([s, "x".join(map(str, p["size"])), accum,
+                                                _fmt(p["compile_s"], 1)] + cells) + " |")
         if r.get("profile_top"):
             extra.append(f"\n{r['case']}: profile of one call ({r['profile_total_op_s']:.1f} s in ops), longest ops:")
             extra += [f"    {sec:8.3f} s  {name}" for name, sec in r["profile_top"][:15]]

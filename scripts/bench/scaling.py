@@ -63,8 +63,14 @@ def _iter_cell(r) -> str:
     if "error" in r:
         return r["error"]
     if "seconds" in r:
-        return f"{r['seconds']:.2f}"
-    return f"{r['seconds_none']:.2f} (plain)" if "seconds_none" in r else "-"
+        return f"{r['seconds']:.2f}" + _passes(r)
+    return f"{r['seconds_none']:.2f} (plain)" + _passes(r) if "seconds_none" in r else "-"
+
+
+def _passes(r) -> str:
+    """How a scale run in accumulation passes (the benchmark's fallback under its memory cap) says so."""
+    n = r.get("passes", 1)
+    return f" ({n} passes of {r['batch_gpu']})" if n > 1 else ""
 
 
 def _iter_seconds(r) -> Optional[float]:
@@ -77,8 +83,9 @@ def plot(results: Sequence[dict], path) -> str:
     from PIL import Image, ImageDraw
 
     batch, size, it = _series(results)
-    def why(r):
-        return "(skipped)" if r.get("error") else "(not run)"
+    def why(r):                 # below the x value where nothing was measured; else after the value
+        return ("(skipped)" if r.get("error") else "(not run)") if _iter_seconds(r) is None and _ips(r) is None \
+            else (f" ({r['passes']} passes)" if r.get("passes", 1) > 1 else "")
 
     per = (it or {}).get("per_scale") or {}
     panels = [("G forward images/s against batch (256 px)", [(b, _ips(r), why(r)) for b, r in batch], "batch"),
@@ -110,7 +117,7 @@ def plot(results: Sequence[dict], path) -> str:
             if y:
                 px, py = at(x, y)
                 d.ellipse([px - 3, py - 3, px + 3, py + 3], fill=(40, 90, 200))
-                d.text((px + 4, py - 14), f"{y:.2f}", fill="black")
+                d.text((px + 4, py - 14), f"{y:.2f}{note}", fill="black")
             px, _ = at(x, 0)
             d.text((px - 8, H - pad + 6), str(x) if y else f"{x} {note}", fill="black" if y else "red")
         d.text((x0 + W // 2 - 20, H - 18), unit, fill="black")
