@@ -64,6 +64,8 @@ def test_iter_falls_back_to_accumulation_passes_under_the_cap(monkeypatch, cap):
     if cap == 5.0:                         # 2 images in one pass are over it, 2 passes of 1 are not
         assert (r["batch_gpu"], r["passes"]) == (1, 2) and r["seconds"] > 0
         assert res["compilations_after_warmup"] == 0 and "error" not in res
+        # each kind counts its own lazy terms (not the dearer lax.cond branch for all three)
+        assert r["gflop_none"] < r["gflop_pl"] < r["gflop_r1+pl"]
     else:                                  # over it even in passes of one image: skipped, saying so
         assert r["batch_gpu"] == 1 and "needs 1 GB > --mem-cap-gb 0.5" in r["error"] and "seconds" not in r
         assert res["error"] == r["error"]

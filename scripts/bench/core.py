@@ -522,14 +522,16 @@ def case_iter(name, opts, res, clog):
             break
         if s not in per_scale:
             continue
-        # FLOPs of each kind: trace with the step fixed (the conds then take one branch)
+        # FLOPs of each kind: the lazy terms fixed when tracing (a lax.cond would count its
+        # dearer branch for every kind)
         tcfg = used[s].cfg.train
         for kind, step in kinds.items():
             def traced(state, real, step=step, s=s):
                 k = jax.random.fold_in(state.key, jnp.int32(step))
                 rnd = tr.draw_randomness(k, G, s, batch, max(1, batch // tcfg.pl_batch_shrink), tcfg.mix_prob)
                 st = state.replace(step=jnp.asarray(step, jnp.int32))
-                return tr.train_step(st, real, rnd, G=G, D=D, tcfg=tcfg, scale=s)[1]
+                return tr.train_step(st, real, rnd, G=G, D=D, tcfg=tcfg, scale=s,
+                                     lazy=tr.lazy_kind(tcfg, step))[1]
             per_scale[s][f"gflop_{kind}"] = flops_of(traced, state[0], reals[s])[0] / 1e9
     compiled = lambda: sum(t.compilations() for t in trainers.values())   # noqa: E731
     res["compilations_warmup"] = compiled()
