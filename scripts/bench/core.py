@@ -851,7 +851,7 @@ def main(argv=None):
                     help="compute dtype of the StyleGAN2 cases (params and losses stay float32)")
     ap.add_argument("--variant", choices=("full", "tiny"), default="full",
                     help="model size: 'tiny' (the fixtures' widths) only checks that the cases run")
-    ap.add_argument("--all-kinds", action="store_true", help="iter: time every kind at every scale")
+    ap.add_argument("--all-kinds", action="store_true", help="iter: time every kind at every scale (always in scaling mode)")
     ap.add_argument("--loop-batch", type=int, default=None, help="loop: images per step (default: the config's)")
     ap.add_argument("--inline", action="store_true", help="run cases in this process (peak memory is then cumulative)")
     ap.add_argument("--profile", default=None, help="write a jax.profiler trace of one more call per case "
@@ -892,8 +892,10 @@ def main(argv=None):
         Path(opts.result_file).write_text(json.dumps(res))
         return 0
 
-    if opts.mode == "scaling" and opts.mem_cap_gb is None:
-        opts.mem_cap_gb = 16.0
+    if opts.mode == "scaling":
+        if opts.mem_cap_gb is None:
+            opts.mem_cap_gb = 16.0
+        opts.all_kinds = True                    # the iteration amortised (R1 / PL) at every scale
     default = {"quick": QUICK, "full": full_cases(), "scaling": scaling.cases()}[opts.mode]
     cases = opts.cases.split(",") if opts.cases else (["matmul"] + default)
     t_all = time.perf_counter()

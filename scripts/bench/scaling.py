@@ -85,7 +85,8 @@ def plot(results: Sequence[dict], path) -> str:
     batch, size, it = _series(results)
     def why(r):                 # below the x value where nothing was measured; else after the value
         return ("(skipped)" if r.get("error") else "(not run)") if _iter_seconds(r) is None and _ips(r) is None \
-            else (f" ({r['passes']} passes)" if r.get("passes", 1) > 1 else "")
+            else ((" (plain)" if "seconds_none" in r and "seconds" not in r else "")
+                  + (f" ({r['passes']} passes)" if r.get("passes", 1) > 1 else ""))
 
     per = (it or {}).get("per_scale") or {}
     panels = [("G forward images/s against batch (256 px)", [(b, _ips(r), why(r)) for b, r in batch], "batch"),
