@@ -69,3 +69,23 @@ def test_iter_falls_back_to_accumulation_passes_under_the_cap(monkeypatch, cap):
     else:                                  # over it even in passes of one image: skipped, saying so
         assert r["batch_gpu"] == 1 and "needs 1 GB > --mem-cap-gb 0.5" in r["error"] and "seconds" not in r
         assert res["error"] == r["error"]
+
+
+def test_profile_names_each_op_by_its_program_and_kind(tmp_path):
+    """--profile: the longest ops keyed by program and op (a D and a G program number their
+    fusions alike), each with its kind, read from the optimised HLO the case's process dumps."""
+    import json
+    import subprocess
+
+    out = tmp_path / "r.json"
+    p = subprocess.run([sys.executable, str(Path(core.__file__).parents[1] / "bench.py"), "--cases", "dstep:nor1:0:2",
+                        "--variant", "tiny", "--reps", "1", "--mm-reps", "1", "--profile", str(tmp_path / "prof"),
+                        "--json", str(out)], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-2000:]
+    r = [c for c in json.loads(out.read_text())["results"] if c["case"] == "dstep:nor1:0:2"][0]
+    names = [n for n, _ in r["profile_top"]]
+    assert names and all(n.startswith("step/") for n in names)
+    assert any("[convolution: f32[2," in n for n in names)           # shape and kind from the HLO
+    assert r["profile_by_kind"].get("convolution", 0) > 0
+    assert abs(sum(r["profile_by_kind"].values()) - r["profile_total_op_s"]) < 1e-6
+    assert "by kind: " in p.stdout

@@ -239,7 +239,9 @@ def init_d(D):
 # ---------------------------------------------------------------------------------------------
 
 def profile_call(call, opts, res, top=25):
-    """One call under jax.profiler; the ops that took the most time go into res['profile_top']."""
+    """One call under jax.profiler; the ops that took the most time go into res['profile_top'],
+    keyed by program and op (two programs number their fusions alike), each with its shape, the
+    model path XLA records and what it holds; res['profile_by_kind']: seconds per kind of op."""
     import collections
     import glob
     import gzip
@@ -257,31 +259,69 @@ def profile_call(call, opts, res, top=25):
     ev = ev["traceEvents"] if isinstance(ev, dict) else ev
     agg = collections.defaultdict(float)
     for e in ev:
-        name = e.get("name", "")
-        if e.get("ph") == "X" and "dur" in e and not name.startswith(("ThunkExecutor", "$", "Slinky")):
-            agg[name] += e["dur"] / 1e6
-    total = sum(agg.values())
-    res["profile_total_op_s"] = total
+        a = e.get("args") or {}
+        if e.get("ph") == "X" and "dur" in e and "hlo_op" in a:
+            agg[(a.get("hlo_module", ""), a["hlo_op"])] += e["dur"] / 1e6
     meta = _hlo_metadata(os.path.join(opts.profile, "hlo_" + res["case"].replace(":", "_")))
-    res["profile_top"] = [(f"{k}  [{meta.get(k, '')}]" if meta.get(k) else k, v)
-                          for k, v in sorted(agg.items(), key=lambda kv: -kv[1])[:top]]
+    res["profile_total_op_s"] = sum(agg.values())
+    kinds = collections.defaultdict(float)
+    for key, sec in agg.items():
+        kinds[meta.get(key, {}).get("kind", "other")] += sec
+    res["profile_by_kind"] = dict(sorted(kinds.items(), key=lambda kv: -kv[1]))
+    res["profile_top"] = []
+    for (module, op), sec in sorted(agg.items(), key=lambda kv: -kv[1])[:top]:
+        m = meta.get((module, op))
+        desc = f"  [{m['kind']}: {m['shape']} {m['op_name'][-100:]}]" if m else ""
+        res["profile_top"].append((f"{module.removeprefix('jit_')}/{op}{desc}", sec))
     res["profile_dir"] = d
 
 
+def _op_kind(ops) -> str:
+    """The kind of an HLO instruction (or of a fusion, from the ops it holds)."""
+    ops = set(ops) - {"parameter", "constant", "bitcast", "broadcast", "get-tuple-element", "tuple"}
+    if ops & {"while", "conditional", "call", "custom-call"}:
+        return "control flow / call"
+    for kind in ("convolution", "dot", "reduce", "pad"):
+        if kind in ops:
+            return kind
+    if ops & {"transpose", "copy"}:
+        return "transpose / copy"
+    if ops and ops <= {"slice", "dynamic-slice", "concatenate", "reshape"}:
+        return "slice / concatenate"
+    return "elementwise" if ops else "other"
+
+
 def _hlo_metadata(folder):
-    """instruction name -> 'shape op_name' from the largest optimised HLO module dumped there."""
+    """(program, instruction) -> {'shape', 'op_name', 'kind'} from the optimised HLO modules
+    dumped there (the largest dump of each program name)."""
     import glob
     import re
 
-    files = glob.glob(os.path.join(folder, "*after_optimizations.txt"))
-    if not files:
-        return {}
-    text = Path(max(files, key=os.path.getsize)).read_text()
+    largest = {}
+    for f in glob.glob(os.path.join(folder, "*after_optimizations.txt")):
+        head = Path(f).open().readline()
+        m = re.match(r"HloModule (\S+?),", head)
+        if m and os.path.getsize(f) > largest.get(m.group(1), ("", -1))[1]:
+            largest[m.group(1)] = (f, os.path.getsize(f))
+    instr = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = (\((?:[^()]|\([^()]*\))*\)|\S+) ([\w\-]+)\((.*)$", re.M)
     out = {}
-    pat = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = (\S+) .*?(?:op_name=\"([^\"]*)\")?", re.M)
-    for m in pat.finditer(text):
-        name, shape, op = m.group(1), m.group(2), m.group(3) or ""
-        out.setdefault(name, f"{shape} {op[-110:]}")
+    for module, (f, _) in largest.items():
+        text = Path(f).read_text()
+        bodies, name = {}, None             # computation -> the ops it holds
+        for line in text.splitlines():
+            c = re.match(r"^(?:ENTRY )?%?([\w.\-]+) .*\{$", line)
+            if c:
+                name = c.group(1)
+                bodies[name] = []
+            elif name and (m := instr.match(line)):
+                bodies[name].append(m.group(3))
+        for m in instr.finditer(text):
+            iname, shape, op, rest = m.groups()
+            called = re.search(r"calls=%?([\w.\-]+)", rest)
+            kind = _op_kind(bodies.get(called.group(1), [op]) if called and op == "fusion" else [op])
+            op_name = re.search(r'op_name="([^"]*)"', rest)
+            out.setdefault((module, iname), {"shape": shape, "op_name": op_name.group(1) if op_name else "",
+                                             "kind": kind})
     return out
 
 
@@ -820,6 +860,8 @@ def table(results):
         if r.get("profile_top"):
             extra.append(f"\n{r['case']}: profile of one call ({r['profile_total_op_s']:.1f} s in ops), longest ops:")
             extra += [f"    {sec:8.3f} s  {name}" for name, sec in r["profile_top"][:15]]
+            if r.get("profile_by_kind"):
+                extra.append("  by kind: " + ", ".join(f"{k} {v:.2f} s" for k, v in r["profile_by_kind"].items()))
         if r["case"].startswith("loop") and "host_blocked_fraction" in r:
             extra.append(f"\n{r['case']}: the training loop, batch {r['batch']}: {r['loop_seconds_per_step'] * 1e3:.1f} ms "
                          f"per step ({r['sec_per_kimg']:.1f} s/kimg), the same programs back to back "
