@@ -80,7 +80,12 @@ def _iter_seconds(r) -> Optional[float]:
 def plot(results: Sequence[dict], path) -> str:
     """Three panels (G images/s against batch and against output side, seconds per training
     iteration against output side) as a PNG at ``path``."""
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw, ImageFont
+
+    try:                                    # Pillow's scalable default font (10.1 and later)
+        font = ImageFont.load_default(size=13)
+    except TypeError:
+        font = ImageFont.load_default()
 
     batch, size, it = _series(results)
     def why(r):                 # below the x value where nothing was measured; else after the value
@@ -99,12 +104,12 @@ def plot(results: Sequence[dict], path) -> str:
     d = ImageDraw.Draw(img)
     for k, (title, pts, unit) in enumerate(panels):
         x0 = k * W
-        d.text((x0 + pad, 12), title, fill="black")
+        d.text((x0 + pad, 12), title, fill="black", font=font)
         d.line([(x0 + pad, H - pad), (x0 + W - 20, H - pad)], fill="black")
         d.line([(x0 + pad, H - pad), (x0 + pad, 40)], fill="black")
         good = [(x, y) for x, y, _ in pts if y]
         if not good:
-            d.text((x0 + pad + 10, H // 2), "no measurement", fill="red")
+            d.text((x0 + pad + 10, H // 2), "no measurement", fill="red", font=font)
             continue
         xs, ymax = [x for x, _, _ in pts], max(y for _, y in good) * 1.1
 
@@ -118,10 +123,12 @@ def plot(results: Sequence[dict], path) -> str:
             if y:
                 px, py = at(x, y)
                 d.ellipse([px - 3, py - 3, px + 3, py + 3], fill=(40, 90, 200))
-                d.text((px + 4, py - 14), f"{y:.2f}{note}", fill="black")
+                label = f"{y:.2f}{note}"          # kept inside its panel
+                d.text((min(px + 4, x0 + W - 6 - d.textlength(label, font=font)), py - 16), label,
+                       fill="black", font=font)
             px, _ = at(x, 0)
-            d.text((px - 8, H - pad + 6), str(x) if y else f"{x} {note}", fill="black" if y else "red")
-        d.text((x0 + W // 2 - 20, H - 18), unit, fill="black")
-        d.text((x0 + 4, 40), f"{ymax / 1.1:.2f}", fill="black")
+            d.text((px - 8, H - pad + 6), str(x) if y else f"{x} {note}", fill="black" if y else "red", font=font)
+        d.text((x0 + W // 2 - 20, H - 18), unit, fill="black", font=font)
+        d.text((x0 + 4, 40), f"{ymax / 1.1:.2f}", fill="black", font=font)
     img.save(path)
     return str(path)
