@@ -530,17 +530,34 @@ def aggregate_trace(events):
         elif name.startswith(("ThunkExecutor", "$", "Slinky", "Pjit", "PjitFunction", "jit_", "Thunk")) or \
                 "::" in name or name.startswith("Py"):
             continue
+        else:                    # two programs (the CPU loop's D and G halves) number their ops alike
+            a = e.get("args") or {}
+            if a.get("hlo_module") and a.get("hlo_op"):
+                name = f"{a['hlo_module']}/{a['hlo_op']}"
         agg[name] += float(e["dur"]) / 1e6
     return dict(agg), sum(agg.values()), how
 
 
 def hlo_opcodes(folder):
     """instruction name -> {'opcode', 'root' (of a fusion's computation), 'text'} from the largest
-    optimised HLO module dumped in ``folder``."""
+    optimised HLO module dumped in ``folder``, and 'program/instruction' -> the same from the
+    largest dump of every program (the names ``aggregate_trace`` gives ops on CPU)."""
     files = list(Path(folder).glob("*after_optimizations.txt")) if folder and Path(folder).is_dir() else []
     if not files:
         return {}
-    text = max(files, key=lambda p: p.stat().st_size).read_text(errors="replace")
+    largest = {}
+    for f in files:
+        m = re.match(r"HloModule (\S+?),", f.open(errors="replace").readline())
+        if m and f.stat().st_size > largest.get(m.group(1), (None, -1))[1]:
+            largest[m.group(1)] = (f, f.stat().st_size)
+    out = {}
+    for module, (f, _) in largest.items():
+        out.update({f"{module}/{k}": v for k, v in _hlo_instructions(f.read_text(errors="replace")).items()})
+    out.update(_hlo_instructions(max(files, key=lambda p: p.stat().st_size).read_text(errors="replace")))
+    return out
+
+
+def _hlo_instructions(text):
     roots, comp = {}, None
     inst = re.compile(r"^\s*(ROOT )?%?([\w.\-]+) = (\S+) ([\w\-]+)\(")
     out = {}
@@ -570,7 +587,8 @@ def flagged(name, info=None):
     """Which of gather / scatter / transpose / copy an op is (by its name, opcode or fusion
     root), or ''."""
     info = info or {}
-    hay = " ".join([name.lower(), str(info.get("opcode", "")), str(info.get("root", ""))])
+    op = name.split(" ")[0].rsplit("/", 1)[-1] + " " + " ".join(name.split(" ")[1:])   # not the program's name
+    hay = " ".join([op.lower(), str(info.get("opcode", "")), str(info.get("root", ""))])
     return ",".join(w for w in FLAG_OPS if w in hay)
 
 
@@ -1021,7 +1039,7 @@ def start_part(part, opts, limit, env):
     if part.name.startswith("speed"):        # instruction names -> opcodes for the profile's flags
         dump = os.path.join(opts.tmp, f"hlo_{part.name}")
         penv["PEGAN_HLO_DUMP"] = dump
-        penv["XLA_FLAGS"] = (penv.get("XLA_FLAGS", "") + f" --xla_dump_to={dump} --xla_dump_hlo_module_re=jit_step").strip()
+        penv["XLA_FLAGS"] = (penv.get("XLA_FLAGS", "") + f" --xla_dump_to={dump} --xla_dump_hlo_module_re=step").strip()
     log_path = os.path.join(opts.tmp, f"part_{part.name}.log")
     lf = open(log_path, "w")
     proc = subprocess.Popen(cmd, cwd=str(ROOT), env=penv, stdout=lf, stderr=subprocess.STDOUT,

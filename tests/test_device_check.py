@@ -120,6 +120,11 @@ def test_aggregate_trace_device_and_host():
            X(2, 1, "PjitFunction(step)", 900.0)]
     agg, _, how = dc.aggregate_trace(cpu)
     assert how == "host threads (CPU)" and agg == {"fusion.3": 40e-6}
+    # on CPU the D and G programs number their ops alike: each op is named with its program
+    halves = cpu + [X(2, 1, "fusion.3", 10.0, hlo_module="jit_d_step", hlo_op="fusion.3"),
+                    X(2, 1, "fusion.3", 20.0, hlo_module="jit_g_step", hlo_op="fusion.3")]
+    agg, _, _ = dc.aggregate_trace(halves)
+    assert agg == {"fusion.3": 40e-6, "jit_d_step/fusion.3": 10e-6, "jit_g_step/fusion.3": 20e-6}
 
 
 HLO = """HloModule jit_step, entry_computation_layout={()->f32[]}
@@ -148,6 +153,14 @@ def test_hlo_opcodes_and_flags(tmp_path):
     assert dc.flagged("gather.7 (kernel)", m["gather.7"]) == "gather"
     assert dc.flagged("input_scatter_fusion") == "scatter" and dc.flagged("fusion.1 (sm90_xmma)") == ""
     assert dc.hlo_opcodes(str(tmp_path / "none")) == {}
+    # a second program with the same instruction names: each kept under its program's name
+    (tmp_path / "module_0002.jit_g_step.gpu_after_optimizations.txt").write_text(
+        HLO.replace("HloModule jit_step", "HloModule jit_g_step").replace("transpose(param_0)", "negate(param_0)"))
+    m = dc.hlo_opcodes(str(tmp_path))
+    assert m["jit_step/loop_fusion.2"]["root"] == "transpose" and m["jit_g_step/loop_fusion.2"]["root"] == "negate"
+    assert dc.flagged("jit_step/loop_fusion.2", m["jit_step/loop_fusion.2"]) == "transpose"
+    assert dc.flagged("jit_g_step/loop_fusion.2", m["jit_g_step/loop_fusion.2"]) == ""
+    assert dc.flagged("jit_transpose_step/fusion.9") == ""                # the program's name is not the op
 
 
 def _run_files(path, leaves, names):
