@@ -542,18 +542,13 @@ def hlo_opcodes(folder):
     """instruction name -> {'opcode', 'root' (of a fusion's computation), 'text'} from the largest
     optimised HLO module dumped in ``folder``, and 'program/instruction' -> the same from the
     largest dump of every program (the names ``aggregate_trace`` gives ops on CPU)."""
-    files = list(Path(folder).glob("*after_optimizations.txt")) if folder and Path(folder).is_dir() else []
-    if not files:
-        return {}
-    largest = {}
-    for f in files:
-        m = re.match(r"HloModule (\S+?),", f.open(errors="replace").readline())
-        if m and f.stat().st_size > largest.get(m.group(1), (None, -1))[1]:
-            largest[m.group(1)] = (f, f.stat().st_size)
-    out = {}
-    for module, (f, _) in largest.items():
-        out.update({f"{module}/{k}": v for k, v in _hlo_instructions(f.read_text(errors="replace")).items()})
-    out.update(_hlo_instructions(max(files, key=lambda p: p.stat().st_size).read_text(errors="replace")))
+    from bench import hlo_dumps
+
+    dumps = hlo_dumps(folder)
+    parsed = {module: _hlo_instructions(f.read_text(errors="replace")) for module, f in dumps.items()}
+    out = {f"{module}/{k}": v for module, ins in parsed.items() for k, v in ins.items()}
+    if parsed:
+        out.update(parsed[max(dumps, key=lambda m: dumps[m].stat().st_size)])
     return out
 
 
@@ -587,7 +582,8 @@ def flagged(name, info=None):
     """Which of gather / scatter / transpose / copy an op is (by its name, opcode or fusion
     root), or ''."""
     info = info or {}
-    op = name.split(" ")[0].rsplit("/", 1)[-1] + " " + " ".join(name.split(" ")[1:])   # not the program's name
+    head, _, rest = name.partition(" ")
+    op = head.rsplit("/", 1)[-1] + " " + rest              # the op's name, not its program's
     hay = " ".join([op.lower(), str(info.get("opcode", "")), str(info.get("root", ""))])
     return ",".join(w for w in FLAG_OPS if w in hay)
 

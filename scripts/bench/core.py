@@ -291,32 +291,40 @@ def _op_kind(ops) -> str:
     return "elementwise" if ops else "other"
 
 
-def _hlo_metadata(folder):
-    """(program, instruction) -> {'shape', 'op_name', 'kind'} from the optimised HLO modules
-    dumped there (the largest dump of each program name)."""
-    import glob
+def hlo_dumps(folder) -> dict:
+    """program name -> the largest optimised HLO module XLA dumped for it in ``folder``
+    (``--xla_dump_to``), as a Path; {} when there is none."""
     import re
 
     largest = {}
-    for f in glob.glob(os.path.join(folder, "*after_optimizations.txt")):
-        head = Path(f).open().readline()
-        m = re.match(r"HloModule (\S+?),", head)
-        if m and os.path.getsize(f) > largest.get(m.group(1), ("", -1))[1]:
-            largest[m.group(1)] = (f, os.path.getsize(f))
-    instr = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = (\((?:[^()]|\([^()]*\))*\)|\S+) ([\w\-]+)\((.*)$", re.M)
+    for f in Path(folder).glob("*after_optimizations.txt") if folder and Path(folder).is_dir() else []:
+        with f.open(errors="replace") as fh:
+            m = re.match(r"HloModule (\S+?),", fh.readline())
+        if m and f.stat().st_size > largest.get(m.group(1), (None, -1))[1]:
+            largest[m.group(1)] = (f, f.stat().st_size)
+    return {module: f for module, (f, _) in largest.items()}
+
+
+def _hlo_metadata(folder):
+    """(program, instruction) -> {'shape', 'op_name', 'kind'} from the optimised HLO modules
+    dumped there (``hlo_dumps``)."""
+    import re
+
+    header = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) .*\{$")
+    instr = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = (\((?:[^()]|\([^()]*\))*\)|\S+) ([\w\-]+)\((.*)$")
     out = {}
-    for module, (f, _) in largest.items():
-        text = Path(f).read_text()
-        bodies, name = {}, None             # computation -> the ops it holds
-        for line in text.splitlines():
-            c = re.match(r"^(?:ENTRY )?%?([\w.\-]+) .*\{$", line)
-            if c:
-                name = c.group(1)
-                bodies[name] = []
-            elif name and (m := instr.match(line)):
-                bodies[name].append(m.group(3))
-        for m in instr.finditer(text):
-            iname, shape, op, rest = m.groups()
+    for module, f in hlo_dumps(folder).items():
+        bodies, comp, found = {}, None, []      # computation -> the ops it holds; every instruction
+        for line in f.read_text(errors="replace").splitlines():
+            if (c := header.match(line)):
+                comp = c.group(1)
+                bodies[comp] = []
+            elif (m := instr.match(line)):
+                iname, shape, op, rest = m.groups()
+                if comp:
+                    bodies[comp].append(op)
+                found.append((iname, shape, op, rest))
+        for iname, shape, op, rest in found:
             called = re.search(r"calls=%?([\w.\-]+)", rest)
             kind = _op_kind(bodies.get(called.group(1), [op]) if called and op == "fusion" else [op])
             op_name = re.search(r'op_name="([^"]*)"', rest)
