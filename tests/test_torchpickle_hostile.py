@@ -297,6 +297,109 @@ def test_declared_sizes_must_match_the_file(tmp_path):
     assert rc == 0, err
 
 
+def _overlapping_zip(path, members: int, inner: int):
+    """A stored-zip .pth whose storage members nest: member i's bytes are member i+1's local
+    header and bytes, so ``members`` storages of about ``inner`` bytes each lie in one file of
+    about ``inner`` bytes (each member's CRC is right)."""
+    import zlib
+
+    def local(name, data):
+        return struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 0, 0, 0, zlib.crc32(data), len(data), len(data),
+                           len(name), 0) + name
+
+    names = [f"archive/data/{i}".encode() for i in range(members)]
+    blobs, body = [], bytes(inner)
+    for name in reversed(names):                       # innermost first
+        body += bytes(-len(body) % 4)
+        blobs.insert(0, body)
+        body = local(name, body) + body
+    entries = b"".join(ustr(f"t{i}") + tensor_pkl(key=str(i), numel=len(b) // 4, size=(len(b) // 4,),
+                                                  stride=(1,))[2:-1] + b"s" for i, b in enumerate(blobs))
+    pkl = PROTO2 + b"}" + entries + STOP
+    out = local(b"archive/data.pkl", pkl) + pkl
+    central, offsets = b"", [0, len(out)]               # data.pkl, then member 0 after it
+    for name in names[:-1]:                               # member i+1's header follows member i's
+        offsets.append(offsets[-1] + 30 + len(name))
+    out += local(names[0], blobs[0]) + blobs[0]
+    for name, data, off in zip([b"archive/data.pkl"] + names, [pkl] + blobs, offsets):
+        central += struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 0, 0, 0, zlib.crc32(data), len(data),
+                               len(data), len(name), 0, 0, 0, 0, 0, off) + name
+    out += central + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, members + 1, members + 1, len(central),
+                                 len(out), 0)
+    path.write_bytes(out)
+    return path
+
+
+def test_overlapping_and_odd_zip_members_are_refused_in_bounded_memory(tmp_path):
+    """Stored members that nest inside each other (200 storages of ~2 MB in a 2 MB file) are
+    refused before they are read 200 times; an encrypted member is refused by name; a
+    'byteorder' member deflated from 1 GiB is read for its first bytes only."""
+    _overlapping_zip(tmp_path / "overlap.pth", 200, 2 * 2**20)
+    assert os.path.getsize(tmp_path / "overlap.pth") < 3 * 2**20
+    raw_zip(tmp_path / "plain.pth", tensor_pkl(numel=4, size=(4,), stride=(1,)), {"0": np.arange(4, dtype="f4").tobytes()})
+    raw = bytearray((tmp_path / "plain.pth").read_bytes())
+    for sig, at in ((b"PK\x03\x04", 6), (b"PK\x01\x02", 8)):       # set bit 0 (encrypted) of every entry
+        i = raw.find(sig)
+        while i >= 0:
+            raw[i + at] |= 1
+            i = raw.find(sig, i + 4)
+    (tmp_path / "encrypted.pth").write_bytes(bytes(raw))
+    with pytest.raises(CheckpointReadError, match="encrypted"):
+        load_pth(tmp_path / "encrypted.pth")
+    with zipfile.ZipFile(tmp_path / "byteorder.pth", "w") as zf:
+        zf.writestr("archive/data.pkl", tensor_pkl(numel=4, size=(4,), stride=(1,)))
+        info = zipfile.ZipInfo("archive/byteorder")
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with zf.open(info, "w", force_zip64=True) as f:
+            f.write(b"little")
+            for _ in range(64):
+                f.write(b" " * 2**24)
+        zf.writestr("archive/data/0", np.arange(4, dtype="f4").tobytes())
+    assert os.path.getsize(tmp_path / "byteorder.pth") < 8 * 2**20
+    rc, out, err = run_limited(f"""
+        from pegan.convert.torchpickle import load_pth, CheckpointReadError
+        try:
+            load_pth({str(tmp_path / 'overlap.pth')!r})
+            raise SystemExit("200 overlapping members were read")
+        except CheckpointReadError as e:
+            assert "overlap" in str(e) or "Overlapped" in str(e), e
+        print(load_pth({str(tmp_path / 'byteorder.pth')!r}).tolist())
+        """, mem_gb=1.0, timeout=120)
+    assert rc == 0, err
+    assert out.strip() == "[0.0, 1.0, 2.0, 3.0]"
+
+
+_DEEP = b"]" * 100_000 + b"a" * 99_999          # a list nested 100,000 deep
+
+
+@pytest.mark.parametrize("where", ["persistent id", "build", "tensor size", "dtype", "defaultdict",
+                                   "reconstructor", "long size"])
+def test_errors_about_hostile_values_stay_short(tmp_path, where):
+    """An error that names a value from the file (a persistent id, BUILD state, a tensor size
+    ...) names it in a bounded repr: one short line, never a RecursionError or megabytes."""
+    storage = tup(ustr("storage"), glob("torch", "FloatStorage"), ustr("0"), ustr("cpu"), i1(4)) + b"Q"
+    body = {
+        "persistent id": _DEEP + b"Q",
+        "build": _DEEP + b"}" + BUILD,
+        "tensor size": glob("torch._utils", "_rebuild_tensor_v2") + b"(" + storage + i1(0) + _DEEP
+                       + b")\x89}t" + REDUCE,
+        "dtype": glob("numpy", "dtype") + b"(" + _DEEP + b"t" + REDUCE,
+        "defaultdict": glob("collections", "defaultdict") + b"(" + _DEEP + b"t" + REDUCE,
+        "reconstructor": glob("copyreg", "_reconstructor") + b"(" + _DEEP + b"NNt" + REDUCE,
+        "long size": glob("torch._utils", "_rebuild_tensor_v2") + b"(" + storage + i1(0) + b"(" + i1(1) * 10**6
+                     + b"l)\x89}t" + REDUCE,
+    }[where]
+    raw_zip(tmp_path / "x.pth", PROTO2 + body + STOP, {"0": bytes(16)})
+    with pytest.raises(CheckpointReadError) as e:
+        load_pth(tmp_path / "x.pth")
+    assert len(str(e.value)) < 400 and "\n" not in str(e.value), str(e.value)[:1000]
+    if where != "persistent id":
+        (tmp_path / "x.pkl").write_bytes(PROTO2 + body + STOP)
+        with pytest.raises(CheckpointReadError) as e:
+            load_pickle(tmp_path / "x.pkl")
+        assert len(str(e.value)) < 400, str(e.value)[:1000]
+
+
 @pytest.mark.parametrize("geometry", [
     dict(numel=4, offset=-1, size=(), stride=()),           # 0-d, negative offset
     dict(numel=4, offset=4, size=(), stride=()),            # 0-d, past the end

@@ -39,6 +39,7 @@ import math
 import os
 import pickle
 import re
+import reprlib
 import struct
 import zipfile
 from typing import Any, Dict, List, Optional
@@ -56,6 +57,19 @@ LEGACY_PROTOCOL = 1001
 MAX_NDIM = 64                  # torch's own limit on tensor dimensions
 EXPANSION_BYTES = 256 * 2**20  # decompressed storage bytes always allowed, beyond 8x the file size
 MAX_ENTRIES = 10**6            # containers and values visited by flatten_arrays
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother, _REPR.maxlong = 3, 60, 60, 40
+_REPR.maxlist = _REPR.maxtuple = _REPR.maxdict = _REPR.maxset = _REPR.maxfrozenset = 8
+
+
+def _r(obj) -> str:
+    """A short repr of a value from the file for an error message: bounded in length and depth
+    (a hostile pickle can nest a value 10^5 levels deep or make it a million items long)."""
+    try:
+        return _REPR.repr(obj)
+    except Exception:                 # a value whose repr fails says only its type
+        return f"<{type(obj).__name__}>"
 
 
 class CheckpointReadError(PeganError, ValueError):
@@ -131,7 +145,7 @@ class _Inert:
     __slots__ = ()
 
     def __setstate__(self, state):
-        raise _Refused(UnsafePickleError, f"it tries to set attributes of {self!r}",
+        raise _Refused(UnsafePickleError, f"it tries to set attributes of {_r(self)}",
                        "only load checkpoints from sources you trust; this one may be malicious")
 
 
@@ -269,12 +283,12 @@ class _DtypeRef(_Pending):
 
     def __init__(self, code, align=False, copy=True):
         if not isinstance(code, str) or not re.fullmatch(r"[<>|=]?[biufc]\d{1,2}", code):
-            raise _unsupported(f"NumPy dtype {code!r}")
+            raise _unsupported(f"NumPy dtype {_r(code)}")
         self.dtype = np.dtype(code)
 
     def __setstate__(self, state):
         if not (isinstance(state, tuple) and len(state) >= 2 and state[1] in ("<", ">", "|", "=")):
-            raise pickle.UnpicklingError(f"bad NumPy dtype state {state!r}")
+            raise pickle.UnpicklingError(f"bad NumPy dtype state {_r(state)}")
         if state[1] in "<>":
             self.dtype = self.dtype.newbyteorder(state[1])
 
@@ -301,10 +315,10 @@ def _as_bytes(data) -> bytes:
 
 def _shape(obj, what: str) -> tuple:
     if not isinstance(obj, (tuple, list)) or len(obj) > MAX_NDIM:
-        raise pickle.UnpicklingError(f"{what} must be a tuple of at most {MAX_NDIM} ints, got {obj!r}")
+        raise pickle.UnpicklingError(f"{what} must be a tuple of at most {MAX_NDIM} ints, got {_r(obj)}")
     out = tuple(obj)
     if not all(type(v) is int and v >= 0 for v in out):
-        raise pickle.UnpicklingError(f"{what} must hold non-negative ints, got {obj!r}")
+        raise pickle.UnpicklingError(f"{what} must hold non-negative ints, got {_r(obj)}")
     return out
 
 
@@ -389,7 +403,7 @@ def _rebuild_args(storage, offset, size, stride):
     if not isinstance(storage, _Storage):
         raise pickle.UnpicklingError("tensor rebuild without a storage")
     if type(offset) is not int or offset < 0:
-        raise pickle.UnpicklingError(f"storage offset {offset!r} is negative or not an int")
+        raise pickle.UnpicklingError(f"storage offset {_r(offset)} is negative or not an int")
     size, stride = _shape(size, "tensor size"), _shape(stride, "tensor stride")
     if len(size) != len(stride):
         raise pickle.UnpicklingError(f"tensor size {size} and stride {stride} differ in length")
@@ -446,7 +460,7 @@ def _make_tensor(storage: _Storage, offset: int, size: tuple, stride: tuple, dty
 
 def _element(obj) -> np.dtype:
     if not isinstance(obj, _Element):
-        raise pickle.UnpicklingError(f"expected a torch dtype or storage type, got {obj!r}")
+        raise pickle.UnpicklingError(f"expected a torch dtype or storage type, got {_r(obj)}")
     if obj.dtype is None:
         raise _unsupported(f"torch.{obj.name}")
     return obj.dtype
@@ -483,7 +497,7 @@ def _rebuild_parameter(data, requires_grad=False, backward_hooks=None, state=Non
 
 def _rebuild_from_type_v2(func, new_type, args, state):
     if not (isinstance(func, _Fn) and func.name.startswith("torch._utils._rebuild_tensor")):
-        raise pickle.UnpicklingError(f"_rebuild_from_type_v2 of {func!r}")
+        raise pickle.UnpicklingError(f"_rebuild_from_type_v2 of {_r(func)}")
     if not isinstance(args, tuple):
         raise pickle.UnpicklingError("_rebuild_from_type_v2 without an argument tuple")
     return func(*args)
@@ -558,7 +572,7 @@ def _container(kind):
 
 def _defaultdict(factory=None, *rest):
     if factory is not None and not (isinstance(factory, _Fn) and factory.name in _FACTORY_NAMES):
-        raise pickle.UnpicklingError(f"defaultdict with factory {factory!r}")
+        raise pickle.UnpicklingError(f"defaultdict with factory {_r(factory)}")
     return collections.defaultdict(factory, *(_finite(r) for r in rest))
 
 
@@ -573,7 +587,7 @@ def _copyreg_reconstructor(cls, base, state):
     if isinstance(cls, _Fn) and cls.name == "collections.OrderedDict" and isinstance(base, _Fn) \
             and base.name == "builtins.dict":
         return collections.OrderedDict()
-    raise pickle.UnpicklingError(f"copyreg._reconstructor for {cls!r} is not allowed")
+    raise pickle.UnpicklingError(f"copyreg._reconstructor for {_r(cls)} is not allowed")
 
 
 _CALLABLES = {
@@ -655,12 +669,12 @@ class _SafeUnpickler(pickle._Unpickler):
 
     def persistent_load(self, pid):
         if self._storage_loader is None:
-            raise pickle.UnpicklingError(f"persistent id {pid!r} in a plain pickle")
+            raise pickle.UnpicklingError(f"persistent id {_r(pid)} in a plain pickle")
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage"):
-            raise pickle.UnpicklingError(f"unexpected persistent id {pid!r}")
+            raise pickle.UnpicklingError(f"unexpected persistent id {_r(pid)}")
         _, storage_type, key, _location, numel = pid[:5]
         if not isinstance(key, (str, int)) or type(numel) is not int or numel < 0:
-            raise pickle.UnpicklingError(f"bad storage record {pid[:5]!r}")
+            raise pickle.UnpicklingError(f"bad storage record {_r(pid[:5])}")
         return self._storage_loader(str(key), _element(storage_type), numel, pid[5] if len(pid) > 5 else None)
 
     def load_build(self):
@@ -675,7 +689,7 @@ class _SafeUnpickler(pickle._Unpickler):
             inst.__dict__.update(state)     # e.g. a module state dict's _metadata
         else:
             raise _Refused(UnsafePickleError, f"it tries to set attributes of {type(inst).__name__} "
-                           f"{inst!r:.60}; nothing was changed",
+                           f"{_r(inst)}; nothing was changed",
                            "only load checkpoints from sources you trust; this one may be malicious")
 
     dispatch[pickle.BUILD[0]] = load_build
@@ -757,18 +771,37 @@ def _load_zip(path: str, budget: _Budget):
         pkls = [n for n in infos if n.endswith("/data.pkl") and n.count("/") == 1]
         if len(pkls) != 1:
             raise CheckpointReadError(path, "zip archive without one '<name>/data.pkl': not a torch checkpoint")
+        if any(i.flag_bits & 0x1 for i in infos.values()):
+            raise CheckpointReadError(path, "an encrypted zip archive: not a torch checkpoint")
         prefix = pkls[0][: -len("data.pkl")]
         byteorder = "little"
         if prefix + "byteorder" in infos:
-            byteorder = zf.read(prefix + "byteorder")[:16].decode("ascii").strip()
+            with zf.open(infos[prefix + "byteorder"]) as f:      # 16 bytes, never the whole member
+                byteorder = f.read(16).decode("ascii", "replace").strip()
             if byteorder not in ("little", "big"):
-                raise CheckpointReadError(path, f"unknown byte order {byteorder!r}")
+                raise CheckpointReadError(path, f"unknown byte order {_r(byteorder)}")
         storages: Dict[str, _Storage] = {}
+        # Stored members are read as they are, but members may overlap (one member's bytes lying
+        # inside another's), which older zipfile versions do not detect: the bytes read from
+        # stored members, each counted once at its largest read, may not exceed the file.
+        stored = {"left": os.path.getsize(path)}
+        charged: Dict[str, int] = {}
+
+        def take_stored(info, nbytes):
+            extra = nbytes - charged.get(info.filename, 0)
+            if extra > 0:
+                charged[info.filename] = nbytes
+                stored["left"] -= extra
+                if stored["left"] < 0:
+                    raise _Refused(CheckpointReadError, "its storage members overlap (together they declare "
+                                   "more bytes than the file holds)", "re-save the file with torch.save")
 
         def read_member(info):
             def read(nbytes):
                 if info.compress_type != zipfile.ZIP_STORED:
                     budget.take(nbytes)
+                else:
+                    take_stored(info, nbytes)
                 with zf.open(info) as f:
                     raw = f.read(nbytes)
                 if len(raw) != nbytes:
@@ -798,6 +831,8 @@ def _load_zip(path: str, budget: _Budget):
         info = infos[pkls[0]]
         if info.compress_type != zipfile.ZIP_STORED:
             budget.take(info.file_size)
+        else:
+            take_stored(info, info.file_size)
         data = zf.read(info)
         rebuilds = _Rebuilds(deferred=False)
         obj = _SafeUnpickler(io.BytesIO(data), rebuilds, load_storage).load()
@@ -835,7 +870,7 @@ def _load_legacy(path: str, data: memoryview):
         if view is not None:
             if not (isinstance(view, tuple) and len(view) == 3 and type(view[1]) is int and type(view[2]) is int
                     and view[1] >= 0 and view[2] >= 0 and view[1] + view[2] <= numel):
-                raise pickle.UnpicklingError(f"bad storage view {view!r} of a storage of {numel}")
+                raise pickle.UnpicklingError(f"bad storage view {_r(view)} of a storage of {numel}")
             start, count = view[1], view[2]
         if (key, start, count) not in storages:
             storages[key, start, count] = _Storage(key, dtype, count, reader(key, start * dtype.itemsize))
@@ -882,7 +917,7 @@ def _check_file(path) -> str:
 
 _PARSE_ERRORS = (pickle.UnpicklingError, EOFError, struct.error, ValueError, KeyError, TypeError,
                  IndexError, AttributeError, UnicodeDecodeError, OverflowError, MemoryError,
-                 zipfile.LargeZipFile, NotImplementedError)
+                 zipfile.LargeZipFile, NotImplementedError, RecursionError)
 
 
 def _translate(path, e: Exception, what: str):
@@ -890,7 +925,8 @@ def _translate(path, e: Exception, what: str):
         return e.cls(path, e.reason, e.fix)
     if isinstance(e, zipfile.BadZipFile):
         return CheckpointReadError(path, f"a damaged zip archive ({e})", "download the file again")
-    return CheckpointReadError(path, f"not a readable {what} ({type(e).__name__}: {e})",
+    detail = str(e) if len(str(e)) <= 300 else str(e)[:300] + " ..."
+    return CheckpointReadError(path, f"not a readable {what} ({type(e).__name__}: {detail})",
                                "is it a truncated download or another kind of file?")
 
 
