@@ -33,7 +33,6 @@ checkpoint directory, or one holding only the files a run writes before its firs
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import logging
@@ -55,7 +54,7 @@ from pegan.errors import ExistingPathError, PeganError, PeganWarning
 
 __all__ = ["CheckpointError", "CheckpointWriter", "save", "restore", "read_config", "read_info", "steps",
            "latest_step", "check_step", "items_at", "digest", "set_aside_later_steps", "is_checkpoint_dir", "check_run_dir",
-           "kept_note", "RUN_FILES", "FORMAT", "FORMAT_VERSION", "DIGESTS"]
+           "kept_note", "RUN_FILES", "CHECKPOINT_FILES", "foreign_steps", "owns_checkpoint_dir", "FORMAT", "FORMAT_VERSION", "DIGESTS"]
 
 FORMAT = "pegan-checkpoint"
 FORMAT_VERSION = 2            # 2: each step records the SHA-256 digest of each item
@@ -83,20 +82,55 @@ def is_checkpoint_dir(path) -> bool:
 
 # what a training run writes into its directory before config.json / pegan.json (its first checkpoint)
 RUN_FILES = ("checkpoints", "tensorboard", "metrics.jsonl", "samples_*.png")
+# everything pegan writes into a checkpoint / run directory
+CHECKPOINT_FILES = ("pegan.json", "config.json", "superseded") + RUN_FILES
+_STEP_MARKS = ("_CHECKPOINT_METADATA", "commit_success.txt", DIGESTS)   # what orbax / pegan put in a step
+
+
+def foreign_steps(path) -> List[str]:
+    """The entries of ``path``/checkpoints that are not steps orbax wrote (a step folder holds
+    its metadata, commit marker or pegan's digests; an unfinished one has orbax's temporary
+    name). orbax's clean-up of old steps deletes any numbered folder there, so a run must never
+    write into a checkpoints/ folder that holds the user's own files."""
+    ck = Path(path) / "checkpoints"
+    if not ck.is_dir():
+        return []
+    return sorted(f"checkpoints/{p.name}" for p in ck.iterdir()
+                  if not (p.is_dir() and (".orbax-checkpoint-tmp" in p.name
+                                          or any((p / m).exists() for m in _STEP_MARKS))))
+
+
+def _shown(names: List[str]) -> str:
+    return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
+def owns_checkpoint_dir(path) -> bool:
+    """Whether ``path`` is a folder pegan wrote and may replace (``pegan convert --overwrite``):
+    its pegan.json names pegan's format, and it holds nothing but what pegan writes there."""
+    p = Path(path)
+    if not is_checkpoint_dir(p):
+        return False
+    try:
+        info = json.loads((p / "pegan.json").read_text())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return (isinstance(info, dict) and info.get("format") == FORMAT
+            and not checks.foreign_entries(p, CHECKPOINT_FILES) and not foreign_steps(p))
 
 
 def check_run_dir(path, what: str = "--workdir") -> Path:
     """``path`` as a directory a run may write into (and resume from): missing, empty, a pegan
     checkpoint directory, or holding only ``RUN_FILES`` (a run stopped before its first
-    checkpoint). Anything else is the user's, and is refused (``ExistingPathError``)."""
+    checkpoint); and in every case, its checkpoints/ holding only orbax's steps (``foreign_steps``).
+    Anything else is the user's, and is refused (``ExistingPathError``)."""
     d = checks.output_dir(path, what)
-    if not d.exists() or is_checkpoint_dir(d):
+    if not d.exists():
         return d
-    foreign = sorted(p.name for p in d.iterdir() if not any(fnmatch.fnmatch(p.name, f) for f in RUN_FILES))
+    foreign = [] if is_checkpoint_dir(d) else checks.foreign_entries(d, RUN_FILES)
+    foreign += foreign_steps(d)
     if foreign:
-        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
-        raise ExistingPathError(f"{what} {d} is not empty and not a pegan run directory (it holds {shown}); "
-                                "choose a new or empty folder")
+        raise ExistingPathError(f"{what} {d} is not empty and not a pegan run directory (it holds "
+                                f"{_shown(foreign)}); choose a new or empty folder")
     return d
 
 
@@ -130,23 +164,33 @@ def read_info(directory) -> Dict[str, Any]:
                               "convert a reference .pth with `pegan convert FILE.pth OUT_DIR`")
     try:
         info = json.loads((d / "pegan.json").read_text())
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{d / 'pegan.json'} is unreadable ({e}); the directory is damaged") from e
-    if info.get("format") != FORMAT or info.get("format_version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{d} has format {info.get('format')!r} version "
-                              f"{info.get('format_version')!r}; this pegan reads {FORMAT} <= {FORMAT_VERSION}")
+    except (OSError, ValueError, RecursionError) as e:
+        raise CheckpointError(f"{d / 'pegan.json'} is unreadable ({str(e)[:200]}); the directory is damaged") from None
+    if not isinstance(info, dict):
+        raise CheckpointError(f"{d / 'pegan.json'} holds a JSON {type(info).__name__}, not pegan's record; "
+                              "the directory is damaged")
+    version = info.get("format_version", 0)
+    if info.get("format") != FORMAT or type(version) is not int or version > FORMAT_VERSION:
+        shown = version if type(version) is int else repr(str(version)[:20])
+        raise CheckpointError(f"{d} has format {str(info.get('format'))[:40]!r} version {shown}; "
+                              f"this pegan reads {FORMAT} <= {FORMAT_VERSION}")
     return info
 
 
 def read_config(directory):
-    """The experiment config stored with a checkpoint, as a ConfigDict."""
-    import ml_collections
+    """The experiment config stored with a checkpoint, as a ConfigDict (``configs.check_stored``)."""
+    from pegan.configs import ExperimentError, check_stored
 
     read_info(directory)
+    where = f"{directory}/config.json"
     try:
-        return ml_collections.ConfigDict(json.loads((Path(directory) / "config.json").read_text()))
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"{directory}/config.json is unreadable ({e})") from e
+        raw = json.loads((Path(directory) / "config.json").read_text())
+    except (OSError, ValueError, RecursionError) as e:
+        raise CheckpointError(f"{where} is unreadable ({str(e)[:200]}); the directory is damaged") from None
+    try:
+        return check_stored(raw, where)
+    except ExperimentError as e:
+        raise CheckpointError(f"{e}; the directory is damaged") from None
 
 
 def steps(directory) -> list:
@@ -361,8 +405,11 @@ def restore(directory, items: Iterable[str] = ("generator_ema",), step: Optional
     try:
         trees, record = _read(d, step, items, abstract)
     except Exception as e:  # orbax raises many types for damaged or mismatching files
+        detail = str(e) if len(str(e)) <= 300 else str(e)[:300] + " ..."   # tensorstore puts whole specs in
+        good = _latest_intact(d, step, items)
+        hint = (f"; the latest intact step is {good}: pass --step {good} to use it" if good is not None else "")
         raise CheckpointError(f"cannot restore {', '.join(items)} from step {step} of {d}: "
-                              f"{type(e).__name__}: {e}") from e
+                              f"{type(e).__name__}: {detail}{hint}") from e
     problem = _problem(d, step, trees, record, info.get("format_version", 1), abstract is not None)
     if problem:
         raise _damaged(d, step, items, problem)
@@ -398,6 +445,8 @@ def _problem(d: Path, step: int, trees: Dict[str, Any], record: Optional[dict], 
     item whose digest differs is then read again as stored before it is called damaged."""
     if record is None and format_version >= 2:
         return f"it has no digest record ({DIGESTS})"
+    if record is not None and not (isinstance(record, dict) and isinstance(record.get("items", {}), dict)):
+        return f"its digest record ({DIGESTS}) is damaged"
     if record is None:
         _warn_no_digests(d)
     for name, tree in trees.items():

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fnmatch
 import operator
 import os
 import re
@@ -21,7 +22,7 @@ from typing import Callable, Iterator, Optional, Sequence, Tuple, Union
 from pegan.errors import ExistingPathError, InputError, PeganError, StorageError
 
 __all__ = ["MAX_SIDE", "MAX_STORED_SIDE", "at_least", "batch_size", "image_size", "output_file", "output_dir",
-           "replacing_dir", "storage_errno", "storage_errors"]
+           "replacing_dir", "foreign_entries", "storage_errno", "storage_errors"]
 
 MAX_SIDE = 4096           # px: the largest image side `sample` / `evaluate` make unless raised (--max-side)
 MAX_STORED_SIDE = 16384   # px: the largest side `pegan prepare` stores
@@ -103,6 +104,12 @@ def output_dir(path, what: str) -> Path:
     if bad is not None:
         raise ExistingPathError(f"{what} {p}: {bad} is a file, not a folder")
     return p
+
+
+def foreign_entries(path, patterns: Sequence[str]) -> list:
+    """The names in folder ``path`` that match none of ``patterns`` (``fnmatch`` patterns of
+    what a writer of that folder makes): what a user put there, and no overwrite may delete."""
+    return sorted(p.name for p in Path(path).iterdir() if not any(fnmatch.fnmatch(p.name, f) for f in patterns))
 
 
 @contextlib.contextmanager

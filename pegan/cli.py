@@ -242,8 +242,11 @@ def _project(args) -> int:
         raise UserError("two targets have the same file name: each gets a folder <outdir>/<name>; rename one")
     images = [read_image(t) for t in args.targets]       # missing / unreadable: one line
 
-    def earlier_projection(p):
-        return any(p.glob("*/projected_w.npz"))
+    def earlier_projection(p):       # folders <name>/ of the files a projection writes, nothing else
+        files = ("projected_w.npz", "target.png", "projected.png", "compare.png", "progress.mp4", "progress.gif")
+        subs = list(p.iterdir())
+        return bool(subs) and all(s.is_dir() and (s / "projected_w.npz").is_file()
+                                  and not checks.foreign_entries(s, files) for s in subs)
 
     with checks.replacing_dir(args.outdir, "--outdir", "pegan project output", earlier_projection,
                               overwrite=args.overwrite) as out:
@@ -1089,6 +1092,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _warning_line(warnings.showwarning)
+            # Pillow warns of a large image as it opens it; pegan refuses one past its own limit
+            # (pegan.imageio.MAX_READ_PIXELS, Pillow's warning threshold) in one line instead
+            warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
             require_for_command(args.command)
             return args.func(args)
     except PeganError as e:

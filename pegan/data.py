@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import sys
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
@@ -44,9 +45,9 @@ import jax
 import numpy as np
 
 from pegan._extras import require
-from pegan.checks import MAX_STORED_SIDE, image_size, replacing_dir
+from pegan.checks import MAX_STORED_SIDE, foreign_entries, image_size, replacing_dir
 from pegan.errors import DataError, InputError, MissingFileError
-from pegan.imageio import IMAGE_EXTS, to_rgb
+from pegan.imageio import IMAGE_EXTS, check_image_size, to_rgb
 
 require("tensorflow_datasets", "PIL", extra="train", by=__name__)
 
@@ -117,10 +118,13 @@ def load_image(path, size: int):
     """One image as [size, size, 3] uint8 RGB (``pegan.imageio.to_rgb``: 16-bit grey scaled from
     its full range): center crop to a square, then Lanczos resize.
 
-    Returns (pixels, upscaled). Raises whatever Pillow raises on an unreadable file."""
+    Returns (pixels, upscaled). Raises whatever Pillow raises on an unreadable file, and
+    ``ImageTooLarge`` (a ValueError) for one declaring more than ``MAX_READ_PIXELS``, before
+    decoding it."""
     from PIL import Image
 
     with Image.open(path) as im:
+        check_image_size(im)
         im = to_rgb(im)
         w, h = im.size
         if w != h:
@@ -166,8 +170,17 @@ def _read_ordered(files, size, workers, on_error, skipped, counts, progress):
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=len(files), unit="img", desc=f"prepare {size}px", dynamic_ncols=True)
+        bar = tqdm(total=len(files), unit="img", desc=f"prepare {size}px", dynamic_ncols=True,
+                   disable=not sys.stderr.isatty())      # a log file gets the summary line, not the bar
     window = max(1, workers) * 4
+    try:
+        yield from _read_window(files, root, read, window, workers, on_error, skipped, counts, bar)
+    finally:
+        if bar is not None:
+            bar.close()          # before an error line, so that the error is the last line
+
+
+def _read_window(files, root, read, window, workers, on_error, skipped, counts, bar):
     with ThreadPoolExecutor(max(1, workers)) as pool:
         futs = OrderedDict()
         it = iter(files)
@@ -194,8 +207,6 @@ def _read_ordered(files, size, workers, on_error, skipped, counts, progress):
             pixels, up = got
             counts["upscaled"] += int(up)
             yield str(p.relative_to(root)), pixels
-    if bar is not None:
-        bar.close()
 
 
 class ImageFolder:
@@ -253,6 +264,17 @@ class SyntheticImages(ImageFolder):
         self.size, self.skipped = size, []
 
 
+def _earlier_prepare(d: Path) -> bool:
+    """An earlier ``pegan prepare`` output that --overwrite may replace: its info file names the
+    format, and the folder holds nothing else but the dataset pegan wrote."""
+    try:
+        info = json.loads((d / INFO_FILE).read_text())
+    except (OSError, ValueError, RecursionError):
+        return False
+    return (isinstance(info, dict) and info.get("format") == "pegan-prepared-images"
+            and not foreign_entries(d, (INFO_FILE, _BUILDER_NAME)))
+
+
 def prepare(folder, out_dir, size: int, on_error: str = "raise", encoding: str = "raw",
             workers: Optional[int] = None, overwrite: bool = False, progress: bool = False) -> Dict:
     """Write the images under ``folder`` as a tfds dataset in ``out_dir``; returns its info dict.
@@ -274,8 +296,7 @@ def prepare(folder, out_dir, size: int, on_error: str = "raise", encoding: str =
     t0 = time.time()
     skipped: List[dict] = []
     counts = {"upscaled": 0, "root": folder}
-    with replacing_dir(out_dir, "--out", "`pegan prepare` output", lambda d: (d / INFO_FILE).exists(),
-                       overwrite) as tmp:
+    with replacing_dir(out_dir, "--out", "`pegan prepare` output", _earlier_prepare, overwrite) as tmp:
         import tensorflow_datasets as tfds
         from tensorflow_datasets.core import dataset_info as dsi
         from tensorflow_datasets.core.sequential_writer import SequentialWriter

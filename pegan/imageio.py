@@ -13,7 +13,7 @@ from pegan.checks import storage_errors
 from pegan.errors import DataError, MissingFileError
 
 __all__ = ["IMAGE_EXTS", "to_uint8", "image_grid", "save_png", "labelled_row", "stack_rows", "to_rgb",
-           "read_image"]
+           "read_image", "decode_image", "check_image_size", "ImageTooLarge", "MAX_READ_PIXELS"]
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")   # what the folder readers list and sample writes
 
@@ -122,15 +122,49 @@ def to_rgb(im):
     return Image.fromarray(u8).convert("RGB")
 
 
-def read_image(path) -> np.ndarray:
-    """Read an image file as [H, W, 3] uint8 RGB; a clear error names an unreadable file."""
+# The most pixels an image pegan reads may declare: Pillow's own bomb threshold (it only warns
+# between this and twice this), about 89.5 million (e.g. 9459 x 9459; 268 MB as 8-bit RGB).
+MAX_READ_PIXELS = 89_478_485
+
+
+class ImageTooLarge(ValueError):
+    """An image that declares more than ``MAX_READ_PIXELS`` (its message names the fix)."""
+
+
+def check_image_size(im) -> None:
+    """``ImageTooLarge`` for an opened (not yet decoded) Pillow image past ``MAX_READ_PIXELS``."""
+    w, h = im.size
+    if w * h > MAX_READ_PIXELS:
+        raise ImageTooLarge(f"it declares {w}x{h} pixels, more than the {MAX_READ_PIXELS:,} pegan reads "
+                            "(resize it first)")
+
+
+def decode_image(path) -> np.ndarray:
+    """The file's pixels as [H, W, 3] uint8 RGB (``to_rgb``), or ``ValueError`` with the reason
+    it cannot be read: not an image, damaged or truncated, or declaring more than
+    ``MAX_READ_PIXELS`` (checked from its header, before anything is decoded)."""
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        with Image.open(path) as im:
+            check_image_size(im)
+            return np.asarray(to_rgb(im))
+    except ImageTooLarge:
+        raise
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, EOFError,
+            ValueError) as e:                     # Pillow's kinds of 'cannot decode'; ValueError: oversized chunks
+        msg = str(e) if len(str(e)) <= 200 else str(e)[:200] + " ..."
+        raise ValueError(msg) from None
+
+
+def read_image(path) -> np.ndarray:
+    """Read an image file as [H, W, 3] uint8 RGB; a clear error names an unreadable file."""
     path = os.fspath(path)
     if not os.path.exists(path):
         raise MissingFileError(f"image {path} does not exist")
     try:
-        with Image.open(path) as im:
-            return np.asarray(to_rgb(im))
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        return decode_image(path)
+    except ImageTooLarge as e:
+        raise DataError(f"cannot read image {path}: {e}") from None
+    except ValueError as e:
         raise DataError(f"cannot read image {path}: {e} (is it a complete PNG/JPEG file?)") from None

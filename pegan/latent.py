@@ -36,6 +36,7 @@ from pegan.nn.layers import random_noise
 __all__ = ["Latents", "generator_of", "items", "compose", "truncate", "seed_latents", "to_w", "mix", "parse_layers", "parse_values", "render", "renderer",
            "save_latents", "load_latents", "latents_for", "noise_for_scale", "LATENT_FILE_LIMIT"]
 
+MAX_LATENTS = 4096              # latents one file may hold (each is rendered: memory grows with them)
 LATENT_FILE_LIMIT = 256 << 20        # bytes a latent .npz may hold once unpacked (hostile files)
 
 
@@ -265,20 +266,26 @@ def load_latents(path, model: Optional[Generator] = None) -> Latents:
             names = set(f.files)
             if "w" not in names:
                 raise bad(f"latent file {path} has no array 'w': not a pegan latent file (pegan project writes one)")
-            w = np.asarray(f["w"], np.float32)
+            w = f["w"]
+            if w.dtype.kind not in "fiu":
+                raise bad(f"latent file {path}: w holds {w.dtype} values; real numbers are read")
+            w = np.asarray(w, np.float32)
             scale = tuple(int(v) for v in np.asarray(f["scale"]).reshape(-1)) if "scale" in names else (0, 0)
             settings = json.loads(str(f["settings"])) if "settings" in names else {}
             noises, j = [], 0
             while f"noise_{j}" in names:
                 noises.append(np.asarray(f[f"noise_{j}"], np.float32))
                 j += 1
-    except (zipfile.BadZipFile, ValueError, OSError, json.JSONDecodeError, KeyError) as e:
-        raise bad(f"latent file {path} is not a readable .npz ({type(e).__name__}: {e}); "
+    except (zipfile.BadZipFile, ValueError, OSError, KeyError, RecursionError) as e:
+        detail = str(e) if len(str(e)) <= 200 else str(e)[:200] + " ..."
+        raise bad(f"latent file {path} is not a readable .npz ({type(e).__name__}: {detail}); "
                   "write one with pegan project") from None
     if w.ndim == 2:
         w = w[:, None]
     if w.ndim != 3 or len(scale) != 2 or not np.isfinite(w).all():
         raise bad(f"latent file {path}: w must be finite [N, S] or [N, L, S] with a scale pair; got {w.shape}")
+    if not 1 <= w.shape[0] <= MAX_LATENTS:
+        raise bad(f"latent file {path} holds {w.shape[0]} latents; pegan reads 1 to {MAX_LATENTS} from one file")
     if model is not None:
         L, S = model.num_latents, model.style_channels
         if w.shape[2] != S or w.shape[1] not in (1, L):

@@ -74,6 +74,15 @@ def _which(which: str) -> str:
     return WHICH[which]
 
 
+def _check_finite(path, item: str, variables) -> None:
+    """A converted network holding NaN or inf came from a damaged file: said here, naming the
+    file, rather than later as a damaged pegan checkpoint."""
+    bad = ckpt._first_non_finite(variables)
+    if bad is not None:
+        raise ConversionError(f"{_basename(path) or 'the state dict'}: its {item} holds a non-finite value at {bad}: a damaged "
+                              "file; download it again")
+
+
 def convert_reference(path, experiment: Optional[str] = None, variant: Optional[str] = None,
                       keep_bgr: bool = False, items: Sequence[str] = ("generator_ema", "generator", "discriminator"),
                       state_dict: Optional[Dict[str, np.ndarray]] = None, meta: Optional[dict] = None):
@@ -97,15 +106,19 @@ def convert_reference(path, experiment: Optional[str] = None, variant: Optional[
         if item == "discriminator":
             d = build_discriminator(cfg)
             out[item] = mmgen.convert_stylegan2_discriminator(src, not keep_bgr, abstract_variables(d))
+            _check_finite(path, item, out[item])
         else:
             g = build_generator(cfg)
             v = mmgen.convert_stylegan2_generator(src, not keep_bgr, abstract_variables(g))
+            _check_finite(path, item, v)
             v["buffers"]["mean_latent"] = np.asarray(compute_mean_latent(
                 g, v, jax.random.PRNGKey(MEAN_LATENT_SEED), MEAN_LATENT_SAMPLES))
             out[item] = v
     if not out:
         raise ConversionError(f"{path} holds none of {list(items)}")
     it = meta.get("iter") if isinstance(meta, dict) else None
+    if not (type(it) is int and 0 <= it < 2**53):        # a damaged or odd record: the step is unknown (0)
+        it = None
     info = {"family": cfg.family, "experiment": cfg.name, "variant": cfg.variant,
             "color_order": "BGR" if keep_bgr else "RGB",
             "source": {"file": _basename(path),
@@ -119,10 +132,10 @@ def convert(path, out_dir, experiment: Optional[str] = None, variant: Optional[s
             keep_bgr: bool = False, overwrite: bool = False, pkl=None) -> Path:
     """Convert a reference ``.pth`` (+ its ``.pkl`` for SinGAN) into a pegan checkpoint
     directory (see ``pegan.checkpoint``). ``out_dir`` must be new or empty; with
-    ``overwrite=True`` it may also be a pegan checkpoint directory (``checkpoint.is_checkpoint_dir``),
-    and nothing else. The checkpoint is written into a temporary directory beside ``out_dir``
+    ``overwrite=True`` it may also be a pegan checkpoint directory holding only what pegan
+    writes (``checkpoint.owns_checkpoint_dir``), and nothing else. The checkpoint is written into a temporary directory beside ``out_dir``
     that replaces it only when complete, so a failed conversion leaves ``out_dir`` as it was."""
-    with checks.replacing_dir(out_dir, "out_dir", "pegan checkpoint directory", ckpt.is_checkpoint_dir,
+    with checks.replacing_dir(out_dir, "out_dir", "pegan checkpoint directory", ckpt.owns_checkpoint_dir,
                               overwrite) as tmp:
         sd, meta = _read_reference(path)
         if is_singan_state_dict(sd):
@@ -251,6 +264,9 @@ def convert_singan_reference(path, pkl=None, experiment: Optional[str] = None, v
     if parts["discriminator"]:
         items["discriminator"] = sconv.convert_singan_discriminator(
             parts["discriminator"], not keep_bgr, sm.abstract_variables(D, cfg, sizes))
+    for item in ("generator", "discriminator"):
+        if item in items:
+            _check_finite(path, item, items[item])
     items["singan"] = dict(noise, sizes=np.asarray(sizes, np.int32), curr_stage=np.asarray(noise["curr_stage"]),
                            next_stage=np.asarray(noise["curr_stage"] + 1),
                            num_noise_weights=np.asarray(len(noise["noise_weights"])))

@@ -146,6 +146,111 @@ def test_train_refuses_a_non_empty_foreign_workdir_in_both_families(ck, images, 
         assert ckpt.check_run_dir(ok) == ok
 
 
+def test_what_only_looks_like_pegan_output_is_never_replaced_or_written_into(fixtures, ck, images, tmp_path,
+                                                                              refused):
+    """--overwrite replaces a folder only when it holds nothing but what pegan wrote there (a
+    pegan.json of its format, a prepare record, projection folders): an imitation with the
+    user's files, or a real output the user added a file to, is refused and left as it was. A
+    run never writes into a checkpoints/ folder of the user's own (orbax's clean-up of old steps
+    deletes numbered folders there)."""
+    import shutil
+
+    src = fixtures / "mspie_stylegan2_config-f_tiny.mmgen.pth"
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "pegan.json").write_text('{"mine": 1}')
+    (fake / "config.json").write_text("{}")
+    (fake / "thesis.tex").write_text("years of work")
+    added = tmp_path / "added"
+    shutil.copytree(ck, added)
+    (added / "notes.txt").write_text("mine")
+    user_steps = tmp_path / "user_steps"
+    for s in ("1000", "2000", "3"):
+        (user_steps / "checkpoints" / s).mkdir(parents=True)
+        (user_steps / "checkpoints" / s / "model.pth").write_bytes(b"weights")
+    run_steps = tmp_path / "run_steps"               # a real run directory with the user's step folder
+    shutil.copytree(ck, run_steps)
+    shutil.copytree(user_steps / "checkpoints" / "1000", run_steps / "checkpoints" / "1000")
+    prep = tmp_path / "prep"
+    prep.mkdir()
+    (prep / "pegan_prepare.json").write_text('{"format": "pegan-prepared-images"}')
+    (prep / "photos").mkdir()
+    (prep / "photos" / "a.jpg").write_bytes(b"jpeg")
+    proj = tmp_path / "proj"
+    (proj / "me").mkdir(parents=True)
+    (proj / "me" / "projected_w.npz").write_bytes(b"npz")
+    (proj / "README.md").write_text("mine")
+    folders = (fake, added, user_steps, run_steps, prep, proj)
+    before = [listing(d) for d in folders]
+    for d in (fake, added):
+        assert "not replacing" in refused("convert", src, d, "--experiment", CFG_F, "--variant", "tiny",
+                                          "--overwrite")
+    for d in (user_steps, run_steps):
+        line = refused("train", EXP_F, "--variant", "tiny", "--data", images, "--steps", 2, "--workdir", d)
+        assert "not a pegan run directory" in line and "checkpoints/1000" in line, line
+        with pytest.raises(ExistingPathError, match="checkpoints/1000"):
+            ckpt.check_run_dir(d)
+    assert "not replacing" in refused("prepare", images, "--out", prep, "--size", 32, "--overwrite")
+    assert "not replacing" in refused("project", ck, images / "0.png", "--outdir", proj, "--overwrite")
+    assert [listing(d) for d in folders] == before
+    # what pegan wrote is still replaced: a converted checkpoint (also after a run's files came)
+    assert ckpt.owns_checkpoint_dir(ck) and not any(ckpt.owns_checkpoint_dir(d) for d in (fake, added))
+    ok = tmp_path / "ok"
+    shutil.copytree(ck, ok)
+    (ok / "metrics.jsonl").write_text("{}\n")
+    pg.convert(src, ok, experiment=CFG_F, variant="tiny", overwrite=True)
+    assert ckpt.read_info(ok)["source"]["file"] == src.name
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def _png(w, h, chunks=b"", idat=b""):
+    """A PNG of declared size ``w`` x ``h`` (grey, 8 bits) with ``chunks`` before its data."""
+    import struct
+    import zlib
+
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) + chunks
+            + _chunk(b"IDAT", idat or zlib.compress(bytes(w + 1) * h)) + _chunk(b"IEND", b""))
+
+
+def test_image_bombs_are_refused_from_their_header_wherever_images_are_read(ck, images, tmp_path, refused):
+    """A PNG declaring 100000 x 100000 pixels, one declaring 10000 x 10000 (past pegan's limit,
+    where Pillow only warns), and a 1x1 PNG with a text chunk that inflates to 2 MB: one line
+    from every reader (a single image, a folder of real images, `pegan prepare`), nothing decoded."""
+    import zlib
+
+    from pegan.data import load_image
+    from pegan.errors import DataError
+    from pegan.eval.evaluate import RealImages
+    from pegan.imageio import MAX_READ_PIXELS, read_image
+
+    bombs = {"huge.png": _png(100_000, 100_000, idat=zlib.compress(b"\0" * 1000)),
+             "past_limit.png": _png(10_000, 10_000, idat=zlib.compress(b"\0" * 1000)),
+             "text_bomb.png": _png(1, 1, chunks=_chunk(b"zTXt", b"k\0\0" + zlib.compress(b"A" * 2_000_000, 9)))}
+    assert 10_000 * 10_000 > MAX_READ_PIXELS
+    for name, raw in bombs.items():
+        folder = tmp_path / name.split(".")[0]
+        folder.mkdir()
+        (folder / name).write_bytes(raw)
+        with pytest.raises(DataError, match="cannot read image") as e:
+            read_image(folder / name)
+        assert len(str(e.value)) < 400
+        with pytest.raises(InputError, match="cannot read real image"):
+            RealImages(folder).read(0)
+        with pytest.raises(Exception) as e:
+            load_image(folder / name, 32)
+        assert not isinstance(e.value, (MemoryError, AssertionError))
+        line = refused("project", ck, folder / name, "--outdir", tmp_path / "out", "--steps", 1)
+        assert name in line
+        assert "cannot read" in refused("prepare", folder, "--out", tmp_path / "prep", "--size", 32)
+    assert not (tmp_path / "out").exists() and not (tmp_path / "prep").exists()
+
+
 def grey16(tmp_path):
     """A 16-bit grey PNG over the whole range, and what 8 bits it must give: round(v / 257)."""
     v = np.concatenate([np.array([0, 128, 129, 385, 386, 32767, 32896, 65406, 65407, 65535]),

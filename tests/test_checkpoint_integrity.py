@@ -193,6 +193,92 @@ def test_non_finite_parameters_are_refused(generator, tmp_path, capsys):
         pg.load(tmp_path / "alone")
 
 
+DEEP = "[" * 100_000 + "]" * 100_000          # JSON nested past Python's recursion limit
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda d: (d / "pegan.json").write_text("[1]"), "pegan.json holds a JSON list"),
+    (lambda d: (d / "pegan.json").write_text(json.dumps(dict(json.loads((d / "pegan.json").read_text()),
+                                                            format_version="2"))), "version '2'"),
+    (lambda d: (d / "pegan.json").write_text(DEEP), "pegan.json is unreadable"),
+    (lambda d: (d / "config.json").write_text(DEEP), "config.json is unreadable"),
+    (lambda d: (d / "config.json").write_text("[]"), "config.json holds a JSON list"),
+    (lambda d: (d / "config.json").write_text(json.dumps(
+        {k: v for k, v in json.loads((d / "config.json").read_text()).items() if k != "generator"})),
+     "the generator section lacks"),
+    (lambda d: (d / "config.json").write_text(json.dumps(dict(
+        json.loads((d / "config.json").read_text()), scales="all"))), "scales should be a JSON list"),
+    (lambda d: (d / "config.json").write_text(json.dumps(dict(
+        json.loads((d / "config.json").read_text()), family="torch"))), "names family 'torch'"),
+    (lambda d: next((d / "checkpoints" / "2" / ckpt.DIGESTS).glob("*metadata*")).write_text("[1, 2]"),
+     "its digest record (pegan_digests) is damaged"),
+])
+def test_damaged_records_of_a_checkpoint_are_one_line(generator, tmp_path, capsys, damage, words):
+    """pegan.json, config.json or a step's digest record that is damaged (another JSON type,
+    nesting past the recursion limit, a section or field missing or of another type): one line
+    naming the file and what is wrong, never an AttributeError / TypeError / RecursionError."""
+    d = _generator_dir(tmp_path / "ck", generator, steps=(2,))
+    damage(d)
+    assert cli.main(["sample", str(d), "--num", "1", "--out", str(tmp_path / "x.png")]) == 2
+    line = _one_error_line(capsys)
+    assert line.startswith("pegan sample: error: ") and words in line and len(line) < 500, line
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_a_step_orbax_cannot_read_is_one_short_line_naming_an_intact_step(generator, tmp_path, capsys):
+    d = _generator_dir(tmp_path / "ck", generator, steps=(2, 4))
+    for f in (d / "checkpoints" / "4" / "generator_ema").rglob("*"):
+        if f.is_file() and f.parent.name == "d":
+            f.write_bytes(f.read_bytes()[:40])                             # every data file truncated
+    assert cli.main(["sample", str(d), "--num", "1", "--out", str(tmp_path / "x.png")]) == 2
+    line = _one_error_line(capsys)
+    assert "cannot restore generator_ema from step 4" in line and "pass --step 2" in line and len(line) < 700, line
+
+
+def test_a_damaged_reference_file_is_refused_at_conversion(fixtures, tmp_path, capsys):
+    """A .pth whose weights hold a NaN is refused by `pegan convert` naming the file and the
+    weight (not later, as a damaged pegan checkpoint); an odd meta.iter becomes step 0."""
+    from pegan.convert.torchpickle import load_pth
+    from torch_writer import save_pth
+
+    obj = load_pth(fixtures / "mspie_stylegan2_config-f_tiny.mmgen.pth")
+    key = next(k for k in obj["state_dict"] if k.startswith("generator_ema.") and k.endswith("weight"))
+    sd = {k: np.array(v) for k, v in obj["state_dict"].items()}
+    sd[key].flat[0] = np.nan
+    save_pth(tmp_path / "nan.pth", {"meta": obj.get("meta", {}), "state_dict": sd})
+    rc = cli.main(["convert", str(tmp_path / "nan.pth"), str(tmp_path / "out"), "--experiment", NAME,
+                   "--variant", "tiny"])
+    line = _one_error_line(capsys)
+    assert rc == 2 and "nan.pth: its generator_ema holds a non-finite value" in line, line
+    assert not (tmp_path / "out").exists()
+    for odd in ("abc", -5, 10**30, [1, 2], float("nan")):
+        sd = {k: np.array(v) for k, v in obj["state_dict"].items()}
+        save_pth(tmp_path / "odd.pth", {"meta": {"iter": odd}, "state_dict": sd})
+        out = tmp_path / f"odd_{len(list(tmp_path.iterdir()))}"
+        assert cli.main(["convert", str(tmp_path / "odd.pth"), str(out), "--experiment", NAME, "--variant", "tiny"]) == 0
+        capsys.readouterr()
+        assert ckpt.steps(out) == [0] and ckpt.read_info(out)["source"]["iteration"] is None
+
+
+@pytest.mark.parametrize("change, words", [
+    (dict(noise_weights=np.array(1.0)), "noise_weights must be a list"),
+    (dict(noise_weights=[10**400, 1.0]), "not a finite float32"),
+    (dict(noise_weights=[1e39, 1.0]), "not a finite float32"),
+    (dict(noise_weights=[float("nan"), 1.0]), "not a finite float32"),
+    (dict(fixed_noises=[np.full((1, 3, 8, 8), np.nan), np.zeros((1, 3, 12, 12))]), "fixed_noises[0] holds NaN"),
+])
+def test_a_damaged_singan_pkl_is_one_error(change, words):
+    from pegan.convert.mmgen import ConversionError
+    from pegan.convert.singan import noise_state_from_pkl
+
+    pkl = dict(fixed_noises=[np.zeros((1, 3, 8, 8)), np.zeros((1, 3, 12, 12))], noise_weights=[1.0, 0.1],
+               curr_stage=1)
+    assert noise_state_from_pkl(pkl)["noise_weights"].tolist() == [1.0, np.float32(0.1)]
+    with pytest.raises(ConversionError) as e:
+        noise_state_from_pkl(dict(pkl, **change))
+    assert words in str(e.value), e.value
+
+
 def test_set_aside_later_steps_keeps_every_step(generator, tmp_path):
     d = _generator_dir(tmp_path / "ck", generator, steps=(1, 2, 3))
     logs = []

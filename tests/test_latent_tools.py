@@ -103,10 +103,17 @@ def test_latent_file_round_trip_and_hostile_files(gen, tmp_path):
     np.savez(tmp_path / "nan.npz", w=np.full((1, 16), np.nan, np.float32))
     np.savez(tmp_path / "wide.npz", w=np.zeros((1, 3, 16), np.float32))
     np.savez(tmp_path / "noW.npz", x=np.zeros(3))
+    np.savez(tmp_path / "deep.npz", w=np.zeros((1, 16), np.float32), settings=np.asarray("[" * 100_000 + "]" * 100_000))
+    np.savez(tmp_path / "zero.npz", w=np.zeros((0, 16), np.float32))
+    np.savez_compressed(tmp_path / "many.npz", w=np.zeros((lt.MAX_LATENTS + 1, 16), np.float32))
+    np.savez(tmp_path / "complex.npz", w=np.zeros((1, 16), np.complex64))
     for name, why in [("pickled.npz", "not a readable"), ("junk.npz", "not a readable"), ("nan.npz", "finite"),
-                      ("wide.npz", "this generator takes"), ("noW.npz", "no array 'w'")]:
-        with pytest.raises(InputError, match=why):
+                      ("wide.npz", "this generator takes"), ("noW.npz", "no array 'w'"),
+                      ("deep.npz", "not a readable"), ("zero.npz", "holds 0 latents"),
+                      ("many.npz", f"holds {lt.MAX_LATENTS + 1} latents"), ("complex.npz", "complex64")]:
+        with pytest.raises(InputError, match=why) as e:
             lt.load_latents(tmp_path / name, gen.model)
+        assert len(str(e.value)) < 400
     with pytest.raises(MissingFileError):
         lt.load_latents(tmp_path / "none.npz")
     with pytest.raises(InputError, match="styles 0-7"):

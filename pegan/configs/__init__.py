@@ -33,7 +33,7 @@ from pegan.models._config import module_kwargs
 
 __all__ = ["load_experiment", "apply_overrides", "split_variant", "experiment_names", "experiments_dir",
            "stylegan2_config", "singan_config", "recognise_filename", "release_url", "module_kwargs",
-           "scale_for_size", "eval_scale", "ExperimentError", "base"]
+           "scale_for_size", "eval_scale", "ExperimentError", "check_stored", "base"]
 
 
 class ExperimentError(PeganError, ValueError):
@@ -211,6 +211,46 @@ def apply_overrides(cfg, pairs, flag: str = "--config.") -> ml_collections.Confi
             now = f" (it is {json.dumps(current)} now)" if isinstance(current, (bool, int, float, str, list)) else ""
             raise InputError(f"{flag}{key}={raw}: {key} takes {e}{now}") from None
     return cfg
+
+
+_MODEL_SECTIONS = {"stylegan2": ("generator", "discriminator"), "singan": ("generator", "discriminator", "noise")}
+
+
+def check_stored(raw, where: str) -> ml_collections.ConfigDict:
+    """A config read back from a checkpoint's config.json (``raw``: parsed JSON) as a
+    ConfigDict, checked against its family's base config: an object naming a known family,
+    each field the base has of the base's type (``_fit``), sections as objects, and the
+    sections the networks are built from complete. Fields the base lacks are left alone (no
+    code reads them); a missing train / data / eval field is left missing as before (older
+    runs). Anything else raises ``ExperimentError`` naming ``where`` and the field."""
+    if not isinstance(raw, dict):
+        raise ExperimentError(f"{where} holds a JSON {type(raw).__name__}, not a config object")
+    family = raw.get("family")
+    if family not in _MODEL_SECTIONS:
+        raise ExperimentError(f"{where} names family {str(family)[:40]!r}; pegan has {', '.join(_MODEL_SECTIONS)}")
+    ref = base.stylegan2() if family == "stylegan2" else base.singan()
+
+    def walk(node: dict, want, path: str) -> None:
+        for key, current in want.items():
+            if key not in node:
+                continue
+            value, name = node[key], f"{path}{key}"
+            if isinstance(current, ml_collections.ConfigDict):
+                if not isinstance(value, dict):
+                    raise ExperimentError(f"{where}: {name} is a JSON {type(value).__name__}, not a section")
+                walk(value, current, name + ".")
+                continue
+            try:
+                _fit(current, value)
+            except TypeError as e:
+                raise ExperimentError(f"{where}: {name} should be {e}, it is {json.dumps(value)[:60]}") from None
+
+    walk(raw, ref, "")
+    for sec in _MODEL_SECTIONS[family]:
+        missing = [k for k in ref[sec] if k not in raw.get(sec, {})]
+        if missing:
+            raise ExperimentError(f"{where}: the {sec} section lacks {', '.join(missing[:5])}")
+    return ml_collections.ConfigDict(raw)
 
 
 def eval_scale(cfg) -> int:

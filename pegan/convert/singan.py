@@ -97,7 +97,8 @@ def noise_state_from_pkl(pkl: dict) -> dict:
         raise ConversionError(f"the SinGAN .pkl's fixed_noises must be a list of {stage + 1} arrays "
                               f"(curr_stage {stage}), got {type(noises).__name__} of "
                               f"{len(noises) if isinstance(noises, (list, tuple)) else '?'}")
-    if not isinstance(weights, (list, tuple, np.ndarray)) or not stage + 1 <= len(weights) <= MAX_STAGES:
+    if not isinstance(weights, (list, tuple, np.ndarray)) or np.ndim(weights) != 1 \
+            or not stage + 1 <= len(weights) <= MAX_STAGES:
         raise ConversionError(f"the SinGAN .pkl's noise_weights must be a list of {stage + 1} numbers")
     for i, n in enumerate(noises):
         if not isinstance(n, np.ndarray) or n.ndim != 4 or n.shape[0] != 1 or n.dtype.kind not in "fiu":
@@ -108,8 +109,18 @@ def noise_state_from_pkl(pkl: dict) -> dict:
                                   f"over {MAX_NOISE_SIDE} px (a damaged or hostile .pkl)")
     if not all(isinstance(w, (int, float, np.number)) and not isinstance(w, bool) for w in weights):
         raise ConversionError("the SinGAN .pkl's noise_weights must hold numbers")
-    noises = [np.asarray(n, np.float32) for n in noises]
-    weights = np.asarray([float(w) for w in weights], np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        try:
+            weights = np.asarray([float(w) for w in weights], np.float32)
+        except OverflowError:                      # an int beyond any float
+            weights = np.asarray([np.inf])
+        noises = [np.asarray(n, np.float32) for n in noises]
+    if not np.isfinite(weights).all():
+        raise ConversionError("the SinGAN .pkl's noise_weights hold a value that is not a finite float32 "
+                              "(a damaged file)")
+    for i, n in enumerate(noises):
+        if not np.isfinite(n).all():
+            raise ConversionError(f"the SinGAN .pkl's fixed_noises[{i}] holds NaN or infinite values (a damaged file)")
     if len(noises) != stage + 1 or len(weights) < stage + 1:
         raise ConversionError(f"the .pkl holds {len(noises)} noises and {len(weights)} noise weights "
                               f"for curr_stage {stage}: expected {stage + 1} of each")

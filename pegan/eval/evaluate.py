@@ -42,7 +42,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from pegan.checks import MAX_SIDE
 from pegan.configs import eval_scale
 from pegan.errors import InputError, MissingFileError
-from pegan.imageio import to_rgb
+from pegan.imageio import decode_image
 from pegan import data, loading
 from pegan.convert.torchpickle import load_pickle
 from pegan.eval import metrics as M
@@ -149,13 +149,10 @@ class RealImages:
     def read(self, i: int) -> np.ndarray:
         if self._files is None:
             return np.asarray(self._ds.read(i))
-        from PIL import Image, UnidentifiedImageError
-
         p = self._files[i]
         try:
-            with Image.open(p) as im:
-                return np.asarray(to_rgb(im))
-        except (UnidentifiedImageError, OSError, SyntaxError) as e:
+            return decode_image(p)
+        except ValueError as e:
             raise InputError(f"cannot read real image {p}: {e}; remove it or prepare the folder with "
                              "`pegan prepare --skip-bad`") from None
 
