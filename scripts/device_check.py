@@ -16,19 +16,21 @@ measurement, so a part stopped at its limit still reports that):
    outputs and one tiny train step's losses and gradients.
 2. speed: the training loop's own step (``Trainer.program``) of the full config-f at 256 px:
    compile seconds, step seconds of the plain, path-length and R1 + path-length iterations, peak
-   device memory, one profiled call of each kind (longest ops; gathers, scatters, transposes and
+   device memory beside what XLA plans for the step, one profiled call of each kind (longest ops; gathers, scatters, transposes and
    copies among them flagged); the D step with R1 with XLA's and pegan's 'taps' convolutions;
    512 px when time is left.
 3. loop: 50 steps of ``Trainer.run`` on an in-memory synthetic dataset (tiny and full config-f):
    s/kimg of the loop against the same programs back to back (``measure_host_blocked``).
-4. determinism: two identical 10-step tiny runs (``Trainer.run``, fresh work directories, each
-   in its own process) compared leaf by leaf, bit for bit.
+4. determinism: pairs of identical 10-step tiny runs (``Trainer.run``, fresh work directories,
+   each in its own process) compared leaf by leaf, bit for bit: the second on the first's
+   programs (a shared cache), then each compiling and autotuning its own, then (where those
+   differ) with XLA's deterministic ops (``_det_trials``).
 5. bf16: one R1 + path-length step in bfloat16 against float32: loss and gradient distances and
    speed.
 
 Output: one table on stdout (s/kimg, GB per device) and ``device_check.json`` /
 ``device_check.md`` in ``--out`` (default ``$OUT`` when set, else ``./device_check_out``).
-The parts after the budget (``--budget`` s, 270 by default) are skipped and named as such.
+The parts after the budget (``--budget`` s, 285 by default) are skipped and named as such.
 Needs jax, flax, optax, orbax-checkpoint, ml-collections, numpy and pegan (Trainer also looks for
 tensorflow-datasets, which the synthetic data never imports); pytest for section 1.
 """
@@ -68,21 +70,33 @@ class Part:
 
 
 # The untimed parts start together, first; then the timed parts one by one in this order (what
-# runs first when time is short). Limits in seconds (GPU, dry run).
+# runs first when time is short). Limits in seconds (GPU, dry run). speed256 starts a process,
+# initialises CUDA and compiles (and autotunes) the full config-f step with its R1 and
+# path-length branches: 120 s. loop_full comes next, as it runs the same program, which it loads
+# from the run's compilation cache.
 PARTS = [
     Part("tests", 1, "fixture tests at matmul_precision=highest", 80, 120, concurrent=True),
     Part("precision", 1, "TF32 (default) against highest precision", 60, 120, concurrent=True),
-    Part("determinism", 4, "two identical tiny runs", 60, 120, concurrent=True),
-    Part("speed256", 2, "config-f 256 px iteration", 75, 70),
-    Part("loop_tiny", 3, "tiny config-f through the loop", 25, 50),
-    Part("bf16", 5, "bf16 against float32, R1 + path-length step", 60, 50),
+    Part("determinism", 4, "two identical tiny runs", 75, 120, concurrent=True),
+    Part("speed256", 2, "config-f 256 px iteration", 120, 70),
     Part("loop_full", 3, "full config-f through the loop", 30, 50),
+    Part("bf16", 5, "bf16 against float32, R1 + path-length step", 60, 50),
+    Part("loop_tiny", 3, "tiny config-f through the loop", 25, 50),
     Part("r1_forms", 2, "D step with R1, xla vs taps convolutions", 40, 60),
     Part("speed512", 2, "config-f 512 px iteration", 45, 70),
 ]
+BUDGET = 285.0                              # s for all parts: with start-up, within 5 minutes
 PART = {p.name: p for p in PARTS}
 MIN_START = {True: 8.0, False: 12.0}        # seconds a part needs to be worth starting (dry, GPU)
-SIDE_BY_SIDE = (os.cpu_count() or 1) >= 8   # the untimed parts together only where there are cores for it
+def _cores() -> int:
+    """CPU cores this process may use (a container's share, not the host's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+SIDE_BY_SIDE = _cores() >= 8   # the untimed parts together only where there are cores for it
 
 
 # ---------------------------------------------------------------------------------------------
@@ -145,10 +159,12 @@ class Ctx:
 
 def setup_process():
     """The compute section resolved for this backend; its matmul precision applied (highest on
-    GPU, default on CPU), as ``pegan train`` does before anything is traced."""
+    GPU, default on CPU), as ``pegan train`` does before anything is traced. The compilation
+    cache is the run's own ($JAX_COMPILATION_CACHE_DIR, which the driver sets to a fresh folder
+    that its parts share; the determinism runs turn it off or give their own)."""
     from pegan import compute
 
-    resolved = compute.resolve({"compile_cache": ""})
+    resolved = compute.resolve({"compute": {"compile_cache": os.environ.get("JAX_COMPILATION_CACHE_DIR", "")}})
     compute.apply_process_settings(resolved)
     return resolved
 
@@ -293,12 +309,21 @@ def part_tests(ctx, rec):
     rec.put(fixtures=str(fx), command=" ".join(cmd[1:]), precision="highest")
     t0 = time.time()
     limit = max(5.0, ctx.left() - 3)
+    # its own process group: at the limit pytest and its xdist workers end together (killing
+    # pytest alone leaves the workers compiling on the device beside the next part)
+    p = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         text=True, start_new_session=True)
     try:
-        p = subprocess.run(cmd, cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=limit)
-        out, rc, timed_out = p.stdout + p.stderr, p.returncode, False
-    except subprocess.TimeoutExpired as e:
-        out = (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else (e.stdout or "")
-        out += (e.stderr or b"").decode() if isinstance(e.stderr, bytes) else (e.stderr or "")
+        out, _ = p.communicate(timeout=limit)
+        rc, timed_out = p.returncode, False
+    except subprocess.TimeoutExpired:
+        import signal
+
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        out, _ = p.communicate()
         rc, timed_out = None, True
     counts = parse_pytest(out)
     failed = re.findall(r"^(?:FAILED|ERROR) (\S+)", out, re.M)
@@ -420,7 +445,8 @@ def part_speed(ctx, rec, scale):
         per_kind[kind] = {"first_call_s": time.perf_counter() - t}
     rec.put(compile_s=sum(trainer.compile_wall_seconds.values()), programs=trainer.compilations(),
             compile_s_per_program={str(k): v for k, v in trainer.compile_seconds.items()},
-            memory_analysis=_memory_analysis(programs["r1+pl"][1]), per_kind=per_kind)
+            memory_analysis=_memory_analysis(programs["r1+pl"][1]), per_kind=per_kind,
+            planned_gb=_planned_gb(programs["r1+pl"][1]))
     c0 = clog.compiles
     for kind, step in KINDS.items():
         _, fn = programs[kind]
@@ -453,6 +479,18 @@ def part_speed(ctx, rec, scale):
     rec.put(status="done", compilations_after_warmup=clog.compiles - c0)
 
 
+def _planned_gb(compiled):
+    """What XLA plans for the R1 + PL program (arguments + outputs + temporaries - aliased), GB:
+    the step's own memory. The device's peak also holds what compiling took (autotuning's
+    buffers, cuDNN's workspace), which the client's allocator served."""
+    try:
+        from bench import program_gb
+
+        return program_gb(compiled)
+    except Exception:  # not every backend reports it
+        return None
+
+
 def _memory_analysis(compiled):
     parts = getattr(compiled, "parts", None)       # a step run as its halves (the CPU loop): the larger
     if parts is not None:
@@ -483,7 +521,8 @@ def profile_one(call, folder, hlo_dump=None, top=12):
     if not files:
         return {"error": f"no trace written under {folder}"}
     ev = json.load(gzip.open(files[-1]))
-    agg, total, how = aggregate_trace(ev.get("traceEvents", []) if isinstance(ev, dict) else ev)
+    agg, total, how = aggregate_trace(ev.get("traceEvents", []) if isinstance(ev, dict) else ev,
+                                      jax.default_backend())
     meta = hlo_opcodes(hlo_dump) if hlo_dump else {}
     ops = []
     for name, sec in sorted(agg.items(), key=lambda kv: -kv[1])[:top]:
@@ -495,10 +534,12 @@ def profile_one(call, folder, hlo_dump=None, top=12):
             "flagged": [o["name"] for o in ops if o["flag"]]}
 
 
-def aggregate_trace(events):
+def aggregate_trace(events, platform="cpu"):
     """Seconds per op name over the device's op events. GPU / TPU: the processes named like a
     device; within them an 'XLA Ops' line if there is one (one event per HLO op), else the
-    kernel streams. CPU: every complete event except the host's own bookkeeping."""
+    kernel streams. CPU: every complete event except the host's own bookkeeping. On another
+    ``platform`` a trace without device events (the profiler recorded no kernels) is empty,
+    and says so, rather than the host's threads read as the device's."""
     import collections
 
     pname, tname = {}, {}
@@ -514,6 +555,8 @@ def aggregate_trace(events):
         streams = {k for k, n in tname.items() if k[0] in dev and "stream" in n.lower()}
         keep = ops_lines or streams or {k for k in tname if k[0] in dev} or None
         how = "device " + ("XLA Ops line" if ops_lines else "streams" if streams else "threads")
+    elif platform != "cpu":
+        return {}, 0.0, f"no {platform} device events in the trace (did the profiler record kernels?)"
     else:
         how = "host threads (CPU)"
     agg = collections.defaultdict(float)
@@ -554,7 +597,8 @@ def hlo_opcodes(folder):
 
 def _hlo_instructions(text):
     roots, comp = {}, None
-    inst = re.compile(r"^\s*(ROOT )?%?([\w.\-]+) = (\S+) ([\w\-]+)\(")
+    # the result shape may be a tuple (multi-output fusions, custom calls such as cuDNN's)
+    inst = re.compile(r"^\s*(ROOT )?%?([\w.\-]+) = (\((?:[^()]|\([^()]*\))*\)|\S+) ([\w\-]+)\(")
     out = {}
     for line in text.splitlines():
         m = re.match(r"^(?:ENTRY )?%?([\w.\-]+) .*\{\s*$", line)
@@ -661,16 +705,21 @@ def part_loop_full(ctx, rec):
 
 def det_run(steps, out_file, workdir, dry):
     """One tiny run of ``steps`` steps through Trainer.run in a fresh work directory; its final
-    state's leaves to ``out_file`` (.npz)."""
+    state's leaves to ``out_file`` (.npz), with the losses and how many programs came from the
+    compilation cache."""
+    import jax
     import numpy as np
 
+    hits = []
+    jax.monitoring.register_event_listener(
+        lambda event, **kw: hits.append(1) if event == "/jax/compilation_cache/cache_hits" else None)
     setup_process()
     trainer = make_trainer(dry, "tiny", 0, 4, Path(workdir))
     hist = trainer.run(steps, checkpoint_every=0, sample_every=0, log_every=10**9, final_save=False)
     leaves = _flat(trainer.host_state())
     np.savez(out_file, **{f"leaf{i}": v for i, v in enumerate(leaves.values())})
     Path(str(out_file) + ".json").write_text(json.dumps({"names": list(leaves), "losses": [
-        [h["d_loss"], h["g_loss"]] for h in hist], **device_info()}))
+        [h["d_loss"], h["g_loss"]] for h in hist], "cache_hits": len(hits), **device_info()}))
 
 
 def compare_runs(a, b):
@@ -690,25 +739,45 @@ def compare_runs(a, b):
             "identical": not differ}
 
 
-def part_determinism(ctx, rec):
-    """Two runs side by side, each in its own process compiling (and on a GPU autotuning) its own
-    programs: no compilation cache (the CPU dry run keeps it: the second run loads the first's
-    programs). Where they differ on a GPU, the pair again with XLA's deterministic ops (time
-    permitting)."""
-    rec.put(status="running", steps=ctx.det_steps)
-    env = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
+def _det_trials(ctx):
+    """(label, environment changes, side by side) of each pair of determinism runs, in order.
+    'cached': one after the other sharing a fresh compilation cache, so that the second runs
+    the first's executables (what a restarted `pegan train` does with its default cache).
+    On a GPU then 'fresh': side by side, no cache, each compiling and autotuning its own
+    programs (autotuning times the convolution algorithms and may pick others); and, only where
+    the fresh pair differs, the same with XLA's deterministic ops (which also fix the choice)."""
+    cache = os.path.join(ctx.tmp, "det-cache")
+    cached = {"JAX_ENABLE_COMPILATION_CACHE": "true", "JAX_COMPILATION_CACHE_DIR": cache,
+              "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+    trials = [("cached", cached, False)]
     if not ctx.dry:
-        env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
-        env.pop("JAX_COMPILATION_CACHE_DIR", None)
-    trials = [("default", "")] + ([] if ctx.dry else [("xla_gpu_deterministic_ops", "--xla_gpu_deterministic_ops=true")])
+        fresh = {"JAX_ENABLE_COMPILATION_CACHE": "false", "JAX_COMPILATION_CACHE_DIR": None}
+        trials += [("fresh", fresh, SIDE_BY_SIDE),
+                   ("xla_gpu_deterministic_ops", dict(fresh, XLA_FLAGS_ADD="--xla_gpu_deterministic_ops=true"),
+                    SIDE_BY_SIDE)]
+    return trials
+
+
+def part_determinism(ctx, rec):
+    """Pairs of identical tiny runs, each run in its own process, compared bit for bit
+    (``_det_trials``); the deterministic-ops pair only where the fresh pair differs."""
+    rec.put(status="running", steps=ctx.det_steps)
+    base = dict(os.environ, XLA_PYTHON_CLIENT_PREALLOCATE="false")
     results = {}
-    for label, flag in trials:
-        if label != "default" and results.get("default", {}).get("identical", True):
-            break                                    # only worth a try when the default differs
+    for label, change, side_by_side in _det_trials(ctx):
+        if label == "xla_gpu_deterministic_ops" and results.get("fresh", {}).get("identical", True):
+            break                                    # only worth a try when the fresh pair differs
         if ctx.left() < (10 if ctx.dry else 20):
             rec.put(skipped=f"{label}: out of time")
             break
-        e = dict(env, XLA_FLAGS=(env.get("XLA_FLAGS", "") + " " + flag).strip())
+        e = dict(base)
+        for k, v in change.items():
+            if k == "XLA_FLAGS_ADD":
+                e["XLA_FLAGS"] = (e.get("XLA_FLAGS", "") + " " + v).strip()
+            elif v is None:
+                e.pop(k, None)
+            else:
+                e[k] = v
         files, procs, logs = [], [], []
         for i in range(2):
             f = os.path.join(ctx.tmp, f"det_{label}_{i}.npz")
@@ -717,8 +786,8 @@ def part_determinism(ctx, rec):
             procs.append(subprocess.Popen(
                 [sys.executable, str(Path(__file__).resolve()), "--det-run", f, "--det-steps", str(ctx.det_steps),
                  "--tmp", tempfile.mkdtemp(dir=ctx.tmp)] + ["--dry-run"] * ctx.dry,
-                env=e, stdout=logs[-1], stderr=subprocess.STDOUT))
-            if not SIDE_BY_SIDE:                     # few cores: one after the other
+                env=e, stdout=logs[-1], stderr=subprocess.STDOUT, start_new_session=True))
+            if not side_by_side:                     # the second after the first (its cache; few cores)
                 try:
                     procs[-1].wait(timeout=max(1.0, ctx.left() - 1))
                 except subprocess.TimeoutExpired:
@@ -727,8 +796,13 @@ def part_determinism(ctx, rec):
             try:
                 p.wait(timeout=max(1.0, ctx.left() - 1))
             except subprocess.TimeoutExpired:
+                import signal
+
                 for q in procs:
-                    q.kill()
+                    try:
+                        os.killpg(q.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
                 rec.put(results=results, skipped=f"{label}: the runs did not finish in time")
                 return
             finally:
@@ -737,10 +811,12 @@ def part_determinism(ctx, rec):
                 out = Path(files[i] + ".log").read_text(errors="replace")
                 raise RuntimeError(f"determinism run {i + 1} ({label}) failed: {out[-1500:]}")
         results[label] = compare_runs(*files)
-        info = json.loads(Path(files[0] + ".json").read_text())
-        results[label]["last_losses_first_run"] = info["losses"][-1]
-        rec.put(results=results, **{k: info[k] for k in ("platform", "device", "num_devices", "jax")})
-    rec.put(status="done", identical=results.get("default", {}).get("identical"))
+        infos = [json.loads(Path(f + ".json").read_text()) for f in files]
+        results[label].update(last_losses_first_run=infos[0]["losses"][-1],
+                              cache_hits=[i.get("cache_hits") for i in infos])
+        rec.put(results=results, **{k: infos[0][k] for k in ("platform", "device", "num_devices", "jax")})
+    rec.put(status="done", identical=all(r["identical"] for k, r in results.items()
+                                         if k != "xla_gpu_deterministic_ops"))
 
 
 # -- 5. bf16 ----------------------------------------------------------------------------------
@@ -912,9 +988,13 @@ def rows_for(results, meta):
         ref = f"paper256 {n256['gb']} GB, auto 1 GPU {n1['gb']} GB" if px_ref == 256 else \
             f"paper512 {p512['gb']} GB, auto 1 GPU {a512['gb']} GB"
         ma = r.get("memory_analysis", {})
-        add(2, f"peak device memory, {size}", f"{_g(r.get('peak_device_gb'))} GB per device", ref,
-            f"R1+PL program temp {_g(ma.get('temp_size_in_bytes'))} GB" if "temp_size_in_bytes" in ma else
-            "(no device memory stats on this backend)" if r.get("peak_device_gb") is None else "")
+        planned = f"R1+PL program {_g(r['planned_gb'])} GB as XLA plans it" if r.get("planned_gb") is not None else ""
+        add(2, f"device memory, {size}", f"{_g(r.get('peak_device_gb'))} GB peak per device", ref,
+            "; ".join(x for x in (planned, "the peak includes compilation's autotuning workspace" if planned and
+                                  r.get("peak_device_gb") is not None else "",
+                                  f"temp {_g(ma.get('temp_size_in_bytes'))} GB" if "temp_size_in_bytes" in ma else "",
+                                  "(no device memory stats on this backend)" if r.get("peak_device_gb") is None else "")
+                      if x))
         for kind in KINDS:
             prof = pk.get(kind, {}).get("profile")
             if prof and "top" not in prof:
@@ -941,16 +1021,24 @@ def rows_for(results, meta):
         add(3, f"loop, {r.get('variant')} config-f, batch {r.get('batch')}, {r.get('steps')} steps",
             f"{_g(r['s_per_kimg_loop'])} s/kimg loop vs {_g(r['s_per_kimg_device'])} device: host-blocked "
             f"{_pct(r['host_blocked_fraction'])}", f"host-blocked <= {_pct(TARGETS['host_blocked'])}",
-            f"recompilations after warm-up {r.get('recompiles_after_warmup', '?')}" + ("; " + note if note else ""))
+            f"recompilations after warm-up {r.get('recompiles_after_warmup', '?')}"
+            + (f"; peak {_g(r['peak_device_gb'])} GB per device" if r.get("peak_device_gb") is not None else "")
+            + ("; " + note if note else ""))
     guarded(3, "loop_tiny", loop)
     guarded(3, "loop_full", loop)
 
     def det(r, note):
+        how = {"cached": "the second on the first's programs (shared cache)",
+               "fresh": "each compiling and autotuning its own", "default": ""}
         for label, x in r.get("results", {}).items():
             val = (f"bit-identical ({x['leaves']} leaves)" if x["identical"] else
                    f"{x['differing']} of {x['leaves']} leaves differ, max abs {_g(x['max_abs_diff'])}")
-            add(4, f"two {r.get('steps')}-step tiny runs" + ("" if label == "default" else f", {label}"), val,
-                "bit-identical", ", ".join(x["differing_leaves"][:3]) + ("; " + note if note else ""))
+            hits = x.get("cache_hits")
+            extra = [", ".join(x["differing_leaves"][:3]), f"programs from the cache: {hits[0]} / {hits[1]}"
+                     if hits else "", note]
+            add(4, f"two {r.get('steps')}-step tiny runs" + (f", {how.get(label, label)}" if how.get(label, label)
+                                                              else ""), val, "bit-identical",
+                "; ".join(e for e in extra if e))
         if not r.get("results"):
             add(4, "two tiny runs", "-", "bit-identical", note or r.get("skipped", ""))
     guarded(4, "determinism", det)
@@ -1098,7 +1186,7 @@ def main(argv=None):
     ap.add_argument("--dry-run", "--smoke", dest="dry_run", action="store_true",
                     default=bool(os.environ.get("PEGAN_DEVICE_CHECK_DRY")),
                     help="every section on CPU at the tiny sizes (also PEGAN_DEVICE_CHECK_DRY=1)")
-    ap.add_argument("--budget", type=float, default=None, help="seconds for all parts (default 270)")
+    ap.add_argument("--budget", type=float, default=None, help=f"seconds for all parts (default {BUDGET:.0f})")
     ap.add_argument("--sections", default=None, help="comma-separated sections to run: 1-5 or " +
                     ", ".join(SECTIONS.values()))
     ap.add_argument("--parts", default=None, help="comma-separated parts: " + ", ".join(PART))
@@ -1142,7 +1230,7 @@ def main(argv=None):
         return 0
 
     t_start = time.time()
-    budget = opts.budget or 270.0
+    budget = opts.budget or BUDGET
     out = Path(opts.out or os.environ.get("OUT") or (ROOT / "device_check_out"))
     out.mkdir(parents=True, exist_ok=True)
     opts.tmp = tempfile.mkdtemp(prefix="pegan-device-check-")

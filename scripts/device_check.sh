@@ -3,9 +3,9 @@
 #
 #   scripts/device_check.sh --prepare     # where the fixtures and PyPI are: copy ../shared/fixtures (or
 #                                         # $PEGAN_FIXTURES) to ./shared/fixtures and fetch the wheels the
-#                                         # GPU machines lack into ./.whl (both git-ignored; both travel
-#                                         # with the working tree)
-#   scripts/device_check.sh               # on one H100 / H200: ~4.5 min, one table, $OUT/device_check.{md,json}
+#                                         # GPU machines lack into ./.whl (both git-ignored; shared/ travels
+#                                         # with the working tree, .whl only when the call's carry names it)
+#   scripts/device_check.sh               # on one H100 / H200: under 5 min, one table, $OUT/device_check.{md,json}
 #   scripts/device_check.sh --dry-run     # the same parts on CPU at the tiny sizes (also --smoke, PEGAN_DEVICE_CHECK_DRY=1)
 #
 # Other arguments go to scripts/device_check.py (--budget, --sections, --parts, --out, --batch, --list).
@@ -39,15 +39,21 @@ if [ "${1:-}" = "--prepare" ]; then
   exit 0
 fi
 
-# the wheels, where a module is missing here (the GPU machine): installed into a scratch folder
+# the wheels, where a module is missing here (the GPU machine): unpacked into a scratch folder
+# (both are pure-Python wheels: a wheel is a zip of the installed files; no pip needed)
+WHL="${PEGAN_WHEELS:-.whl}"
 if ! "$PY" -c "import importlib.util as u, sys; sys.exit(0 if u.find_spec('ml_collections') and u.find_spec('tensorflow_datasets') else 1)" 2>/dev/null; then
-  if ls .whl/*.whl >/dev/null 2>&1; then
+  if ls "$WHL"/*.whl >/dev/null 2>&1; then
     site="$(mktemp -d)/site"
-    PIP_ROOT_USER_ACTION=ignore "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$site" .whl/*.whl
+    "$PY" -c 'import sys, zipfile; [zipfile.ZipFile(w).extractall(sys.argv[1]) for w in sys.argv[2:]]' "$site" "$WHL"/*.whl
     export PYTHONPATH="$site${PYTHONPATH:+:$PYTHONPATH}"
-    echo "[device_check] installed $(ls .whl | tr '\n' ' ')into $site" >&2
+    echo "[device_check] unpacked $(ls "$WHL" | tr '\n' ' ')into $site" >&2
+  elif ! "$PY" -c "import ml_collections" 2>/dev/null; then
+    echo "[device_check] error: ml_collections is missing and $WHL holds no wheels: run scripts/device_check.sh --prepare" \
+         "here first, and name .whl in the device call's carry" >&2
+    exit 2
   else
-    echo "[device_check] ml_collections or tensorflow_datasets missing and no wheels in .whl (run --prepare first)" >&2
+    echo "[device_check] tensorflow_datasets is missing and .whl holds no wheels (the synthetic data never imports it)" >&2
   fi
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"

@@ -38,13 +38,15 @@ def gpu_results():
                       "step_losses": {"d_loss": {"rel": 1e-4}, "g_loss": {"rel": 3e-4}},
                       "step_d_grads": dist, "step_g_grads": dist},
         "determinism": {"status": "done", "steps": 10, **dev, "results": {
-            "default": {"leaves": 350, "differing": 3, "differing_leaves": ["g_params/a"], "max_abs_diff": 1e-7,
-                        "identical": False},
+            "cached": {"leaves": 350, "differing": 0, "differing_leaves": [], "max_abs_diff": 0.0,
+                       "identical": True, "cache_hits": [0, 3]},
+            "fresh": {"leaves": 350, "differing": 3, "differing_leaves": ["g_params/a"], "max_abs_diff": 1e-7,
+                      "identical": False},
             "xla_gpu_deterministic_ops": {"leaves": 350, "differing": 0, "differing_leaves": [], "max_abs_diff": 0.0,
                                           "identical": True}}},
         "speed256": {"status": "done", **dev, "variant": "full", "scale": 0, "batch": 8, "size": [256, 256],
                      "compile_s": 45.0, "programs": 1, "compilations_after_warmup": 0, "per_kind": kinds,
-                     "seconds_per_iter": 0.1525, "s_per_kimg": 19.06, "peak_device_gb": 9.5,
+                     "seconds_per_iter": 0.1525, "s_per_kimg": 19.06, "peak_device_gb": 9.5, "planned_gb": 6.4,
                      "memory_analysis": {"temp_size_in_bytes": 6.1}},
         "loop_tiny": {"status": "done", "variant": "tiny", "batch": 4, "steps": 50, "s_per_kimg_loop": 5.0,
                       "s_per_kimg_device": 4.9, "host_blocked_fraction": 0.02, "recompiles_after_warmup": 0},
@@ -66,11 +68,14 @@ def test_table_of_a_gpu_run():
     assert "40 passed, 1 failed" in text and "tests/x.py::t" in text
     assert "19.1 s/kimg" in text and "meets target" in text                 # 19.06 <= 19.76
     assert "19.8 GPU-s/kimg" in text and "12.53" in text                     # NVIDIA's figures beside
-    assert "9.5 GB per device" in text and "paper256 2.7 GB" in text
+    assert "9.5 GB peak per device" in text and "paper256 2.7 GB" in text
+    assert "R1+PL program 6.4 GB as XLA plans it" in text and "autotuning workspace" in text
     assert "0.12 / 0.2 / 0.4" in text
     assert "flagged: transpose.3" in text
     assert "host-blocked 2.0%" in text
     assert "3 of 350 leaves differ" in text and "xla_gpu_deterministic_ops | bit-identical" in text
+    assert "the second on the first's programs (shared cache) | bit-identical (350 leaves)" in text
+    assert "programs from the cache: 0 / 3" in text and "each compiling and autotuning its own | 3 of 350" in text
     assert "TF32 vs highest: full config-f G output" in text and "R1 + PL step gradients" in text
     assert "timed out after 60 s (partial)" in text and "float32 0.4" in text
     assert "skipped: out of time" in text and "error: RuntimeError: boom" in text
@@ -120,6 +125,8 @@ def test_aggregate_trace_device_and_host():
            X(2, 1, "PjitFunction(step)", 900.0)]
     agg, _, how = dc.aggregate_trace(cpu)
     assert how == "host threads (CPU)" and agg == {"fusion.3": 40e-6}
+    agg, total, how = dc.aggregate_trace(cpu, platform="gpu")      # a GPU trace without kernels
+    assert agg == {} and total == 0.0 and "no gpu device events" in how
     # on CPU the D and G programs number their ops alike: each op is named with its program
     halves = cpu + [X(2, 1, "fusion.3", 10.0, hlo_module="jit_d_step", hlo_op="fusion.3"),
                     X(2, 1, "fusion.3", 20.0, hlo_module="jit_g_step", hlo_op="fusion.3")]
@@ -143,9 +150,19 @@ ENTRY main.9 {
 """
 
 
+TUPLE_OPS = """
+  multi_fusion.4 = (f32[8,4]{1,0}, f32[8]{0}) fusion(p), kind=kInput, calls=fused_transpose
+  custom-call.6 = (f32[2,8,8,4]{3,2,1,0}, u8[0]{0}) custom-call(p, p), custom_call_target="__cudnn$convForward"
+"""
+
+
 def test_hlo_opcodes_and_flags(tmp_path):
-    (tmp_path / "module_0001.jit_step.gpu_after_optimizations.txt").write_text(HLO)
+    (tmp_path / "module_0001.jit_step.gpu_after_optimizations.txt").write_text(
+        HLO.replace("  copy.5 =", TUPLE_OPS.strip("\n") + "\n  copy.5 ="))
     m = dc.hlo_opcodes(str(tmp_path))
+    # tuple-shaped results (multi-output fusions, cuDNN custom calls) are read too
+    assert m["multi_fusion.4"]["opcode"] == "fusion" and m["multi_fusion.4"]["root"] == "transpose"
+    assert m["custom-call.6"]["opcode"] == "custom-call"
     assert m["loop_fusion.2"]["opcode"] == "fusion" and m["loop_fusion.2"]["root"] == "transpose"
     assert "jit(step)/transpose" in m["loop_fusion.2"]["text"]
     assert dc.flagged("loop_fusion.2", m["loop_fusion.2"]) == "transpose"
@@ -189,6 +206,55 @@ def test_tree_distance():
     assert d["leaves"] == 2 and d["worst_leaf"] == "x" and d["worst_leaf_rel"] == pytest.approx(0.1)
     assert d["rel_l2"] == pytest.approx(0.2 / np.sqrt(21)) and d["max_abs"] == pytest.approx(0.2)
     assert dc.tree_distance(a, a)["rel_l2"] == 0 and dc.tree_distance(a, a)["cosine"] == pytest.approx(1)
+
+
+def test_determinism_trials(tmp_path):
+    """The dry run: one pair sharing a fresh cache (the second on the first's programs). A GPU
+    run adds the fresh pair (no cache) and the deterministic-ops pair."""
+    ctx = Namespace(dry=True, tmp=str(tmp_path))
+    assert [t[0] for t in dc._det_trials(ctx)] == ["cached"]
+    label, env, side = dc._det_trials(ctx)[0]
+    assert env["JAX_ENABLE_COMPILATION_CACHE"] == "true" and env["JAX_COMPILATION_CACHE_DIR"].startswith(str(tmp_path))
+    assert env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0" and side is False
+    ctx.dry = False
+    trials = dc._det_trials(ctx)
+    assert [t[0] for t in trials] == ["cached", "fresh", "xla_gpu_deterministic_ops"]
+    assert trials[1][1]["JAX_ENABLE_COMPILATION_CACHE"] == "false" and trials[1][1]["JAX_COMPILATION_CACHE_DIR"] is None
+    assert trials[2][1]["XLA_FLAGS_ADD"] == "--xla_gpu_deterministic_ops=true"
+
+
+def test_the_driver_script_unpacks_its_wheels_or_stops(tmp_path):
+    """device_check.sh with an interpreter lacking ml_collections (python -S: no site-packages):
+    it unpacks the wheels of $PEGAN_WHEELS and runs; with none there it stops with one line, 2."""
+    import zipfile
+
+    wheels = tmp_path / "whl"
+    wheels.mkdir()
+    for mod in ("ml_collections", "tensorflow_datasets"):
+        with zipfile.ZipFile(wheels / f"{mod}-0-py3-none-any.whl", "w") as z:
+            z.writestr(f"{mod}/__init__.py", "")
+    import numpy
+
+    only = tmp_path / "only_numpy"          # numpy alone of the environment's packages (bench imports it)
+    only.mkdir()
+    (only / "numpy").symlink_to(Path(numpy.__file__).parent)
+    libs = Path(numpy.__file__).parent.parent / "numpy.libs"
+    if libs.is_dir():
+        (only / "numpy.libs").symlink_to(libs)
+    py = tmp_path / "python"
+    py.write_text(f"#!/bin/sh\nPYTHONPATH=\"$PYTHONPATH:{only}\" exec {sys.executable} -S \"$@\"\n")
+    py.chmod(0o755)
+    env = dict(os.environ, PEGAN_PYTHON=str(py), PEGAN_WHEELS=str(wheels))
+    p = subprocess.run(["bash", str(REPO / "scripts" / "device_check.sh"), "--list"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert "unpacked ml_collections-0-py3-none-any.whl" in p.stderr and "speed256" in p.stdout
+    (wheels / "ml_collections-0-py3-none-any.whl").unlink()
+    (wheels / "tensorflow_datasets-0-py3-none-any.whl").unlink()
+    p = subprocess.run(["bash", str(REPO / "scripts" / "device_check.sh"), "--list"], env=env, capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 2 and p.stdout == "" and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert "run scripts/device_check.sh --prepare" in p.stderr
 
 
 def test_select_parts():

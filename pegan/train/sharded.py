@@ -212,6 +212,8 @@ def make_sharded_step(mesh: Mesh, G, D, tcfg, scale, per_device_batch: int, stat
         return jax.shard_map(local, mesh=mesh, in_specs=(specs, second), out_specs=(specs,) + outs,
                              check_vma=False)(state, x)
 
+    # the program's name in profiles and HLO dumps: jit_step, jit_d_step, jit_g_step
+    fn.__name__ = fn.__qualname__ = "step" if phase == "step" else f"{phase}_step"
     rep = NamedSharding(mesh, P())
     return jax.jit(fn, donate_argnums=(0,), in_shardings=(state_sh, NamedSharding(mesh, second)),
                    out_shardings=(state_sh,) + (rep,) * len(outs))

@@ -2,6 +2,7 @@
 ``scripts/bench.py``), ``flops`` (the FLOP counter) and ``reference`` (the reference figures).
 The helpers the prepared GPU check reuses are importable from here."""
 
-from bench.core import (CompileLog, case_dstep, device_peak_bytes, hlo_dumps, init_d, init_g)  # noqa: F401
+from bench.core import (CompileLog, case_dstep, device_peak_bytes, hlo_dumps, init_d, init_g,  # noqa: F401
+                        program_gb)
 
-__all__ = ["CompileLog", "case_dstep", "device_peak_bytes", "hlo_dumps", "init_d", "init_g"]
+__all__ = ["CompileLog", "case_dstep", "device_peak_bytes", "hlo_dumps", "init_d", "init_g", "program_gb"]
