@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fnmatch
+import math
 import operator
 import os
 import re
@@ -22,7 +23,7 @@ from typing import Callable, Iterator, Optional, Sequence, Tuple, Union
 from pegan.errors import ExistingPathError, InputError, PeganError, StorageError
 
 __all__ = ["MAX_SIDE", "MAX_STORED_SIDE", "at_least", "batch_size", "image_size", "output_file", "output_dir",
-           "replacing_dir", "foreign_entries", "storage_errno", "storage_errors"]
+           "replacing_dir", "foreign_entries", "number_in", "seed", "MAX_SEED", "storage_errno", "storage_errors"]
 
 MAX_SIDE = 4096           # px: the largest image side `sample` / `evaluate` make unless raised (--max-side)
 MAX_STORED_SIDE = 16384   # px: the largest side `pegan prepare` stores
@@ -40,6 +41,34 @@ def at_least(value, minimum: int, what: str) -> int:
         raise InputError(f"{what} must be a whole number, got {value!r}") from None
     if v < minimum:
         raise InputError(f"{what} must be at least {minimum}, got {v}")
+    return v
+
+
+def number_in(value, what: str, lo: Optional[float] = None, hi: Optional[float] = None,
+              lo_open: bool = False, hi_open: bool = False) -> float:
+    """``value`` as a float, when it is a finite number (not a bool) within [lo, hi] (an end
+    left open with ``lo_open`` / ``hi_open``; None: unbounded), else an InputError."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+    v = float(value) if ok else None
+    if ok and lo is not None:
+        ok = v > lo if lo_open else v >= lo
+    if ok and hi is not None:
+        ok = v < hi if hi_open else v <= hi
+    if not ok:
+        rng = ("" if lo is None else f"{'>' if lo_open else '>='} {lo:g}") + \
+              (" and " if lo is not None and hi is not None else "") + \
+              ("" if hi is None else f"{'<' if hi_open else '<='} {hi:g}")
+        raise InputError(f"{what} must be a finite number{' ' + rng if rng else ''}, got {value!r}")
+    return v
+
+
+MAX_SEED = 2**63 - 1       # seeds are int64 (jax.random.PRNGKey)
+
+
+def seed(value, what: str = "the seed") -> int:
+    v = at_least(value, 0, what)
+    if v > MAX_SEED:
+        raise InputError(f"{what} must be at most 2**63 - 1, got {v}")
     return v
 
 

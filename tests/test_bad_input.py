@@ -357,6 +357,48 @@ def test_train_checks_batches_and_steps_before_building_anything(images, tmp_pat
     assert not w.exists()
 
 
+@pytest.mark.parametrize("setting, words", [
+    ("train.keep_checkpoints=0", "train.keep_checkpoints (null keeps every step) must be at least 1"),
+    ("train.keep_checkpoints=-1", "must be at least 1"),
+    ("train.r1_interval=0", "train.r1_interval must be at least 1"),
+    ("train.pl_interval=0", "train.pl_interval must be at least 1"),
+    ("train.pl_batch_shrink=0", "train.pl_batch_shrink must be at least 1"),
+    ("train.seed=-1", "train.seed must be at least 0"),
+    ("discriminator.mbstd_group_size=0", "discriminator.mbstd_group_size must be at least 1"),
+    ("train.d_lr=-1", "train.d_lr must be a finite number > 0"),
+    ("train.adam_eps=0", "train.adam_eps must be a finite number > 0"),
+    ("train.mix_prob=5", "train.mix_prob must be a finite number >= 0 and <= 1"),
+    ("train.ema_momentum=2", "train.ema_momentum must be"),
+    ("train.g_betas=[1.5,0.99]", "each of train.g_betas must be a finite number >= 0 and < 1"),
+    ("train.g_betas=[0.5]", "train.g_betas must be two numbers"),
+    ("train.pl_scale=9999", "train.pl_scale 9999"),
+    ("eval.scale=99999", "eval.scale"),
+    ('train.batch_per_scale={"9": 4}', "train.batch_per_scale has the key '9'"),
+])
+def test_train_checks_each_setting_range_before_building_anything(images, tmp_path, refused, setting, words):
+    """A value out of its range (a count of 0 that would divide by zero or keep no checkpoint, a
+    negative rate, a probability over 1, a scale that makes no image or an oversized one, a
+    batch for a scale not trained) is one line naming the field, before anything compiles."""
+    line = refused("train", EXP_F, "--variant", "tiny", "--data", images, "--workdir", tmp_path / "w", "--steps", 2,
+                   "--set", setting)
+    assert words in line, line
+    assert not (tmp_path / "w").exists()
+
+
+def test_train_checks_scale_probabilities_and_the_fixed_fields(images, tmp_path, refused):
+    args = ("train", EXP_F, "--variant", "tiny", "--data", images, "--workdir", tmp_path / "w", "--steps", 2)
+    assert "train.scale_probs must sum to 1" in refused(*args, "--set", "train.scale_sampling=configured",
+                                                        "--set", "train.scale_probs=[0.2,0.2,0.2]")
+    assert "each of train.scale_probs must be a finite number >= 0" in refused(
+        *args, "--set", "train.scale_sampling=configured", "--set", "train.scale_probs=[2,-1,0]")
+    assert "the family is the experiment's own" in refused(*args, "--config.family=singan")
+    for setting, words in (("train.lr_g=-1", "train.lr_g must be a finite number > 0"),
+                           ("train.gp_weight=-10", "train.gp_weight must be a finite number >= 0"),
+                           ("train.lr_milestones=[-5]", "each of train.lr_milestones must be at least 0")):
+        assert words in refused("train", "singan-csg_fish", "--variant", "tiny", "--image", images / "0.png",
+                                "--workdir", tmp_path / "w", "--set", setting)
+
+
 def test_chosen_scale_and_size_must_make_an_image_of_bounded_size(ck, tmp_path, refused):
     out = tmp_path / "x.png"
     for scale in ("-4", "-5", "0,-4"):

@@ -187,6 +187,8 @@ def apply_overrides(cfg, pairs, flag: str = "--config.") -> ml_collections.Confi
         if "=" not in item:
             raise InputError(f"{flag} takes key=value, got {item!r}")
         key, raw = item.split("=", 1)
+        if key in ("family", "name", "variant"):
+            raise InputError(f"{flag}{key}: the {key} is the experiment's own (its file and :variant), not an override")
         parts = key.split(".")
         node = cfg
         for i, p in enumerate(parts):

@@ -374,6 +374,17 @@ def check_config(cfg) -> None:
     checks.at_least(d.max_size, d.min_size, "data.max_size (at least data.min_size)")
     if not 0 < float(d.scale_factor) < 1:
         raise InputError(f"data.scale_factor must be between 0 and 1, got {d.scale_factor}")
+    checks.seed(t.seed, "train.seed")
+    for name in ("lr_g", "lr_d", "lr_gamma"):
+        checks.number_in(t[name], f"train.{name}", 0, lo_open=True)
+    for name in ("gp_weight", "rec_weight"):
+        checks.number_in(t[name], f"train.{name}", 0)
+    if not isinstance(t.betas, (list, tuple)) or len(t.betas) != 2:
+        raise InputError(f"train.betas must be two numbers in [0, 1), got {t.betas!r}")
+    for b in t.betas:
+        checks.number_in(b, "each of train.betas", 0, 1, hi_open=True)
+    for m in t.lr_milestones or []:
+        checks.at_least(m, 0, "each of train.lr_milestones")
     if cfg.noise.amplitude not in ("first_iteration", "last_iteration"):
         raise InputError(f"noise.amplitude must be 'first_iteration' or 'last_iteration', got {cfg.noise.amplitude!r}")
 

@@ -98,6 +98,24 @@ def check_config(cfg, devices: int, statistics: Optional[str] = None) -> None:
     images per device, and the groups are formed within a pass."""
     t = cfg.train
     checks.at_least(t.total_iters, 1, "train.total_iters")
+    if t.keep_checkpoints is not None:       # 0 would keep no step at all: the run lost
+        checks.at_least(t.keep_checkpoints, 1, "train.keep_checkpoints (null keeps every step)")
+    for name in ("r1_interval", "pl_interval", "pl_batch_shrink", "ada_interval"):
+        checks.at_least(t[name], 1, f"train.{name}")
+    checks.seed(t.seed, "train.seed")
+    checks.at_least(cfg.discriminator.mbstd_group_size, 1, "discriminator.mbstd_group_size")
+    for name in ("g_lr", "d_lr", "adam_eps"):
+        checks.number_in(t[name], f"train.{name}", 0, lo_open=True)
+    for name in ("r1_weight", "pl_weight"):
+        checks.number_in(t[name], f"train.{name}", 0)
+    for name in ("mix_prob", "ema_momentum", "pl_decay"):
+        checks.number_in(t[name], f"train.{name}", 0, 1)
+    for name in ("g_betas", "d_betas"):
+        if not isinstance(t[name], (list, tuple)) or len(t[name]) != 2:
+            raise InputError(f"train.{name} must be two numbers in [0, 1), got {t[name]!r}")
+        for b in t[name]:
+            checks.number_in(b, f"each of train.{name}", 0, 1, hi_open=True)
+    checked_scale(cfg.generator.out_size, t.pl_scale, what=f"train.pl_scale {t.pl_scale}")
     for name in ("checkpoint_every", "sample_every", "log_every"):
         checks.at_least(t[name], 1 if name == "log_every" else 0, f"train.{name}")
     checks.at_least(cfg.eval.every, 0, "eval.every")
@@ -117,15 +135,23 @@ def check_config(cfg, devices: int, statistics: Optional[str] = None) -> None:
     if t.scale_sampling == "configured" and (t.scale_probs is None or len(t.scale_probs) != len(cfg.scales)):
         raise InputError(f"train.scale_sampling 'configured' needs train.scale_probs, one per entry of scales "
                          f"({len(cfg.scales)})")
+    if t.scale_sampling == "configured":
+        probs = [checks.number_in(v, "each of train.scale_probs", 0) for v in t.scale_probs]
+        if abs(sum(probs) - 1.0) > 1e-6:
+            raise InputError(f"train.scale_probs must sum to 1, got {list(t.scale_probs)} (sum {sum(probs):g})")
     if not cfg.scales:
         raise InputError("scales is empty: train on at least one chosen scale, e.g. [0]")
     for s in cfg.scales:
-        checked_scale(cfg.generator.out_size, s, max_side=None, what=f"scales entry {s}")
+        checked_scale(cfg.generator.out_size, s, max_side=checks.MAX_STORED_SIDE, what=f"scales entry {s}")
     if cfg.eval.scale is not None:
-        checked_scale(cfg.generator.out_size, cfg.eval.scale, max_side=None, what="eval.scale")
+        checked_scale(cfg.generator.out_size, cfg.eval.scale, max_side=checks.MAX_SIDE, what="eval.scale")
     per = t.batch_per_scale or {}
     if not hasattr(per, "items"):
         raise InputError(f"train.batch_per_scale maps scales to batches, e.g. {{\"4\": 16}}; got {per!r}")
+    for s in per:
+        if str(s) not in {str(x) for x in cfg.scales}:
+            raise InputError(f"train.batch_per_scale has the key {str(s)[:20]!r}; its keys are entries of scales "
+                             f"{list(cfg.scales)}")
     per_device = (statistics or t.statistics) == "per_device"
     group = int(cfg.discriminator.mbstd_group_size)
     if t.batch_gpu is not None:
