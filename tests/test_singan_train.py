@@ -159,6 +159,12 @@ def test_short_run_checkpoints_each_stage_and_resumes(tmp_path):
     # 2 iterations x (3 D + 3 G steps): each step compiled once, nothing recompiled within the stage
     assert [f._cache_size() for f in trainer._step_fns[2]] == [1, 1, 0]   # no recon pass at the last stage
     assert len(trainer.state["noise_weights"]) == 3 and all(np.isfinite(trainer.state["noise_weights"]))
+    # the interrupted and resumed run is the straight run, bit for bit
+    straight, _ = ts.run(cfg, img, tmp_path / "straight", iters=2, log=lambda m: None)
+    for name in ("generator", "discriminator"):
+        a, b = jax.tree.leaves(trainer.state[name]), jax.tree.leaves(straight.state[name])
+        assert len(a) == len(b) and all(np.asarray(x).tobytes() == np.asarray(y).tobytes() for x, y in zip(a, b)), name
+    np.testing.assert_array_equal(trainer.state["noise_weights"], straight.state["noise_weights"])
     g = pg.load(tmp_path)
     assert g.state["curr_stage"] == 2
     rec = pg.singan_sample(g, mode="recon")

@@ -433,6 +433,8 @@ def run(cfg, image_uint8: np.ndarray, out_dir, seed: Optional[int] = None, iters
     cfg.pyramid = [list(s) for s in trainer.sizes]               # records (base.RECORDS)
     cfg.compute_resolved = dict(trainer.compute)
     reports = []
+    for t in range(trainer.state["next_stage"]):   # a resumed run: the key chain of the stages trained
+        key, _ = jax.random.split(jax.random.fold_in(key, t))
     while trainer.state["next_stage"] <= stop:
         t = trainer.state["next_stage"]
         key, k = jax.random.split(jax.random.fold_in(key, t))
