@@ -107,11 +107,19 @@ def _file_above(path: Path) -> Optional[Path]:
     return None
 
 
-def output_file(path, what: str, exts: Sequence[str] = ()) -> Path:
+def output_file(path, what: str, exts: Sequence[str] = (), overwrite: Optional[bool] = None) -> Path:
     """A file pegan is about to write: not a folder, no part of its folder a file (the folder
     may be missing: it is created), and ending in one of ``exts`` (lower case, with the dot)
-    when given."""
+    when given. ``overwrite`` False: an existing file is refused unless pegan wrote it
+    (``imageio.written_by_pegan``: a PNG with pegan's mark, an evaluate report); the command
+    line's --overwrite replaces any; None: not asked (files pegan names itself)."""
     p = Path(path)
+    if overwrite is False and p.is_file():
+        from pegan.imageio import written_by_pegan
+
+        if not written_by_pegan(p):
+            raise ExistingPathError(f"{what} {p} exists and is not a file pegan wrote; pass --overwrite to "
+                                    "replace it, or name a new file")
     if p.is_dir():
         example = f", e.g. {p / ('samples' + exts[0])}" if exts else ""
         raise ExistingPathError(f"{what} {p} is a folder; name the file to write{example}")

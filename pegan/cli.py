@@ -57,6 +57,38 @@ def _count(minimum: int):
     return count
 
 
+def _number(lo: float, hi: float):
+    """An argparse type: a finite number in [lo, hi] (``checks.number_in``)."""
+    def number(text: str) -> float:
+        try:
+            return checks.number_in(float(text), "the value", lo, hi)
+        except InputError as e:                  # (a ValueError: first)
+            raise argparse.ArgumentTypeError(str(e)) from None
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    return number
+
+
+def _positive(text: str) -> float:
+    """An argparse type: a finite number > 0."""
+    try:
+        return checks.number_in(float(text), "the value", 0, lo_open=True)
+    except InputError as e:                      # (a ValueError: first)
+        raise argparse.ArgumentTypeError(str(e)) from None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _seed(text: str) -> int:
+    """An argparse type: a seed, a whole number in [0, 2**63 - 1]."""
+    try:
+        return checks.seed(int(text), "the seed")
+    except InputError as e:                      # (a ValueError: first)
+        raise argparse.ArgumentTypeError(str(e)) from None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
 def _demo(args) -> int:
     from pegan.demo import run_demo
 
@@ -92,9 +124,9 @@ def _check_outputs(args) -> None:
     """--out (an image file) and --npy of ``sample``, before anything is loaded."""
     from pegan.imageio import IMAGE_EXTS
 
-    checks.output_file(args.out, "--out", IMAGE_EXTS)
+    checks.output_file(args.out, "--out", IMAGE_EXTS, overwrite=args.overwrite)
     if args.npy:
-        checks.output_file(args.npy, "--npy", (".npy",))
+        checks.output_file(args.npy, "--npy", (".npy",), overwrite=args.overwrite)
 
 
 def _sample(args) -> int:
@@ -204,7 +236,7 @@ def _mix(args) -> int:
     from pegan import latent as lt
     from pegan.imageio import IMAGE_EXTS, image_grid, save_png, to_uint8
 
-    checks.output_file(args.out, "--out", IMAGE_EXTS)
+    checks.output_file(args.out, "--out", IMAGE_EXTS, overwrite=args.overwrite)
     t0 = time.time()
     loaded = _load_generator(args)
     model = loaded.model
@@ -353,7 +385,7 @@ def _video(args) -> int:
     from pegan import video
     from pegan.latent import load_latents
 
-    out = checks.output_file(args.out, "--out", video.VIDEO_EXTS)
+    out = checks.output_file(args.out, "--out", video.VIDEO_EXTS, overwrite=args.overwrite)
     if not args.fps > 0:
         raise UserError(f"--fps must be positive, got {args.fps}")
     seeds = None if args.seeds is None else video.parse_seeds(args.seeds)
@@ -600,8 +632,25 @@ def _train_singan(args, cfg, workdir, resolved) -> int:
     image = read_image(cfg.data.image)
     print(compute.describe(compute.compute_section(cfg), resolved))
     t0 = time.time()
-    ts.run(cfg, image, workdir, progress_factory=_progress_factory(cfg.name),
-           image_name=os.path.basename(cfg.data.image), step=args.step)
+    import signal
+
+    from pegan import checkpoint as ckpt
+
+    def stop(signum, frame):           # SIGTERM (a scheduler's stop) as Ctrl-C: the saved stages kept
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        ts.run(cfg, image, workdir, progress_factory=_progress_factory(cfg.name),
+               image_name=os.path.basename(cfg.data.image), step=args.step)
+    except KeyboardInterrupt:
+        done = ckpt.latest_step(workdir) if ckpt.is_checkpoint_dir(workdir) else None
+        kept = (f"stages 0-{done - 1} are saved (step {done}); the same command resumes at stage {done}"
+                if done else "no stage was finished yet")
+        print(f"pegan train: stopped before the stage in progress finished; {kept}", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"trained {cfg.name} into {workdir} in {time.time() - t0:.0f} s; sample with "
           f"`pegan sample {workdir} --num 8 --width-factor 2`")
     return 0
@@ -639,8 +688,9 @@ def _train_stylegan2(args, cfg, workdir) -> int:
     from pegan.train.writers import create_writers
 
     lead = jax.process_index() == 0
-    writer = create_writers(workdir, tensorboard=cfg.train.tensorboard, log=tqdm.write)
-    trainer = Trainer(cfg, data, workdir, writer=writer, log=tqdm.write, step=args.step)
+    trainer = Trainer(cfg, data, workdir, log=tqdm.write, step=args.step)
+    # the writers once the run is accepted (a refused resume leaves no new event file behind)
+    writer = trainer.writer = create_writers(workdir, tensorboard=cfg.train.tensorboard, log=tqdm.write)
     n = trainer.mesh.devices.size
     if lead:
         print(f"{cfg.name}: {n} device(s) ({jax.devices()[0].platform}), statistics {trainer.statistics}, "
@@ -715,7 +765,8 @@ def _evaluate(args) -> int:
                         "--real-stats FILE (FID statistics: pegan .npz or mmgen .pkl)")
     out = args.out or os.path.join(args.checkpoint if os.path.isdir(args.checkpoint) else ".",
                                    f"metrics_{'_'.join(m.strip() for m in args.metrics.split(','))}.json")
-    checks.output_file(out, "--out")
+    # a file named by --out: a .json, replaced only with --overwrite; the default is pegan's own name
+    checks.output_file(out, "--out", (".json",), overwrite=args.overwrite if args.out else None)
     real, stats = args.real, args.real_stats
     if real and os.path.isfile(real) and real.endswith((".npz", ".pkl")):
         real, stats = None, real
@@ -730,6 +781,7 @@ def _evaluate(args) -> int:
         cache_dir=args.cache_dir, experiment=args.experiment, step=args.step, max_side=args.max_side,
         compute=compute_overrides(args))
     report["seconds"] = round(time.time() - t0, 1)
+    report["written_by"] = "pegan evaluate"         # a later evaluate may replace this file (checks.output_file)
     h, w = report["image_size"]
     print(f"{report['checkpoint']} ({report['experiment']}), chosen scale {tuple(report['chosen_scale'])} "
           f"= {h}x{w} px, {report['devices']}, batch {report['batch']}")
@@ -789,7 +841,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--iters", type=_count(1), default=120, help="iterations per stage (the reference: 2000)")
     d.add_argument("--num", type=_count(1), default=4, help="random samples per row")
     d.add_argument("--zoom", type=_count(1), default=3, help="pixel zoom of the sheet")
-    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--seed", type=_seed, default=0)
     d.add_argument("--compare", action="store_true", help="also train without positional encoding (twice the time)")
     d.add_argument("--out", default="out/demo.png", help="PNG to write (default out/demo.png)")
     d.add_argument("--run-dir", default=None, help="checkpoint directory of the run (default: next to --out)")
@@ -810,6 +862,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="sample a grid of images from a checkpoint directory or a .pth",
                        description="--config.compute.FIELD=VALUE chooses how the stored model computes "
                        "(e.g. --config.compute.conv_impl=xla; see pegan/compute.py).")
+    s.add_argument("--overwrite", action="store_true", help="replace an existing --out / --npy file")
     s.add_argument("checkpoint", help="pegan checkpoint directory (or a reference .pth)")
     s.add_argument("--chosen-scale", help="scale offset S or SH,SW (out_size 256: 0 -> 256 px, 2 -> 384, "
                    "4 -> 512, 12 -> 1024); default 0")
@@ -817,7 +870,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-side", type=_count(1), default=checks.MAX_SIDE,
                    help=f"refuse images with a side over this many px (default {checks.MAX_SIDE})")
     s.add_argument("--num", type=_count(1), default=16)
-    s.add_argument("--truncation", type=float, default=1.0)
+    s.add_argument("--truncation", type=_number(-2.0, 2.0), default=1.0)
     s.add_argument("--truncation-sweep", help="comma list of truncation values: one row per image, one column "
                    "per value (e.g. 0,0.25,0.5,0.75,1)")
     s.add_argument("--latent", help="a latent .npz (pegan project) to render instead of --seed: its w / W+, "
@@ -825,7 +878,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mix-seed", type=int, help="style mixing: take the styles --mix-layers from this seed's "
                    "images (image i from image i)")
     s.add_argument("--mix-layers", help="style indices A-B or A,B,C for --mix-seed (0: the coarsest)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_seed, default=0)
     s.add_argument("--batch", type=_count(1), default=4, help="images per forward pass")
     s.add_argument("--which", default="ema", choices=["ema", "orig"], help="EMA or raw generator")
     s.add_argument("--noise", default="random", choices=["random", "const"],
@@ -840,7 +893,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--experiment", help="for a .pth: the experiment, if not recognised")
     s.add_argument("--variant", choices=["full", "tiny"], default=None)
     s.add_argument("--pkl", help="SinGAN .pth: its .pkl (default: next to the .pth)")
-    s.add_argument("--width-factor", type=float, default=1.0, help="SinGAN: output width x F")
+    s.add_argument("--width-factor", type=_positive, default=1.0, help="SinGAN: output width x F")
     s.add_argument("--recon", action="store_true", help="SinGAN: reconstruct the training image")
     s.add_argument("--input", help="SinGAN: start from this image (editing / harmonisation)")
     s.add_argument("--start-stage", type=_count(0), default=0, help="SinGAN: the stage --input enters at; "
@@ -861,13 +914,14 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--batch", type=_count(1), default=4, help="images per forward pass")
 
     m = sub.add_parser("mix", help="style-mixing grid at any scale: rows x columns of seeds or projected latents")
+    m.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     generator_args(m)
     m.add_argument("--rows", required=True, help="seeds and/or latent .npz files, comma-separated")
     m.add_argument("--cols", required=True, help="seeds and/or latent .npz files, comma-separated")
     m.add_argument("--layers", default="0-6", help="styles the columns give, A-B or A,B,C (default 0-6, "
                    "NVIDIA's coarse styles)")
-    m.add_argument("--truncation", type=float, default=1.0)
-    m.add_argument("--seed", type=int, default=0, help="noise for latent files at another scale than theirs")
+    m.add_argument("--truncation", type=_number(-2.0, 2.0), default=1.0)
+    m.add_argument("--seed", type=_seed, default=0, help="noise for latent files at another scale than theirs")
     m.add_argument("--out", default="out/mix.png", help="the image file to write (default out/mix.png)")
     m.set_defaults(func=_mix)
 
@@ -883,7 +937,7 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--pixel-weight", type=float, default=0.0,
                    help="weight of the pixel MSE beside the VGG16 distance (default 0; 1 without VGG16)")
     j.add_argument("--w-avg-samples", type=_count(1), default=10000, help="z samples for w_avg / w_std")
-    j.add_argument("--seed", type=int, default=0)
+    j.add_argument("--seed", type=_seed, default=0)
     j.add_argument("--vgg16", help="torchvision vgg16-397923af.pth (or $PEGAN_VGG16_WEIGHTS); without: pixels only")
     j.add_argument("--init", help="start from a projected_w.npz (one latent per target; the schedule restarts)")
     j.add_argument("--save-video", action="store_true", help="also write progress.mp4 (target | projection)")
@@ -896,6 +950,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "(PE-SinGAN)", description="StyleGAN2 / MS-PIE: an interpolation between --seeds or --latents, "
                        "or, with --scale-sweep / --scale-h / --scale-w, one latent at every scale offset from A to B. "
                        "PE-SinGAN: a random walk of the noise. See README 'Videos'.")
+    v.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     v.add_argument("checkpoint", help="pegan checkpoint directory (or a reference .pth)")
     v.add_argument("--out", default="out/video.mp4", help="the video to write: .mp4 (H.264; needs the 'video' extra, "
                    "else a .gif is written beside it) or .gif (default out/video.mp4)")
@@ -907,7 +962,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--frames", type=_count(1), default=None, help="frames per keyframe pair (default 48: 2 s at "
                    "24 fps); SinGAN: frames of the walk (default 100)")
     v.add_argument("--loop", action="store_true", help="run back to the first keyframe (no repeated last frame)")
-    v.add_argument("--truncation", type=float, default=1.0)
+    v.add_argument("--truncation", type=_number(-2.0, 2.0), default=1.0)
     v.add_argument("--chosen-scale", help="scale offset S or SH,SW of every frame (a sweep: of the axis that does "
                    "not walk); default 0")
     v.add_argument("--size", help="frame size H,W in pixels instead (SinGAN: the output size)")
@@ -919,13 +974,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--scale-w", metavar="C:D", help="sweep the width offset from C to D")
     v.add_argument("--hold", type=_count(1), default=None, help="sweep: repeat each frame K times (default 1)")
     v.add_argument("--batch", type=_count(1), default=4, help="frames per forward pass (default 4)")
-    v.add_argument("--seed", type=int, default=0, help="SinGAN: the walk's seed; latent files at another scale: "
+    v.add_argument("--seed", type=_seed, default=0, help="SinGAN: the walk's seed; latent files at another scale: "
                    "file i's noise comes from seed + i (default 0)")
     v.add_argument("--start-stage", type=_count(0), default=None, help="SinGAN: the first stage whose noise walks; "
                    "the coarser ones keep the reconstruction noise (default 0)")
     v.add_argument("--alpha", type=float, default=None, help="SinGAN: z_t = alpha z_{t-1} + sqrt(1 - alpha^2) r_t, "
                    "in [0, 1]; higher is slower (default 0.9)")
-    v.add_argument("--width-factor", type=float, default=1.0, help="SinGAN: output width x F")
+    v.add_argument("--width-factor", type=_positive, default=1.0, help="SinGAN: output width x F")
     v.add_argument("--which", default="ema", choices=["ema", "orig"], help="EMA or raw generator")
     v.add_argument("--step", type=int, default=None, help="checkpoint step to read (default: the latest)")
     v.add_argument("--experiment", help="for a .pth: the experiment, if not recognised")
@@ -955,7 +1010,7 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--variant", choices=["full", "tiny"], default=None, help="= the :tiny suffix of --config")
     a.add_argument("--set", action="append", metavar="KEY=VALUE", help="= --config.KEY=VALUE")
     a.add_argument("--out", help=argparse.SUPPRESS)
-    a.add_argument("--seed", type=int, default=None, help="train.seed")
+    a.add_argument("--seed", type=_seed, default=None, help="train.seed")
     a.add_argument("--data", help="StyleGAN2: data.path")
     a.add_argument("--steps", type=_count(1), help="StyleGAN2: train.total_iters")
     a.add_argument("--checkpoint-every", type=_count(0), help="StyleGAN2: train.checkpoint_every")
@@ -984,6 +1039,7 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="FID / precision-recall of a checkpoint at any scale (writes JSON)",
                        description="--config.compute.FIELD=VALUE chooses how the stored model computes "
                        "(e.g. --config.compute.conv_impl=xla; see pegan/compute.py).")
+    e.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     e.add_argument("checkpoint", help="pegan checkpoint directory (or a reference .pth)")
     e.add_argument("--metrics", default="fid50k,pr10k", help="comma list of fid<N> / pr<N> / kid<N> (default fid50k,pr10k)")
     e.add_argument("--chosen-scale", help="scale offset S or SH,SW (4 -> 512 px for out_size 256); default: the "
@@ -997,7 +1053,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--inception", help="pt_inception-2015-12-05-6726825d.pth (or $PEGAN_INCEPTION_WEIGHTS)")
     e.add_argument("--vgg16", help="torchvision vgg16-397923af.pth (or $PEGAN_VGG16_WEIGHTS)")
     e.add_argument("--batch", type=_count(1), default=16, help="images per step over all local devices (default 16)")
-    e.add_argument("--seed", type=int, default=0, help="seed of the fakes")
+    e.add_argument("--seed", type=_seed, default=0, help="seed of the fakes")
     e.add_argument("--no-quantize", action="store_true", help="feed float fakes (mmgen rounds them to 8 bits)")
     e.add_argument("--pr-real-order", choices=["bgr", "rgb"], default="bgr",
                    help="channel order of the reals for VGG: bgr as mmgen 0.x (default), or rgb")

@@ -13,7 +13,7 @@ from pegan.checks import storage_errors
 from pegan.errors import DataError, MissingFileError
 
 __all__ = ["IMAGE_EXTS", "to_uint8", "image_grid", "save_png", "labelled_row", "stack_rows", "to_rgb",
-           "read_image", "decode_image", "check_image_size", "ImageTooLarge", "MAX_READ_PIXELS"]
+           "read_image", "decode_image", "png_bytes", "written_by_pegan", "check_image_size", "ImageTooLarge", "MAX_READ_PIXELS"]
 
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")   # what the folder readers list and sample writes
 
@@ -62,16 +62,58 @@ def stack_rows(rows: Sequence[np.ndarray], fill: int = 255) -> np.ndarray:
     return np.concatenate(out, axis=0)
 
 
+PEGAN_MARK = ("Software", "pegan")     # the text chunk of every PNG pegan writes (``written_by_pegan``)
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """An [H, W, 3] (or [H, W, 1]) uint8 image as the PNG bytes pegan writes (with its mark)."""
+    import io
+
+    from PIL import Image, PngImagePlugin
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(*PEGAN_MARK)
+    buf = io.BytesIO()
+    Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(buf, format="PNG", pnginfo=info)
+    return buf.getvalue()
+
+
 def save_png(path, image: np.ndarray) -> str:
-    """Write an [H, W, 3] (or [H, W, 1]) uint8 image; parent folders are created."""
+    """Write an [H, W, 3] (or [H, W, 1]) uint8 image; parent folders are created. A ``.png``
+    carries pegan's mark (a text chunk), so that a later command may replace it."""
     from PIL import Image
 
     path = os.fspath(path)
     arr = image[..., 0] if image.shape[-1] == 1 else image
     with storage_errors(path):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        Image.fromarray(arr).save(path)
+        if path.lower().endswith(".png"):
+            with open(path, "wb") as f:
+                f.write(png_bytes(image))
+        else:
+            Image.fromarray(arr).save(path)
     return path
+
+
+def written_by_pegan(path) -> bool:
+    """Whether the file at ``path`` is one pegan wrote and a command may replace without
+    --overwrite: a PNG with pegan's mark, or a JSON report of ``pegan evaluate``."""
+    path = os.fspath(path)
+    try:
+        if path.lower().endswith(".png"):
+            from PIL import Image
+
+            with Image.open(path) as im:
+                return im.format == "PNG" and im.info.get(PEGAN_MARK[0]) == PEGAN_MARK[1]
+        if path.lower().endswith(".json") and os.path.getsize(path) < 2**24:
+            import json
+
+            with open(path) as f:
+                d = json.load(f)
+            return isinstance(d, dict) and d.get("written_by") == "pegan evaluate"
+    except Exception:  # unreadable, damaged, another kind: not pegan's
+        return False
+    return False
 
 
 def _source_bits(im) -> Optional[int]:

@@ -167,9 +167,11 @@ def items(loaded, text: str, what: str, scale, truncation: float, seed: int, num
     """``--rows`` / ``--cols`` / ``--latent`` of the latent tools: comma-separated seeds (each:
     ``num`` images of ``pegan sample --seed S``) and latent .npz files (all their latents; their
     noise when they are at ``scale``, else noise from ``seed``), in order, as one ``Latents``."""
-    parts = [v.strip() for v in str(text).split(",") if v.strip()]
-    if not parts:
+    parts = [v.strip() for v in str(text).split(",")]
+    if not any(parts):
         raise InputError(f"{what} is empty: give seeds (e.g. 1,2,3) or latent .npz files")
+    if not all(parts):
+        raise InputError(f"{what} {text!r} has an empty item: give comma-separated seeds or latent .npz files")
     got = []
     for part in parts:
         if part.lower().endswith(".npz"):
@@ -181,6 +183,7 @@ def items(loaded, text: str, what: str, scale, truncation: float, seed: int, num
                 s = int(part)
             except ValueError:
                 raise InputError(f"{what}: {part!r} is neither a seed (an integer) nor a latent .npz file") from None
+            checks.seed(s, f"{what}: the seed {part}")
             got.append(latents_for(loaded, s, num, scale, truncation))
     return Latents(np.concatenate([g.w for g in got]),
                    [np.concatenate([g.noises[j] for g in got]) for j in range(len(got[0].noises))], scale_pair(scale),

@@ -302,6 +302,9 @@ def singan_sizes(loaded: Loaded, size: Optional[Tuple[int, int]] = None, width_f
     output may exceed ``max_side`` px (None: no bound)."""
     native = loaded.state["sizes"][: loaded.state["curr_stage"] + 1]
     H, W = native[-1]
+    if size is None:
+        checks.number_in(width_factor, "the width factor", 0, lo_open=True)
+        checks.number_in(height_factor, "the height factor", 0, lo_open=True)
     fy, fx = (size[0] / H, size[1] / W) if size is not None else (height_factor, width_factor)
     out = [(int(h * fy + 0.5), int(w * fx + 0.5)) for h, w in native]
     pad = 0 if loaded.config.generator.padding else 10   # valid convs: each block needs > 10 px

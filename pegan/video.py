@@ -169,13 +169,16 @@ def to_frames(batches: Iterable[np.ndarray], bgr: bool = False) -> Iterator[np.n
 
 def parse_seeds(text: str) -> List[int]:
     """'1,2,3' -> [1, 2, 3] (whole numbers; at least one)."""
-    parts = [p.strip() for p in str(text).split(",") if p.strip()]
-    if not parts:
+    parts = [p.strip() for p in str(text).split(",")]
+    if not any(parts):
         raise InputError(f"--seeds {text!r} names no seed: give comma-separated whole numbers, e.g. 1,2,3")
     try:
-        return [int(p) for p in parts]
+        seeds = [int(p) for p in parts]
     except ValueError:
         raise InputError(f"--seeds {text!r}: give comma-separated whole numbers, e.g. 1,2,3") from None
+    for s in seeds:
+        checks.seed(s, f"--seeds: the seed {s}")
+    return seeds
 
 
 def parse_range(text: str, what: str) -> Tuple[int, int]:

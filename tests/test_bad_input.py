@@ -399,6 +399,70 @@ def test_train_checks_scale_probabilities_and_the_fixed_fields(images, tmp_path,
                                 "--workdir", tmp_path / "w", "--set", setting)
 
 
+def test_a_resumed_run_keeps_its_settings(images, tmp_path, refused, capsys):
+    """Resuming with another learning rate, batch or variant would train on values its
+    config.json does not record: refused in one line naming them, before anything compiles; the
+    run length and the intervals may change."""
+    w = tmp_path / "w"
+    args = ("train", EXP_F, "--variant", "tiny", "--data", images, "--workdir", w, "--set", "scales=[0]")
+    assert main([str(a) for a in args + ("--steps", 1, "--checkpoint-every", 1)]) == 0
+    capsys.readouterr()
+    before = listing(w)
+    line = refused(*args, "--steps", 2, "--set", "train.g_lr=0.001", "--set", "train.batch=8")
+    assert "other settings" in line and "train.batch 4 -> 8" in line and "train.g_lr 0.0016 -> 0.001" in line, line
+    line = refused("train", EXP_F, "--data", images, "--workdir", w, "--set", "scales=[0]", "--steps", 2)
+    assert "holds a tiny run of" in line and "this config is full" in line, line
+    assert listing(w) == before
+    from pegan.train.stylegan2_loop import resume_changes
+
+    cfg = stylegan2_config(CFG_F, "tiny")
+    assert resume_changes(cfg, apply_overrides(stylegan2_config(CFG_F, "tiny"), [
+        "train.total_iters=9", "train.checkpoint_every=3", "eval.every=5", "compute.conv_impl=xla"])) == []
+
+
+def test_truncation_seeds_and_factors_are_range_checked(ck, tmp_path, refused):
+    out = str(tmp_path / "x.png")
+    for cmd in (("sample", ck, "--out", out), ("mix", ck, "--rows", "1", "--cols", "2", "--out", out),
+                ("video", ck, "--seeds", "1,2", "--out", str(tmp_path / "v.gif"))):
+        for psi in ("nan", "inf", "1e30", "-5"):
+            assert "finite number >= -2 and <= 2" in refused(*cmd, "--truncation", psi)
+    assert "at most 2**63 - 1" in refused("sample", ck, "--seed", "99999999999999999999", "--out", out)
+    assert "at least 0" in refused("sample", ck, "--seed", "-1", "--out", out)
+    for bad in ("nan", "inf", "0", "-1"):
+        assert "finite number > 0" in refused("sample", ck, "--width-factor", bad, "--out", out)
+    assert "at most 2**63 - 1" in refused("mix", ck, "--rows", "99999999999999999999", "--cols", "1", "--out", out)
+    assert "empty item" in refused("mix", ck, "--rows", "1,,2", "--cols", "3", "--out", out)
+    assert "whole numbers" in refused("video", ck, "--seeds", "1,,2", "--out", str(tmp_path / "v.gif"))
+    assert "at most 2**63 - 1" in refused("video", ck, "--seeds", "1,99999999999999999999",
+                                          "--out", str(tmp_path / "v.gif"))
+    assert not list(tmp_path.iterdir())
+
+
+def test_an_existing_output_file_is_replaced_only_with_overwrite(ck, images, tmp_path, refused):
+    mine = tmp_path / "notes.png"
+    mine.write_bytes(b"the user's own file")
+    arr = tmp_path / "keep.npy"
+    arr.write_bytes(b"mine too")
+    for cmd in (("sample", ck, "--out", mine), ("sample", ck, "--out", tmp_path / "new.png", "--npy", arr),
+                ("mix", ck, "--rows", "1", "--cols", "2", "--out", mine),
+                ("video", ck, "--seeds", "1,2", "--out", tmp_path / "v.gif")):
+        if cmd[0] == "video":
+            (tmp_path / "v.gif").write_bytes(b"GIF89a mine")
+        line = refused(*cmd)
+        assert "exists and is not a file pegan wrote; pass --overwrite to replace it" in line, line
+    assert "not a file pegan wrote; pass --overwrite" in refused("evaluate", ck, "--metrics", "fid4", "--real", images, "--out", mine)
+    assert "has '.png'; name a .json file" in refused("evaluate", ck, "--metrics", "fid4", "--real", images,
+                                                       "--out", mine, "--overwrite")
+    assert mine.read_bytes() == b"the user's own file" and arr.read_bytes() == b"mine too"
+    assert not (tmp_path / "new.png").exists()
+    assert checks.output_file(mine, "--out", (".png",), overwrite=True) == mine     # --overwrite: allowed
+    from pegan.imageio import save_png, written_by_pegan
+
+    save_png(tmp_path / "ours.png", np.zeros((4, 4, 3), np.uint8))                # pegan's own: replaced
+    assert written_by_pegan(tmp_path / "ours.png") and not written_by_pegan(mine)
+    assert checks.output_file(tmp_path / "ours.png", "--out", (".png",), overwrite=False) == tmp_path / "ours.png"
+
+
 def test_chosen_scale_and_size_must_make_an_image_of_bounded_size(ck, tmp_path, refused):
     out = tmp_path / "x.png"
     for scale in ("-4", "-5", "0,-4"):

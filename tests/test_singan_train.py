@@ -206,3 +206,31 @@ def test_cli_train_and_sample(tmp_path):
     r = subprocess.run(run + ["train", "--experiment", "singan-csg_fish", "--image", str(tmp_path / "none.png"),
                               "--out", str(tmp_path / "x")], capture_output=True, text=True)
     assert r.returncode == 2 and "none.png" in r.stderr
+
+
+def test_sigterm_keeps_the_finished_stages_and_the_same_command_resumes(tmp_path):
+    """SIGTERM (a scheduler's stop) during a PE-SinGAN run: exit status 130 and one line saying
+    which stages are saved; the same command then resumes after them."""
+    import signal
+    import time
+
+    from PIL import Image
+    Image.fromarray(smooth_image(15, 20)).save(tmp_path / "img.png")     # a 3-stage pyramid
+    cmd = [sys.executable, "-m", "pegan.cli", "train", "--experiment", "singan-csg_fish", "--variant", "tiny",
+           "--image", str(tmp_path / "img.png"), "--set", "data.min_size=12", "--max-size", "20", "--iters", "30",
+           "--out", str(tmp_path / "run")]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not ckpt.steps(tmp_path / "run") and time.time() - t0 < 240 and p.poll() is None:
+        time.sleep(0.2)
+    assert p.poll() is None, p.communicate()
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.strip() and "pegan train" in line]
+    assert p.returncode == 130 and len(lines) == 1 and "the same command resumes at stage" in lines[0], err[-2000:]
+    assert "Traceback" not in err
+    done = ckpt.steps(tmp_path / "run")
+    assert done and done[-1] < 3
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert ckpt.steps(tmp_path / "run")[-1] == 3

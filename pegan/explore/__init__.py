@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import io
 import json
 import os
 import re
@@ -76,11 +75,9 @@ def needs_token(host: str) -> bool:
 
 def png_bytes(image: np.ndarray) -> bytes:
     """The bytes ``pegan.imageio.save_png`` writes to a ``.png`` for an [H, W, 3] uint8 image."""
-    from PIL import Image
+    from pegan.imageio import png_bytes as written
 
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
-    return buf.getvalue()
+    return written(image)
 
 
 class Programs:

@@ -170,6 +170,37 @@ def check_config(cfg, devices: int, statistics: Optional[str] = None) -> None:
                              "(discriminator.mbstd_group_size): use at most that or a multiple of it")
 
 
+# what a resumed run may change: how long, how often it saves / logs / samples / evaluates,
+# where its data is, the compute forms (the run's record is of its first start); not the model,
+# the losses, the optimiser, the batches or the seed
+RESUME_MAY_CHANGE = ("compute", "compute_resolved", "eval", "data.path", "data.on_error", "train.total_iters",
+                     "train.checkpoint_every", "train.sample_every", "train.log_every", "train.keep_checkpoints",
+                     "train.tensorboard", "train.batch_gpu", "train.init_from")
+
+
+def resume_changes(held, cfg) -> List[tuple]:
+    """(field, stored, now) of each setting a resumed run would change against the config
+    stored with the run (``RESUME_MAY_CHANGE`` aside), compared as the JSON they are saved as."""
+    import json
+
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            name = prefix + k
+            if any(name == f or name.startswith(f + ".") for f in RESUME_MAY_CHANGE):
+                continue
+            if isinstance(v, dict):
+                out.update(flat(v, name + "."))
+            else:
+                out[name] = json.dumps(v, sort_keys=True)
+        return out
+
+    norm = lambda c: json.loads(json.dumps(c.to_dict() if hasattr(c, "to_dict") else dict(c), sort_keys=True))
+    a, b = flat(norm(held)), flat(norm(cfg))
+    return [(k, a.get(k, "(unset)"), b.get(k, "(unset)")) for k in sorted(set(a) | set(b))
+            if k in a and k in b and a[k] != b[k]]      # a field the older run lacks: not compared
+
+
 def _due(step: int, every) -> bool:
     """A periodic action at ``step`` (``every`` 0 or None: never)."""
     return bool(every) and step % every == 0
@@ -224,9 +255,22 @@ class Trainer:
         check_config(cfg, self.mesh.devices.size, statistics)
         ckpt.check_run_dir(self.workdir, "workdir")
         resume = ckpt.is_checkpoint_dir(self.workdir) and bool(ckpt.steps(self.workdir))
-        held = ckpt.read_config(self.workdir).name if resume else cfg.name
-        if held != cfg.name:
-            raise ckpt.CheckpointError(f"{self.workdir} holds a run of {held}, not {cfg.name}; use another directory")
+        held = ckpt.read_config(self.workdir) if resume else cfg
+        if held.name != cfg.name:
+            raise ckpt.CheckpointError(f"{self.workdir} holds a run of {held.name}, not {cfg.name}; use another directory")
+        if resume and held.get("variant") != cfg.get("variant"):
+            raise InputError(f"{self.workdir} holds a {held.get('variant')} run of {cfg.name}, this config is "
+                             f"{cfg.get('variant')}: pass the same variant (:{held.get('variant')}), or use a new "
+                             "--workdir")
+        if resume:
+            changed = resume_changes(held, cfg)
+            if changed:
+                shown = ", ".join(f"{k} {a} -> {b}" for k, a, b in changed[:4]) + \
+                    (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+                raise InputError(f"{self.workdir} was trained with other settings ({shown}); a resumed run keeps "
+                                 "its config (its config.json records it): pass the same values, or use a new "
+                                 "--workdir (only the run length, intervals, logging, evaluation, data path and "
+                                 "compute may change)")
         if step is not None:
             ckpt.check_step(self.workdir, step)          # before the state is built: fail fast
         self.compute = compute.resolve(cfg)          # 'auto' resolved once, for this backend
