@@ -50,7 +50,7 @@ require("orbax.checkpoint", "absl", "ml_collections", extra="convert", by=__name
 from absl import logging as absl_logging
 
 from pegan import checks
-from pegan.errors import ExistingPathError, PeganError, PeganWarning
+from pegan.errors import ExistingPathError, PeganError, PeganWarning, brief
 
 __all__ = ["CheckpointError", "CheckpointWriter", "save", "restore", "read_config", "read_info", "steps",
            "latest_step", "check_step", "items_at", "digest", "set_aside_later_steps", "is_checkpoint_dir", "check_run_dir",
@@ -405,11 +405,10 @@ def restore(directory, items: Iterable[str] = ("generator_ema",), step: Optional
     try:
         trees, record = _read(d, step, items, abstract)
     except Exception as e:  # orbax raises many types for damaged or mismatching files
-        detail = str(e) if len(str(e)) <= 300 else str(e)[:300] + " ..."   # tensorstore puts whole specs in
         good = _latest_intact(d, step, items)
         hint = (f"; the latest intact step is {good}: pass --step {good} to use it" if good is not None else "")
         raise CheckpointError(f"cannot restore {', '.join(items)} from step {step} of {d}: "
-                              f"{type(e).__name__}: {detail}{hint}") from e
+                              f"{type(e).__name__}: {brief(e)}{hint}") from e
     problem = _problem(d, step, trees, record, info.get("format_version", 1), abstract is not None)
     if problem:
         raise _damaged(d, step, items, problem)

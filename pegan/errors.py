@@ -42,3 +42,10 @@ class PeganWarning(UserWarning):
 
 class StorageError(PeganError, OSError):
     """A write failed for want of space, quota or permission; what was saved before is kept."""
+
+
+def brief(e: BaseException, limit: int = 300) -> str:
+    """``str(e)`` cut to ``limit`` characters (' ...' marks the cut): a library's message can
+    hold a whole storage spec or a hostile file's value, and an error line stays one short line."""
+    text = str(e)
+    return text if len(text) <= limit else text[:limit] + " ..."

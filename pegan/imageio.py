@@ -10,7 +10,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from pegan.checks import storage_errors
-from pegan.errors import DataError, MissingFileError
+from pegan.errors import DataError, MissingFileError, brief
 
 __all__ = ["IMAGE_EXTS", "to_uint8", "image_grid", "save_png", "labelled_row", "stack_rows", "to_rgb",
            "read_image", "decode_image", "png_bytes", "written_by_pegan", "check_image_size", "ImageTooLarge", "MAX_READ_PIXELS"]
@@ -195,8 +195,7 @@ def decode_image(path) -> np.ndarray:
         raise
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, EOFError,
             ValueError) as e:                     # Pillow's kinds of 'cannot decode'; ValueError: oversized chunks
-        msg = str(e) if len(str(e)) <= 200 else str(e)[:200] + " ..."
-        raise ValueError(msg) from None
+        raise ValueError(brief(e, 200)) from None
 
 
 def read_image(path) -> np.ndarray:

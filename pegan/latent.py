@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pegan import checks
-from pegan.errors import InputError, MissingFileError
+from pegan.errors import InputError, MissingFileError, brief
 from pegan.models.stylegan2 import Generator, scale_pair
 from pegan.nn.layers import random_noise
 
@@ -280,8 +280,7 @@ def load_latents(path, model: Optional[Generator] = None) -> Latents:
                 noises.append(np.asarray(f[f"noise_{j}"], np.float32))
                 j += 1
     except (zipfile.BadZipFile, ValueError, OSError, KeyError, RecursionError) as e:
-        detail = str(e) if len(str(e)) <= 200 else str(e)[:200] + " ..."
-        raise bad(f"latent file {path} is not a readable .npz ({type(e).__name__}: {detail}); "
+        raise bad(f"latent file {path} is not a readable .npz ({type(e).__name__}: {brief(e, 200)}); "
                   "write one with pegan project") from None
     if w.ndim == 2:
         w = w[:, None]

@@ -424,7 +424,7 @@ def make_trainer(dry, variant, scale, batch, workdir):
 
 
 def part_speed(ctx, rec, scale):
-    from bench import CompileLog
+    from bench import CompileLog, program_gb
 
     resolved = setup_process()
     clog = CompileLog()
@@ -446,7 +446,7 @@ def part_speed(ctx, rec, scale):
     rec.put(compile_s=sum(trainer.compile_wall_seconds.values()), programs=trainer.compilations(),
             compile_s_per_program={str(k): v for k, v in trainer.compile_seconds.items()},
             memory_analysis=_memory_analysis(programs["r1+pl"][1]), per_kind=per_kind,
-            planned_gb=_planned_gb(programs["r1+pl"][1]))
+            planned_gb=program_gb(programs["r1+pl"][1]))   # the step's own; the peak adds autotuning's buffers
     c0 = clog.compiles
     for kind, step in KINDS.items():
         _, fn = programs[kind]
@@ -477,18 +477,6 @@ def part_speed(ctx, rec, scale):
                                                     os.environ.get("PEGAN_HLO_DUMP"))
             rec.put(per_kind=per_kind)
     rec.put(status="done", compilations_after_warmup=clog.compiles - c0)
-
-
-def _planned_gb(compiled):
-    """What XLA plans for the R1 + PL program (arguments + outputs + temporaries - aliased), GB:
-    the step's own memory. The device's peak also holds what compiling took (autotuning's
-    buffers, cuDNN's workspace), which the client's allocator served."""
-    try:
-        from bench import program_gb
-
-        return program_gb(compiled)
-    except Exception:  # not every backend reports it
-        return None
 
 
 def _memory_analysis(compiled):

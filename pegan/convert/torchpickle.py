@@ -46,7 +46,7 @@ from typing import Any, Dict, List, Optional
 
 import numpy as np
 
-from pegan.errors import PeganError
+from pegan.errors import PeganError, brief
 
 __all__ = ["CheckpointReadError", "UnsafePickleError", "UnsupportedTensorError", "DamagedDownloadError",
            "Placeholder", "load_pth", "load_pickle", "loads_pickle", "state_dict_of", "flatten_arrays",
@@ -925,8 +925,7 @@ def _translate(path, e: Exception, what: str):
         return e.cls(path, e.reason, e.fix)
     if isinstance(e, zipfile.BadZipFile):
         return CheckpointReadError(path, f"a damaged zip archive ({e})", "download the file again")
-    detail = str(e) if len(str(e)) <= 300 else str(e)[:300] + " ..."
-    return CheckpointReadError(path, f"not a readable {what} ({type(e).__name__}: {detail})",
+    return CheckpointReadError(path, f"not a readable {what} ({type(e).__name__}: {brief(e)})",
                                "is it a truncated download or another kind of file?")
 
 
