@@ -50,6 +50,7 @@ require("orbax.checkpoint", "absl", "ml_collections", extra="convert", by=__name
 from absl import logging as absl_logging
 
 from pegan import checks
+from pegan.configs import ExperimentError, check_stored
 from pegan.errors import ExistingPathError, PeganError, PeganWarning, brief
 
 __all__ = ["CheckpointError", "CheckpointWriter", "save", "restore", "read_config", "read_info", "steps",
@@ -179,8 +180,6 @@ def read_info(directory) -> Dict[str, Any]:
 
 def read_config(directory):
     """The experiment config stored with a checkpoint, as a ConfigDict (``configs.check_stored``)."""
-    from pegan.configs import ExperimentError, check_stored
-
     read_info(directory)
     where = f"{directory}/config.json"
     try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fnmatch
+import json
 import math
 import operator
 import os
@@ -107,16 +108,36 @@ def _file_above(path: Path) -> Optional[Path]:
     return None
 
 
+PEGAN_MARK = ("Software", "pegan")     # the text chunk of every PNG pegan writes (``written_by_pegan``)
+
+
+def written_by_pegan(path) -> bool:
+    """Whether the file at ``path`` is one pegan wrote and a command may replace without
+    --overwrite: a PNG with pegan's mark, or a JSON report of ``pegan evaluate``."""
+    path = os.fspath(path)
+    try:
+        if path.lower().endswith(".png"):
+            from PIL import Image
+
+            with Image.open(path) as im:
+                return im.format == "PNG" and im.info.get(PEGAN_MARK[0]) == PEGAN_MARK[1]
+        if path.lower().endswith(".json") and os.path.getsize(path) < 2**24:
+            with open(path) as f:
+                d = json.load(f)
+            return isinstance(d, dict) and d.get("written_by") == "pegan evaluate"
+    except Exception:  # unreadable, damaged, another kind: not pegan's
+        return False
+    return False
+
+
 def output_file(path, what: str, exts: Sequence[str] = (), overwrite: Optional[bool] = None) -> Path:
     """A file pegan is about to write: not a folder, no part of its folder a file (the folder
     may be missing: it is created), and ending in one of ``exts`` (lower case, with the dot)
     when given. ``overwrite`` False: an existing file is refused unless pegan wrote it
-    (``imageio.written_by_pegan``: a PNG with pegan's mark, an evaluate report); the command
+    (``written_by_pegan``: a PNG with pegan's mark, an evaluate report); the command
     line's --overwrite replaces any; None: not asked (files pegan names itself)."""
     p = Path(path)
     if overwrite is False and p.is_file():
-        from pegan.imageio import written_by_pegan
-
         if not written_by_pegan(p):
             raise ExistingPathError(f"{what} {p} exists and is not a file pegan wrote; pass --overwrite to "
                                     "replace it, or name a new file")

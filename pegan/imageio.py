@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from pegan.checks import storage_errors
+from pegan.checks import PEGAN_MARK, storage_errors, written_by_pegan
 from pegan.errors import DataError, MissingFileError, brief
 
 __all__ = ["IMAGE_EXTS", "to_uint8", "image_grid", "save_png", "labelled_row", "stack_rows", "to_rgb",
@@ -62,7 +62,6 @@ def stack_rows(rows: Sequence[np.ndarray], fill: int = 255) -> np.ndarray:
     return np.concatenate(out, axis=0)
 
 
-PEGAN_MARK = ("Software", "pegan")     # the text chunk of every PNG pegan writes (``written_by_pegan``)
 
 
 def png_bytes(image: np.ndarray) -> bytes:
@@ -93,27 +92,6 @@ def save_png(path, image: np.ndarray) -> str:
         else:
             Image.fromarray(arr).save(path)
     return path
-
-
-def written_by_pegan(path) -> bool:
-    """Whether the file at ``path`` is one pegan wrote and a command may replace without
-    --overwrite: a PNG with pegan's mark, or a JSON report of ``pegan evaluate``."""
-    path = os.fspath(path)
-    try:
-        if path.lower().endswith(".png"):
-            from PIL import Image
-
-            with Image.open(path) as im:
-                return im.format == "PNG" and im.info.get(PEGAN_MARK[0]) == PEGAN_MARK[1]
-        if path.lower().endswith(".json") and os.path.getsize(path) < 2**24:
-            import json
-
-            with open(path) as f:
-                d = json.load(f)
-            return isinstance(d, dict) and d.get("written_by") == "pegan evaluate"
-    except Exception:  # unreadable, damaged, another kind: not pegan's
-        return False
-    return False
 
 
 def _source_bits(im) -> Optional[int]:

@@ -7,7 +7,6 @@ the global-statistics step)."""
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from pegan.configs import stylegan2_config

@@ -4,7 +4,6 @@ on every restore with the finiteness of the floats; format-1 directories load wi
 
 import json
 import shutil
-import warnings
 
 import jax
 import numpy as np

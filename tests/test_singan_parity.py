@@ -3,7 +3,6 @@ conversion of every real SinGAN config's shapes."""
 
 import json
 
-import jax
 import numpy as np
 import pytest
 
@@ -11,7 +10,6 @@ import pegan.api as pg
 from pegan.configs import recognise_filename
 from pegan.configs.release import SINGAN as SINGAN_RELEASED
 from pegan.convert import singan as sconv
-from pegan.convert.mmgen import split_prefixes
 from pegan.models import singan as sm
 
 TOL = dict(rtol=1e-4, atol=1e-4)   # fixtures README: PE-SinGAN generators, eval and train-mode BN

@@ -8,7 +8,6 @@ that a regression fails the test instead of the machine."""
 import collections
 import hashlib
 import os
-import pickle
 import struct
 import subprocess
 import sys

@@ -51,7 +51,7 @@ from pegan import checks
 from pegan import latent as lt
 from pegan import loading
 from pegan.errors import InputError, PeganError
-from pegan.imageio import image_grid, to_uint8
+from pegan.imageio import image_grid, png_bytes, to_uint8
 
 __all__ = ["Explorer", "Programs", "Worker", "make_server", "serve", "png_bytes", "needs_token", "LOOPBACK",
            "MAX_UPLOAD"]
@@ -71,13 +71,6 @@ def needs_token(host: str) -> bool:
         return not ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:          # a host name other than localhost: it may resolve to anything
         return True
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """The bytes ``pegan.imageio.save_png`` writes to a ``.png`` for an [H, W, 3] uint8 image."""
-    from pegan.imageio import png_bytes as written
-
-    return written(image)
 
 
 class Programs:
