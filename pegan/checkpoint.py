@@ -55,7 +55,7 @@ from pegan.errors import ExistingPathError, PeganError, PeganWarning, brief
 
 __all__ = ["CheckpointError", "CheckpointWriter", "save", "restore", "read_config", "read_info", "steps",
            "latest_step", "check_step", "items_at", "digest", "set_aside_later_steps", "is_checkpoint_dir", "check_run_dir",
-           "kept_note", "RUN_FILES", "CHECKPOINT_FILES", "foreign_steps", "owns_checkpoint_dir", "FORMAT", "FORMAT_VERSION", "DIGESTS"]
+           "kept_note", "first_non_finite", "RUN_FILES", "CHECKPOINT_FILES", "foreign_steps", "owns_checkpoint_dir", "FORMAT", "FORMAT_VERSION", "DIGESTS"]
 
 FORMAT = "pegan-checkpoint"
 FORMAT_VERSION = 2            # 2: each step records the SHA-256 digest of each item
@@ -261,7 +261,7 @@ def digest(tree) -> str:
     return h.hexdigest()
 
 
-def _first_non_finite(tree) -> Optional[str]:
+def first_non_finite(tree) -> Optional[str]:
     """'path (value)' of the first floating leaf (canonical order) holding a NaN or inf."""
     for path, x in _leaves(tree):
         if jax.dtypes.issubdtype(x.dtype, np.inexact):
@@ -404,14 +404,55 @@ def restore(directory, items: Iterable[str] = ("generator_ema",), step: Optional
     try:
         trees, record = _read(d, step, items, abstract)
     except Exception as e:  # orbax raises many types for damaged or mismatching files
+        _refuse_misfit(d, step, items, abstract)      # the tree the config builds may be what differs
         good = _latest_intact(d, step, items)
         hint = (f"; the latest intact step is {good}: pass --step {good} to use it" if good is not None else "")
         raise CheckpointError(f"cannot restore {', '.join(items)} from step {step} of {d}: "
                               f"{type(e).__name__}: {brief(e)}{hint}") from e
+    _refuse_misfit(d, step, items, abstract, trees)
     problem = _problem(d, step, trees, record, info.get("format_version", 1), abstract is not None)
     if problem:
         raise _damaged(d, step, items, problem)
     return trees
+
+
+def _refuse_misfit(d: Path, step: int, items: List[str], abstract: Optional[Dict[str, Any]],
+                   trees: Optional[Dict[str, Any]] = None) -> None:
+    """A CheckpointError naming the first leaf where the stored ``items`` (read as stored when
+    ``trees`` is None) and the ``abstract`` tree the config builds differ; nothing when they fit
+    or when the items cannot be read as stored either (then the step is what is damaged)."""
+    if abstract is None:
+        return
+    if trees is None:
+        try:
+            trees = _read(d, step, items)[0]
+        except Exception:  # not readable as stored either: the caller reports the damage
+            return
+    misfit = _misfit(trees, abstract)
+    if misfit:
+        raise CheckpointError(f"the config of {d} does not fit the weights of step {step}: {misfit}; "
+                              "put back the config.json the run wrote (or convert the .pth again)")
+
+
+def _misfit(trees: Dict[str, Any], abstract: Dict[str, Any]) -> Optional[str]:
+    """The first leaf whose restored shape differs from the one the config builds, or a leaf
+    one side lacks, as one phrase (None: they fit). Orbax checks the tree's structure but
+    restores an array of another shape into a NumPy target as stored."""
+    for name, want_tree in abstract.items():
+        if want_tree is None or name not in trees:
+            continue
+        got = {path: x.shape for path, x in _leaves(trees[name])}
+        flat = jax.tree_util.tree_flatten_with_path(want_tree)[0]
+        want = {tuple(_key_name(k) for k in path): tuple(s.shape) for path, s in flat}
+        for path in sorted(set(got) | set(want)):
+            where = f"{name} {'/'.join(path)}"
+            if path not in got:
+                return f"{where} is built by the config but not stored"
+            if path not in want:
+                return f"{where} is stored but not built by the config"
+            if tuple(got[path]) != want[path]:
+                return f"{where} is stored as {tuple(got[path])}, the config builds {want[path]}"
+    return None
 
 
 def _read(d: Path, step: int, items: List[str], abstract: Optional[Dict[str, Any]] = None):
@@ -456,7 +497,7 @@ def _problem(d: Path, step: int, trees: Dict[str, Any], record: Optional[dict], 
         if digest(tree) != want and not (cast and digest(_read(d, step, [name])[0][name]) == want):
             return f"{name} does not match the digest saved with it"
     for name, tree in trees.items():
-        bad = _first_non_finite(tree)
+        bad = first_non_finite(tree)
         if bad:
             return f"{name} holds a non-finite value at {bad}"
     return None

@@ -64,6 +64,7 @@ def number_in(value, what: str, lo: Optional[float] = None, hi: Optional[float] 
 
 
 MAX_SEED = 2**63 - 1       # seeds are int64 (jax.random.PRNGKey)
+FPS_RANGE = (0.01, 1000.0)   # frames per second of a video pegan writes (a GIF frame lasts at most 655 s)
 
 
 def seed(value, what: str = "the seed") -> int:
@@ -109,17 +110,20 @@ def _file_above(path: Path) -> Optional[Path]:
 
 
 PEGAN_MARK = ("Software", "pegan")     # the text chunk of every PNG pegan writes (``written_by_pegan``)
+GIF_MARK = b"Software: pegan"           # the comment of every GIF pegan writes
 
 
 def written_by_pegan(path) -> bool:
     """Whether the file at ``path`` is one pegan wrote and a command may replace without
-    --overwrite: a PNG with pegan's mark, or a JSON report of ``pegan evaluate``."""
+    --overwrite: a PNG or a GIF with pegan's mark, or a JSON report of ``pegan evaluate``."""
     path = os.fspath(path)
     try:
-        if path.lower().endswith(".png"):
+        if path.lower().endswith((".png", ".gif")):
             from PIL import Image
 
             with Image.open(path) as im:
+                if im.format == "GIF":
+                    return im.info.get("comment") == GIF_MARK
                 return im.format == "PNG" and im.info.get(PEGAN_MARK[0]) == PEGAN_MARK[1]
         if path.lower().endswith(".json") and os.path.getsize(path) < 2**24:
             with open(path) as f:

@@ -386,8 +386,6 @@ def _video(args) -> int:
     from pegan.latent import load_latents
 
     out = checks.output_file(args.out, "--out", video.VIDEO_EXTS, overwrite=args.overwrite)
-    if not args.fps > 0:
-        raise UserError(f"--fps must be positive, got {args.fps}")
     seeds = None if args.seeds is None else video.parse_seeds(args.seeds)
     files = None if args.latents is None else [p.strip() for p in args.latents.split(",") if p.strip()]
     if files == []:
@@ -463,7 +461,7 @@ def _video(args) -> int:
             stream = video.to_frames(batches, bgr)
             what = (f"{len(keys)} keyframes, {per} frames each, in {space}{', looping' if args.loop else ''}, "
                     f"chosen scale {scale}, truncation {args.truncation}")
-    done = video.write_video(out, stream, args.fps)
+    done = video.write_video(out, stream, args.fps, overwrite=args.overwrite)
     print(f"wrote {done.path}: {done.frames} frames of {done.size[0]}x{done.size[1]} at {args.fps:g} fps ({what}) "
           f"in {time.time() - t0:.1f} s")
     return 0
@@ -942,7 +940,7 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--init", help="start from a projected_w.npz (one latent per target; the schedule restarts)")
     j.add_argument("--save-video", action="store_true", help="also write progress.mp4 (target | projection)")
     j.add_argument("--video-every", type=_count(1), default=10, help="steps per progress-video frame")
-    j.add_argument("--fps", type=_count(1), default=30)
+    j.add_argument("--fps", type=_number(*checks.FPS_RANGE), default=30, help="frames per second of progress.mp4")
     j.add_argument("--overwrite", action="store_true", help="replace an earlier pegan project output in --outdir")
     j.set_defaults(func=_project)
 
@@ -954,7 +952,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("checkpoint", help="pegan checkpoint directory (or a reference .pth)")
     v.add_argument("--out", default="out/video.mp4", help="the video to write: .mp4 (H.264; needs the 'video' extra, "
                    "else a .gif is written beside it) or .gif (default out/video.mp4)")
-    v.add_argument("--fps", type=float, default=24.0, help="frames per second (default 24)")
+    v.add_argument("--fps", type=_number(*checks.FPS_RANGE), default=24.0, help="frames per second (default 24)")
     v.add_argument("--seeds", help="keyframe seeds, e.g. 1,2,3 (seed s is `pegan sample --seed s --num 1`)")
     v.add_argument("--latents", help="keyframe latent files of pegan project, e.g. a.npz,b.npz (every row in order)")
     v.add_argument("--space", choices=["z", "w"], default=None, help="interpolate by slerp in z (seeds only; "

@@ -46,7 +46,7 @@ import numpy as np
 
 from pegan._extras import require
 from pegan.checks import MAX_STORED_SIDE, foreign_entries, image_size, replacing_dir
-from pegan.errors import DataError, InputError, MissingFileError
+from pegan.errors import DataError, InputError, MissingFileError, brief
 from pegan.imageio import IMAGE_EXTS, check_image_size, to_rgb
 
 require("tensorflow_datasets", "PIL", extra="train", by=__name__)
@@ -107,7 +107,8 @@ def list_images(folder) -> List[Path]:
     """Image files under ``folder`` (recursively), sorted, as ``ImageFolder`` lists them."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise MissingFileError(f"image folder {folder} does not exist")
+        what = "is a file, not a folder of images" if folder.exists() else "does not exist"
+        raise MissingFileError(f"image folder {folder} {what}; name the folder that holds the images")
     files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTS and p.is_file())
     if not files:
         raise MissingFileError(f"no images ({', '.join(IMAGE_EXTS)}) under {folder}")
@@ -229,7 +230,8 @@ class ImageFolder:
                 imgs.append(load_image(p, size)[0])
             except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
                 if on_error != "skip":
-                    raise DataError(f"cannot read image {p}: {e}; remove it or pass on_error='skip'") from None
+                    raise DataError(f"cannot read image {p}: {brief(e)}; remove it, or pass --skip-bad-images "
+                                    "(data.on_error='skip') to skip and count unreadable images") from None
                 self.skipped.append(str(p))
         if not imgs:
             raise DataError(f"no readable image under {folder}")

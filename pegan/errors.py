@@ -45,7 +45,8 @@ class StorageError(PeganError, OSError):
 
 
 def brief(e: BaseException, limit: int = 300) -> str:
-    """``str(e)`` cut to ``limit`` characters (' ...' marks the cut): a library's message can
-    hold a whole storage spec or a hostile file's value, and an error line stays one short line."""
-    text = str(e)
+    """``str(e)`` on one line (runs of white space, line breaks included, made one space) cut to
+    ``limit`` characters (' ...' marks the cut): a library's message can hold a whole storage
+    spec, a tree diff or a hostile file's value, and an error line stays one short line."""
+    text = " ".join(str(e).split())
     return text if len(text) <= limit else text[:limit] + " ..."

@@ -77,7 +77,7 @@ def _which(which: str) -> str:
 def _check_finite(path, item: str, variables) -> None:
     """A converted network holding NaN or inf came from a damaged file: said here, naming the
     file, rather than later as a damaged pegan checkpoint."""
-    bad = ckpt._first_non_finite(variables)
+    bad = ckpt.first_non_finite(variables)
     if bad is not None:
         raise ConversionError(f"{_basename(path) or 'the state dict'}: its {item} holds a non-finite value at {bad}: a damaged "
                               "file; download it again")
@@ -473,5 +473,7 @@ def _load_singan_dir(p: Path, item: str, step=None, compute=None) -> Loaded:
     info = ckpt.read_info(p)
     cfg = ckpt.read_config(p)
     name = "discriminator" if item == "discriminator" else "generator"
-    got = ckpt.restore(p, [name, "singan"], step)
+    model = sm.build_discriminator(cfg) if name == "discriminator" else sm.build_generator(cfg)
+    # the shapes the config builds (every stage's; a run initialises all of them at its start)
+    got = ckpt.restore(p, [name, "singan"], step, {name: sm.abstract_variables(model, cfg)})
     return _singan_loaded(cfg, got, info, name, compute)

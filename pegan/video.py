@@ -62,6 +62,7 @@ __all__ = ["VIDEO_EXTS", "Written", "write_video", "mp4_missing", "Keyframes", "
            "parse_seeds", "parse_range"]
 
 VIDEO_EXTS = (".mp4", ".gif")
+FPS_RANGE = checks.FPS_RANGE
 MP4_QUALITY = 8        # imageio-ffmpeg's 0-10 scale: H.264 CRF 10, near-lossless for generated frames
 
 
@@ -125,27 +126,29 @@ def _write_gif(path: str, frames: Iterator[np.ndarray], fps: float) -> Tuple[int
     ims = [Image.fromarray(f) for f in frames]
     # GIF delays are whole centiseconds, and viewers slow delays under 2 cs down: 24 fps plays at 25
     delay = max(20, int(round(100.0 / fps)) * 10)
-    ims[0].save(path, save_all=True, append_images=ims[1:], duration=delay, loop=0)
+    ims[0].save(path, save_all=True, append_images=ims[1:], duration=delay, loop=0,
+                comment=checks.GIF_MARK)   # the mark ``checks.written_by_pegan`` reads
     return len(ims), (ims[0].height, ims[0].width)
 
 
-def write_video(path, frames: Iterable[np.ndarray], fps: float = 24.0, log=print) -> Written:
+def write_video(path, frames: Iterable[np.ndarray], fps: float = 24.0, log=print,
+                overwrite: Optional[bool] = None) -> Written:
     """Write ``frames`` (uint8 [T, H, W, 3], or any iterable of [H, W, 3]) to ``path``:
     ``.mp4`` as H.264 in yuv420p (odd sides padded to even) through imageio + imageio-ffmpeg,
     streamed frame by frame; ``.gif`` through Pillow (looping; Pillow merges repeated
     consecutive frames into one longer one). When the MP4 encoder is not installed, the GIF is
-    written beside the .mp4 instead and ``log`` says so in one line and how to get MP4."""
+    written beside the .mp4 instead and ``log`` says so in one line and how to get MP4.
+    ``fps`` within ``FPS_RANGE``; ``overwrite`` as in ``checks.output_file`` (for that GIF too)."""
     path = os.fspath(path)
-    checks.output_file(path, "the video", VIDEO_EXTS)
-    if not (isinstance(fps, (int, float)) and math.isfinite(fps) and fps > 0):
-        raise InputError(f"fps must be a positive number, got {fps!r}")
+    checks.output_file(path, "the video", VIDEO_EXTS, overwrite=overwrite)
+    checks.number_in(fps, "fps", *FPS_RANGE)
     frames = _checked_frames(frames)
     ext = os.path.splitext(path)[1].lower()
     note = None
     if ext == ".mp4" and mp4_missing():
         gone = mp4_missing()
         gif = os.path.splitext(path)[0] + ".gif"
-        checks.output_file(gif, "the GIF written instead of the MP4", (".gif",))
+        checks.output_file(gif, "the GIF written instead of the MP4", (".gif",), overwrite=overwrite)
         note = (f"MP4 needs imageio-ffmpeg (missing: {', '.join(gone)}): wrote {gif} instead of {path}; "
                 "for MP4: pip install 'pegan[video]'")
         path, ext = gif, ".gif"

@@ -470,6 +470,9 @@ def test_chosen_scale_and_size_must_make_an_image_of_bounded_size(ck, tmp_path, 
     line = refused("sample", ck, "--chosen-scale", 100000, "--out", out)
     assert "800032x800032 px image, over the largest side of 4096 px" in line and "--max-side" in line
     assert "over the largest side of 4096 px" in refused("sample", ck, "--size", 1000000, "--out", out)
+    for size in ("0", "-8", "4,16"):          # multiples of 8 that make no image (said "not a multiple" before)
+        assert "is too small: image sides are (4 + s) * 8 px" in refused("sample", ck, "--size", size, "--out", out)
+    assert "size 12 is not a multiple of 8" in refused("sample", ck, "--size", 12, "--out", out)
     assert "over the largest side of 100 px" in refused("sample", ck, "--size", 128, "--max-side", 100,
                                                         "--out", out)
     assert "at least -3" in refused("evaluate", ck, "--metrics", "fid10", "--real-stats", tmp_path / "s.npz",

@@ -13,8 +13,8 @@ from PIL import Image
 import pegan.api as pg
 from pegan import checkpoint as ckpt
 from pegan import cli
-from pegan.configs import singan_config, stylegan2_config
-from pegan.errors import PeganWarning
+from pegan.configs import apply_overrides, singan_config, stylegan2_config
+from pegan.errors import InputError, PeganWarning
 from pegan.models.stylegan2 import abstract_variables, build_generator
 
 NAME = "mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512"
@@ -221,6 +221,67 @@ def test_damaged_records_of_a_checkpoint_are_one_line(generator, tmp_path, capsy
     assert cli.main(["sample", str(d), "--num", "1", "--out", str(tmp_path / "x.png")]) == 2
     line = _one_error_line(capsys)
     assert line.startswith("pegan sample: error: ") and words in line and len(line) < 500, line
+    assert not (tmp_path / "x.png").exists()
+
+
+def _edit_generator(d, **changes):
+    c = json.loads((d / "config.json").read_text())
+    c["generator"].update(changes)
+    (d / "config.json").write_text(json.dumps(c))
+
+
+@pytest.mark.parametrize("changes, words", [
+    # a width that changes shapes: orbax restored the stored arrays, flax failed deep in apply
+    (dict(style_channels=32), "buffers/mean_latent is stored as (1, 16), the config builds (1, 32)"),
+    # fewer mapping layers: orbax's multi-line tree diff before
+    (dict(num_mlps=3), "params/style_mapping_3/bias is stored but not built by the config"),
+    # more layers than stored
+    (dict(num_mlps=9), "params/style_mapping_8/bias is built by the config but not stored"),
+])
+def test_an_edited_config_that_does_not_fit_the_weights_is_one_line(generator, tmp_path, capsys, changes, words):
+    """config.json edited by hand (valid types, other sizes): one line naming the first leaf
+    that differs and how to mend it, not a flax traceback; nothing written."""
+    d = _generator_dir(tmp_path / "ck", generator, steps=(2,))
+    _edit_generator(d, **changes)
+    assert cli.main(["sample", str(d), "--num", "1", "--out", str(tmp_path / "x.png")]) == 2
+    line = _one_error_line(capsys)
+    assert "does not fit the weights of step 2" in line and words in line and "put back the config.json" in line, line
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("changes, words", [
+    (dict(out_size=64), "generator.out_size 64 needs a width for resolution 64 in generator.channels "
+                        "(it has 4, 8, 16, 32)"),
+    (dict(out_size=48), "generator.out_size must be a power of two from 8 to 4096, got 48"),
+    (dict(channels=[[4, 16], [8, 0], [16, 12], [32, 8]]), "the width of resolution 8 must be at least 1, got 0"),
+])
+def test_a_config_whose_channel_table_cannot_build_the_model_is_one_line(generator, tmp_path, capsys, changes, words):
+    """A size the channel table does not cover (a KeyError inside the model's set-up before)."""
+    d = _generator_dir(tmp_path / "ck", generator, steps=(2,))
+    _edit_generator(d, **changes)
+    assert cli.main(["sample", str(d), "--num", "1", "--out", str(tmp_path / "x.png")]) == 2
+    line = _one_error_line(capsys)
+    assert words in line, line
+    cfg = stylegan2_config(NAME, "tiny")
+    with pytest.raises(InputError, match="needs a width for resolution 64"):
+        build_generator(apply_overrides(cfg, ["generator.out_size=64", "discriminator.in_size=64"]))
+
+
+@pytest.mark.parametrize("changes, words", [
+    (dict(base_channels=32), "generator batch_stats/blocks_0/block1/bn/mean is stored as (8,), the config builds (16,)"),
+    (dict(num_scales=2), "blocks_3/block1/bn/mean is stored but not built by the config"),
+    (dict(padding=0), "generator.padding 0 needs generator.pad_at_head true"),
+    (dict(noise_with_pad=True), "generator.noise_with_pad needs generator.pad_at_head true"),
+])
+def test_an_edited_singan_config_is_one_line(fixtures, tmp_path, capsys, changes, words):
+    d = tmp_path / "s"
+    pg.convert(fixtures / "pe_singan_csg_tiny.mmgen.pth", d, experiment="singan-csg_fish", variant="tiny")
+    assert cli.main(["sample", str(d), "--num", "1", "--out", str(tmp_path / "ok.png")]) == 0
+    capsys.readouterr()
+    _edit_generator(d, **changes)
+    assert cli.main(["sample", str(d), "--num", "1", "--out", str(tmp_path / "x.png")]) == 2
+    line = _one_error_line(capsys)
+    assert words in line, line
     assert not (tmp_path / "x.png").exists()
 
 

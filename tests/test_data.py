@@ -243,6 +243,11 @@ def test_unreadable_image_is_named_or_skipped_and_counted(square, tmp_path):
         D.prepare(bad, tmp_path / "out", 16, on_error="skip")
     info2 = D.prepare(square, tmp_path / "out", 16, overwrite=True)
     assert info2["num_images"] == 11
+    # training straight from the folder: the same names, the training command's flag
+    with pytest.raises(ValueError, match=r"cut\.png.*pass --skip-bad-images \(data\.on_error='skip'\)"):
+        ImageFolder(bad, 16)
+    folder = ImageFolder(bad, 16, on_error="skip")
+    assert sorted(pathlib.Path(f).name for f in folder.skipped) == ["cut.png", "zero.png"]
 
 
 def test_missing_or_damaged_prepared_dataset_names_pegan_prepare(prepared, square, tmp_path):
@@ -257,6 +262,9 @@ def test_missing_or_damaged_prepared_dataset_names_pegan_prepare(prepared, squar
         D.open_data(prepared, 64)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         D.open_data(tmp_path / "nowhere", 32)
+    (tmp_path / "one.png").write_bytes(b"not a folder")
+    with pytest.raises(FileNotFoundError, match="one.png is a file, not a folder of images; name the folder"):
+        D.open_data(tmp_path / "one.png", 32)         # it said "does not exist" of a file that does
 
     def damaged(name, how):
         d = tmp_path / name

@@ -192,7 +192,9 @@ def test_cli_errors_are_clear(fixtures, tmp_path):
     r = pegan_cli("convert", src, tmp_path / "o", "--variant", "tiny")
     assert r.returncode == 2 and "--experiment" in r.stderr and ms_name("j") in r.stderr
     r = pegan_cli("convert", src, tmp_path / "o", "--experiment", ms_name("c"), "--variant", "tiny")
-    assert r.returncode == 2 and "does not fit" in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(lines) == 1 and "does not fit" in lines[0], r.stderr   # one line (was 3 to 5)
+    assert "named by --experiment): head: checkpoint has" in lines[0] and lines[0].endswith("(--experiment)")
     r = pegan_cli("convert", src, tmp_path / "o", "--experiment", "config-z")
     assert r.returncode == 2 and "unknown experiment" in r.stderr
     assert not (tmp_path / "o").exists() or not ckpt.is_checkpoint_dir(tmp_path / "o")

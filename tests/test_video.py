@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import pegan.api as pg
-from pegan import cli, video
-from pegan.errors import InputError
+from pegan import checks, cli, video
+from pegan.errors import ExistingPathError, InputError
 from pegan.imageio import to_uint8
 
 CFG_F = "mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512"
@@ -146,6 +146,30 @@ def test_gif_fallback_without_the_mp4_encoder(tmp_path, monkeypatch):
         assert im.n_frames == 3 and im.size == (12, 16) and im.info["duration"] == 100
 
 
+def test_the_gif_fallback_keeps_a_users_gif_and_replaces_pegans_own(tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)
+    mine = tmp_path / "v.gif"
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(mine)          # a GIF the user made
+    before = mine.read_bytes()
+    with pytest.raises(ExistingPathError, match="not a file pegan wrote; pass --overwrite"):
+        video.write_video(tmp_path / "v.mp4", _moving_frames(2, 8, 8), overwrite=False, log=lambda _: None)
+    assert mine.read_bytes() == before and not checks.written_by_pegan(mine)
+    done = video.write_video(tmp_path / "v.mp4", _moving_frames(2, 8, 8), overwrite=True, log=lambda _: None)
+    assert checks.written_by_pegan(done.path) and mine.read_bytes() != before
+    again = video.write_video(tmp_path / "v.mp4", _moving_frames(3, 8, 8), overwrite=False, log=lambda _: None)
+    with Image.open(again.path) as im:                                  # pegan's own GIF: replaced freely
+        assert im.n_frames == 3
+
+
+@pytest.mark.parametrize("fps", [0, -1, 1e-9, 1e6, float("nan"), float("inf")])
+def test_fps_out_of_range_is_refused_before_anything_is_written(tmp_path, fps):
+    with pytest.raises(InputError, match="fps must be a finite number >= 0.01 and <= 1000"):
+        video.write_video(tmp_path / "v.gif", _moving_frames(2, 8, 8), fps=fps)
+    assert not list(tmp_path.iterdir())
+
+
 # -- PE-SinGAN random walk ------------------------------------------------------------------------
 
 def test_singan_walk(singan):
@@ -170,6 +194,7 @@ def test_singan_walk(singan):
     (["{ck}", "--latents", "{tmp}/junk.npz"], "not a readable .npz"),
     (["{ck}", "--seeds", ","], "names no seed"),
     (["{ck}", "--seeds", "1,2", "--frames", "0"], "at least 1"),
+    (["{ck}", "--seeds", "1,2", "--fps", "1e-9"], "finite number >= 0.01 and <= 1000"),
     (["{ck}", "--seeds", "1", "--scale-sweep=-5:0"], "at least -3"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, tmp_path, sg_path, args, words):

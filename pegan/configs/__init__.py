@@ -268,11 +268,12 @@ def scale_for_size(out_size: int, size: Tuple[int, int]) -> Tuple[int, int]:
     f = out_size // 4
     out = []
     for v in size:
-        if v % f or v // f < 1:
+        if v < f:
+            raise ExperimentError(f"size {v} is too small: image sides are (4 + s) * {f} px (out_size {out_size} / 4) "
+                                  f"for a whole scale offset s >= -3, so at least {f}")
+        if v % f:
             raise ExperimentError(f"size {v} is not a multiple of {f} (out_size {out_size} / 4): "
                                   f"image sides are (4 + s) * {f} for a whole scale offset s")
         out.append(v // f - 4)
-    if min(out) < -3:
-        raise ExperimentError(f"size {size} is too small")
     return out[0], out[1]
 

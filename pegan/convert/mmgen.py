@@ -327,9 +327,11 @@ def choose_experiment(family: str, problems: Callable, filename: Optional[str] =
         cfg, notes = adapt(cfg)
         bad = problems(cfg)
         if bad:
+            chosen = "named by --experiment" if how == "named" else "recognised from the file name"
             raise ConversionError(
-                f"checkpoint does not fit experiment {cfg.name} ({cfg.variant}, chosen by {how}):\n  "
-                + "\n  ".join(bad) + "\nName the experiment it was trained with (--experiment).")
+                f"checkpoint does not fit experiment {cfg.name} ({cfg.variant}, {chosen}): " + "; ".join(bad)
+                + (": name the experiment it was trained with (--experiment)" if how == "named" else
+                   ": the file was renamed or is another model; name the experiment it was trained with (--experiment)"))
         return cfg, how, notes
     fits = []
     for name in released_names(family):

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 
 from pegan import encodings, ops
 from pegan.compute import forms_for
+from pegan.errors import InputError
 from pegan.models._config import module_kwargs
 from pegan.ops.forms import Forms
 
@@ -238,8 +239,25 @@ class SinGANDiscriminator(nn.Module):
 
 
 
+def _check_padding(g) -> None:
+    """The generator's padding settings fit together: a block's five 3x3 convolutions keep the
+    size with ``padding`` 1, and remove the 2 * PAD_HEAD px that ``pad_at_head`` adds with
+    ``padding`` 0; noises drawn with that padding need it. Else an InputError naming the fields
+    (a shape error inside the first stage before)."""
+    pad, head, with_pad = g.get("padding"), g.get("pad_at_head"), g.get("noise_with_pad")
+    if pad not in (0, 1) or isinstance(pad, bool):
+        raise InputError(f"generator.padding must be 0 or 1, got {pad!r}")
+    if bool(head) != (pad == 0):
+        raise InputError(f"generator.padding {pad} needs generator.pad_at_head {'true' if pad == 0 else 'false'}: "
+                         f"a stage's convolutions {'remove' if pad == 0 else 'keep'} the {2 * PAD_HEAD} px "
+                         "the head padding adds")
+    if with_pad and not head:
+        raise InputError("generator.noise_with_pad needs generator.pad_at_head true")
+
+
 def build_generator(cfg, forms: Optional[Forms] = None) -> SinGANGenerator:
     """``forms``: the ops' forms (default: ``cfg.compute`` resolved for this backend)."""
+    _check_padding(cfg.generator)
     return SinGANGenerator(**module_kwargs(cfg.generator), forms=forms or forms_for(cfg))
 
 

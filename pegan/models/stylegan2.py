@@ -352,16 +352,40 @@ def _compute_kwargs(cfg, forms: Optional[Forms]) -> dict:
     return {"forms": forms or forms_of(res), "dtype": module_dtype(res)}
 
 
+def _check_widths(module, size_field: str, section: str):
+    """``module`` when its size is a power of two from 8 to 4096 and its channel table has a
+    positive width for every resolution from 4 to that size; else an InputError naming the
+    config fields (a KeyError deep inside the model's set-up before)."""
+    size = getattr(module, size_field)
+    if not (isinstance(size, int) and 8 <= size <= 4096 and size & (size - 1) == 0):
+        raise InputError(f"{section}.{size_field} must be a power of two from 8 to 4096, got {size!r}")
+    try:
+        table = channel_table(module.channel_multiplier, module.channels)
+    except (TypeError, ValueError):
+        raise InputError(f"{section}.channels must be [resolution, width] pairs, got {module.channels!r}"[:200]) from None
+    need = [2 ** i for i in range(2, int(math.log2(size)) + 1)]
+    missing = [r for r in need if r not in table]
+    if missing:
+        raise InputError(f"{section}.{size_field} {size} needs a width for resolution {', '.join(map(str, missing))} "
+                         f"in {section}.channels (it has {', '.join(map(str, sorted(table)))})")
+    bad = [r for r in need if table[r] < 1]
+    if bad:
+        raise InputError(f"{section}.channels: the width of resolution {bad[0]} must be at least 1, got {table[bad[0]]}")
+    return module
+
+
 def build_generator(cfg, forms: Optional[Forms] = None, **overrides) -> Generator:
     """Generator of an experiment config (``cfg.generator`` or the whole config). ``forms`` and
     the compute dtype default to ``cfg.compute`` resolved for this backend; ``overrides`` win."""
     g = cfg.generator if hasattr(cfg, "generator") else cfg
-    return Generator(**{**module_kwargs(g), **_compute_kwargs(cfg, forms), **overrides})
+    return _check_widths(Generator(**{**module_kwargs(g), **_compute_kwargs(cfg, forms), **overrides}),
+                         "out_size", "generator")
 
 
 def build_discriminator(cfg, forms: Optional[Forms] = None, **overrides) -> Discriminator:
     d = cfg.discriminator if hasattr(cfg, "discriminator") else cfg
-    return Discriminator(**{**module_kwargs(d), **_compute_kwargs(cfg, forms), **overrides})
+    return _check_widths(Discriminator(**{**module_kwargs(d), **_compute_kwargs(cfg, forms), **overrides}),
+                         "in_size", "discriminator")
 
 
 def abstract_variables(module):
