@@ -21,10 +21,10 @@ import shutil
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence, Tuple, Union
 
-from pegan.errors import ExistingPathError, InputError, PeganError, StorageError
+from pegan.errors import ExistingPathError, InputError, PeganError, StorageError, brief
 
 __all__ = ["MAX_SIDE", "MAX_STORED_SIDE", "at_least", "batch_size", "image_size", "output_file", "output_dir",
-           "replacing_dir", "foreign_entries", "number_in", "seed", "MAX_SEED", "storage_errno", "storage_errors"]
+           "replacing_dir", "foreign_entries", "read_npz", "number_in", "seed", "MAX_SEED", "storage_errno", "storage_errors"]
 
 MAX_SIDE = 4096           # px: the largest image side `sample` / `evaluate` make unless raised (--max-side)
 MAX_STORED_SIDE = 16384   # px: the largest side `pegan prepare` stores
@@ -132,6 +132,48 @@ def written_by_pegan(path) -> bool:
     except Exception:  # unreadable, damaged, another kind: not pegan's
         return False
     return False
+
+
+def read_npz(path, what: str, limit: int, hint: str = "") -> dict:
+    """The arrays of the ``.npz`` at ``path`` (name -> ndarray), read without pickles and with
+    memory bounded by ``limit`` bytes: the members' declared sizes must fit it, and each
+    array's header may declare no more bytes than its member holds (NumPy allocates what the
+    header says before it reads). ``InputError`` naming ``what`` (and ending in ``hint`` when
+    the file is no readable .npz) for anything else."""
+    import zipfile
+
+    import numpy as np
+
+    path = os.fspath(path)
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = [i for i in zf.infolist() if not i.is_dir()]
+            total = sum(i.file_size for i in infos)
+            if total > limit:
+                raise InputError(f"{what} {path} unpacks to {total} bytes, over the {limit} this reader allows")
+            out = {}
+            for info in infos:
+                if not info.filename.endswith(".npy") or len(infos) > 4096:
+                    raise InputError(f"{what} {path} holds {info.filename[:60]!r}: not an .npz of arrays")
+                with zf.open(info) as f:
+                    version = np.lib.format.read_magic(f)
+                    header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                              else np.lib.format.read_array_header_2_0)
+                    shape, _, dtype = header(f)
+                    if dtype.hasobject:
+                        raise InputError(f"{what} {path}: {info.filename[:60]} holds Python objects; "
+                                         "arrays of numbers are read")
+                    if int(np.prod(shape, dtype=object)) * dtype.itemsize > info.file_size:
+                        raise InputError(f"{what} {path}: the header of {info.filename[:60]} declares "
+                                         f"{shape} {dtype}, more than the member holds")
+                with zf.open(info) as f:
+                    out[info.filename[:-4]] = np.lib.format.read_array(f, allow_pickle=False)
+            return out
+    except InputError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, KeyError, EOFError, RecursionError, NotImplementedError) as e:
+        raise InputError(f"{what} {path} is not a readable .npz ({type(e).__name__}: {brief(e, 200)})"
+                         + (f"; {hint}" if hint else "")) from None
 
 
 def output_file(path, what: str, exts: Sequence[str] = (), overwrite: Optional[bool] = None) -> Path:

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -260,26 +259,22 @@ def load_latents(path, model: Optional[Generator] = None) -> Latents:
     if not os.path.isfile(path):
         raise MissingFileError(f"latent file {path} does not exist (write one with pegan project)")
     bad = InputError
+    f = checks.read_npz(path, "latent file", LATENT_FILE_LIMIT, hint="write one with pegan project")
+    names = set(f)
+    if "w" not in names:
+        raise bad(f"latent file {path} has no array 'w': not a pegan latent file (pegan project writes one)")
+    w = f["w"]
+    if w.dtype.kind not in "fiu":
+        raise bad(f"latent file {path}: w holds {w.dtype} values; real numbers are read")
+    w = np.asarray(w, np.float32)
     try:
-        with zipfile.ZipFile(path) as zf:
-            total = sum(i.file_size for i in zf.infolist())
-        if total > LATENT_FILE_LIMIT:
-            raise bad(f"latent file {path} unpacks to {total} bytes, over the {LATENT_FILE_LIMIT} this reader allows")
-        with np.load(path, allow_pickle=False) as f:
-            names = set(f.files)
-            if "w" not in names:
-                raise bad(f"latent file {path} has no array 'w': not a pegan latent file (pegan project writes one)")
-            w = f["w"]
-            if w.dtype.kind not in "fiu":
-                raise bad(f"latent file {path}: w holds {w.dtype} values; real numbers are read")
-            w = np.asarray(w, np.float32)
-            scale = tuple(int(v) for v in np.asarray(f["scale"]).reshape(-1)) if "scale" in names else (0, 0)
-            settings = json.loads(str(f["settings"])) if "settings" in names else {}
-            noises, j = [], 0
-            while f"noise_{j}" in names:
-                noises.append(np.asarray(f[f"noise_{j}"], np.float32))
-                j += 1
-    except (zipfile.BadZipFile, ValueError, OSError, KeyError, RecursionError) as e:
+        scale = tuple(int(v) for v in np.asarray(f["scale"]).reshape(-1)) if "scale" in names else (0, 0)
+        settings = json.loads(str(f["settings"])) if "settings" in names else {}
+        noises, j = [], 0
+        while f"noise_{j}" in names:
+            noises.append(np.asarray(f[f"noise_{j}"], np.float32))
+            j += 1
+    except (ValueError, TypeError, RecursionError) as e:
         raise bad(f"latent file {path} is not a readable .npz ({type(e).__name__}: {brief(e, 200)}); "
                   "write one with pegan project") from None
     if w.ndim == 2:

@@ -40,3 +40,16 @@ def tiny_checkpoints(fixtures, root):
     assert main(["convert", str(fixtures / "pe_singan_csg_tiny.mmgen.pth"), str(sn),
                  "--experiment", "singan-csg_fish", "--variant", "tiny"]) == 0
     return [str(sg), str(sn)]
+
+
+def header_bomb_npz(path, name: str = "w", shape=(10**6, 10**6), dtype="<f8"):
+    """An .npz of one tiny member whose .npy header declares ``shape`` (8 TB by default):
+    NumPy's reader allocates what a header declares before it reads the data."""
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buf, {"descr": dtype, "fortran_order": False, "shape": tuple(shape)})
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr(f"{name}.npy", buf.getvalue() + b"\0" * 64)
+    return path

@@ -298,6 +298,38 @@ def test_sixteen_bit_grey_is_scaled_from_its_full_range_wherever_images_are_read
     assert info["num_images"] == 1
 
 
+def test_hostile_or_wrong_fid_statistics_are_refused_before_any_fake_is_made(ck, fixtures, tmp_path, refused):
+    """--real-stats files: read bounded (a header declaring 8 TB, object arrays), shapes and
+    values checked, all before the fakes' features (they were read only after them)."""
+    import pickle
+
+    from helpers import header_bomb_npz
+
+    def stats(name, mu, sigma, num=10, meta="{}"):
+        np.savez(tmp_path / name, mu=mu, sigma=sigma, num=np.asarray(num), meta=np.asarray(meta))
+        return tmp_path / name
+
+    cases = {
+        header_bomb_npz(tmp_path / "bomb.npz", "sigma"): "declares (1000000, 1000000) float64",
+        stats("obj.npz", np.array([object()], dtype=object), np.eye(2)): "holds Python objects",
+        stats("ranks.npz", np.zeros((2, 2)), np.eye(2)): "must be real [D] and [D, D]",
+        stats("square.npz", np.zeros(3), np.eye(2)): "got float64 (3,) and float64 (2, 2)",
+        stats("nan.npz", np.array([0.0, np.nan]), np.eye(2)): "non-finite mean or covariance",
+        stats("num.npz", np.zeros(2), np.eye(2), num=[1, 2]): "is not a statistics file",
+        stats("meta.npz", np.zeros(2), np.eye(2), meta="[" * 100_000): "is not a statistics file",
+    }
+    (tmp_path / "junk.npz").write_bytes(b"PK junk")
+    cases[tmp_path / "junk.npz"] = "not a readable .npz"
+    with open(tmp_path / "text.pkl", "wb") as f:
+        pickle.dump({"mean": "abc", "cov": "def"}, f)
+    cases[tmp_path / "text.pkl"] = "must be real [D] and [D, D]"
+    for path, words in cases.items():
+        line = refused("evaluate", ck, "--metrics", "fid4", "--real-stats", path,
+                       "--inception", fixtures / "fid_inception_random_compact.pth", "--out", tmp_path / "m.json")
+        assert words in line and len(line) < 400, line
+    assert not (tmp_path / "m.json").exists()
+
+
 # -- part 6: validate before compiling; one line, exit 2 ----------------------------------------
 
 def test_an_existing_file_where_a_folder_is_needed(ck, images, tmp_path, refused):

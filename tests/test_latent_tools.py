@@ -13,6 +13,7 @@ from pegan import latent as lt
 from pegan import project as pj
 from pegan.cli import main
 from pegan.errors import InputError, MissingFileError
+from helpers import header_bomb_npz
 
 CFG_F = "mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512"
 
@@ -107,7 +108,8 @@ def test_latent_file_round_trip_and_hostile_files(gen, tmp_path):
     np.savez(tmp_path / "zero.npz", w=np.zeros((0, 16), np.float32))
     np.savez_compressed(tmp_path / "many.npz", w=np.zeros((lt.MAX_LATENTS + 1, 16), np.float32))
     np.savez(tmp_path / "complex.npz", w=np.zeros((1, 16), np.complex64))
-    for name, why in [("pickled.npz", "not a readable"), ("junk.npz", "not a readable"), ("nan.npz", "finite"),
+    header_bomb_npz(tmp_path / "bomb.npz")                    # 8 TB declared in a 200-byte file
+    for name, why in [("pickled.npz", "holds Python objects"), ("bomb.npz", r"declares \(1000000, 1000000\) float64"), ("junk.npz", "not a readable"), ("nan.npz", "finite"),
                       ("wide.npz", "this generator takes"), ("noW.npz", "no array 'w'"),
                       ("deep.npz", "not a readable"), ("zero.npz", "holds 0 latents"),
                       ("many.npz", f"holds {lt.MAX_LATENTS + 1} latents"), ("complex.npz", "complex64")]:

@@ -41,9 +41,9 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from pegan.checks import MAX_SIDE
 from pegan.configs import eval_scale
-from pegan.errors import InputError, MissingFileError
+from pegan.errors import InputError, MissingFileError, brief
 from pegan.imageio import decode_image
-from pegan import data, loading
+from pegan import checks, data, loading
 from pegan.convert.torchpickle import load_pickle
 from pegan.eval import metrics as M
 from pegan.eval import weights as W
@@ -181,24 +181,37 @@ def save_real_stats(path, mu, sigma, num: int, meta: dict) -> Path:
     return path
 
 
+STATS_FILE_LIMIT = 1 << 30       # bytes a statistics .npz may unpack to (8192 features: 512 MiB)
+
+
 def load_real_stats(path) -> Tuple[np.ndarray, np.ndarray, int, dict]:
     """(mu, sigma, num, meta) from a pegan ``.npz`` or an mmgen ``inception_stat.py`` pickle."""
     p = Path(path)
     if not p.is_file():
         raise MissingFileError(f"statistics file {p} does not exist")
+    kinds = "pegan .npz with mu/sigma/num/meta, or mmgen .pkl with mean/cov"
     try:
         if p.suffix == ".npz":
-            with np.load(p) as f:
-                return f["mu"], f["sigma"], int(f["num"]), json.loads(str(f["meta"]))
-
-        d = load_pickle(p)
-        if not isinstance(d, dict) or "mean" not in d or "cov" not in d:
-            raise InputError("no 'mean' and 'cov' entries")
-        return (np.asarray(d["mean"]), np.asarray(d["cov"], np.float64), int(d.get("size", -1)),
-                {"source": f"mmgen statistics {d.get('name', p.name)}"})
-    except (KeyError, ValueError, OSError, json.JSONDecodeError) as e:
-        raise InputError(f"{p} is not a statistics file (pegan .npz with mu/sigma/num/meta, or mmgen "
-                         f".pkl with mean/cov): {e}") from None
+            f = checks.read_npz(p, "statistics file", STATS_FILE_LIMIT, hint=f"give a {kinds}")
+            mu, sigma, num, meta = f["mu"], f["sigma"], int(f["num"]), json.loads(str(f["meta"]))
+        else:
+            d = load_pickle(p)
+            if not isinstance(d, dict) or "mean" not in d or "cov" not in d:
+                raise InputError("no 'mean' and 'cov' entries")
+            mu, sigma, num = np.asarray(d["mean"]), np.asarray(d["cov"]), int(d.get("size", -1))
+            meta = {"source": f"mmgen statistics {str(d.get('name', p.name))[:200]}"}
+    except InputError:
+        raise
+    except (KeyError, ValueError, TypeError, OSError, RecursionError) as e:
+        raise InputError(f"{p} is not a statistics file ({kinds}): {type(e).__name__}: {brief(e, 200)}") from None
+    if (mu.dtype.kind not in "fiu" or sigma.dtype.kind not in "fiu" or mu.ndim != 1 or not 1 <= mu.shape[0] <= 8192
+            or sigma.shape != (mu.shape[0], mu.shape[0])):
+        raise InputError(f"statistics file {p}: mean and covariance must be real [D] and [D, D] (D at most 8192), "
+                         f"got {mu.dtype} {mu.shape} and {sigma.dtype} {sigma.shape}")
+    mu, sigma = mu.astype(np.float64), sigma.astype(np.float64)
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise InputError(f"statistics file {p} holds a non-finite mean or covariance value: a damaged file")
+    return mu, sigma, num, meta if isinstance(meta, dict) else {}
 
 
 def _file_digest(path) -> str:
@@ -243,6 +256,8 @@ class Evaluator:
         self.num_fakes = max(n for _, _, n in self.metrics)
         self.real = RealImages(real) if real is not None else None
         self.real_stats = real_stats
+        # read and checked now, not after the fakes' features took their minutes
+        self._stats = load_real_stats(real_stats) if real_stats is not None else None
         if self.real is None and (real_stats is None or any(k == "pr" for _, k, _ in self.metrics)):
             raise InputError("precision/recall needs real images (--real DATASET); FID needs real images "
                              "or a statistics file (--real-stats FILE)")
@@ -388,7 +403,7 @@ class Evaluator:
 
     def _fid_real(self, num: int):
         if self.real_stats is not None:
-            mu, sigma, n, meta = load_real_stats(self.real_stats)
+            mu, sigma, n, meta = self._stats
             if n >= 0 and n < num:
                 self.log(f"note: the real statistics hold {n} images, fewer than the {num} fakes")
             return mu, sigma, {"real": str(self.real_stats), "real_count": n, **meta}
@@ -406,6 +421,9 @@ class Evaluator:
             if kind == "fid":
                 mu_r, sig_r, src = self._fid_real(n)
                 mu_f, sig_f = M.feature_stats(fakes["inception"][:n])
+                if mu_r.shape != mu_f.shape:
+                    raise InputError(f"the real statistics {src['real']} have {mu_r.shape[0]} features, the "
+                                     f"FID network {mu_f.shape[0]}: statistics of another network")
                 fid = M.fid_from_stats(mu_f, sig_f, mu_r, sig_r, method=self.protocol.fid_method)
                 results[name] = {**fid, "num_fakes": n, **src}
             elif kind == "kid":
