@@ -111,10 +111,14 @@ def test_evaluate_cli_end_to_end(fixtures, tmp_path):
     want = metrics.precision_recall(v_real, v_fake)
     assert (got_pr["precision"], got_pr["recall"]) == (want["precision"], want["recall"])
 
-    # a second run reads the cached real features and gives the same numbers
+    # a second run reads the cached real features and gives the same numbers; a damaged cache
+    # file (here the 20 Inception rows cut short) is computed again, not read or a traceback
+    inc_cache = [f for f in (tmp_path / "cache").rglob("*.npy") if "-inception-" in f.name and "-20-" in f.name]
+    assert len(inc_cache) == 1, sorted((tmp_path / "cache").rglob("*"))
+    inc_cache[0].write_bytes(inc_cache[0].read_bytes()[:200])
     r2 = pegan_cli(*args)
     assert r2.returncode == 0, r2.stderr
-    assert "cached" in r2.stdout
+    assert "vgg16 features: cached" in r2.stdout and "is damaged" in r2.stdout and "computing them again" in r2.stdout
     rep2 = json.loads((tmp_path / "m.json").read_text())
     assert rep2["metrics"]["fid20"]["fid"] == got_fid["fid"]
     assert rep2["metrics"]["pr12"] == got_pr

@@ -385,8 +385,17 @@ class Evaluator:
         """Features of the first ``num`` real images (cached on disk per dataset, network and order)."""
         path = self._real_cache_path(net, num, order)
         if path.is_file():
-            self.log(f"real {net} features: cached {path}")
-            return np.load(path)
+            try:
+                feats = np.load(path, allow_pickle=False)
+                ok = feats.ndim == 2 and feats.shape[0] == num and feats.dtype.kind == "f" and np.isfinite(feats).all()
+            except (ValueError, OSError, EOFError) as e:
+                ok, why = False, brief(e, 120)
+            else:
+                why = f"{feats.dtype} {feats.shape}, not {num} finite feature rows"
+            if ok:
+                self.log(f"real {net} features: cached {path}")
+                return feats
+            self.log(f"real {net} features: the cached {path} is damaged ({why}); computing them again")
         t0 = time.time()
         fn = self._feature_fn((net,), order == "bgr")
         feats = self._run_batches(num, self._read_range, fn, self._netvars((net,)))[net]
