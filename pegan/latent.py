@@ -116,23 +116,23 @@ def latents_for(loaded, seed: int, num: int, scale, truncation: float = 1.0) -> 
 def parse_layers(text: str, num_latents: int) -> List[int]:
     """'A-B' (inclusive), 'A,B,C' or a mix of both -> sorted style indices in [0, L-1]."""
     out = set()
+    shown = repr(str(text)[:80])
+    if len(str(text)) > 1000:
+        raise InputError(f"layers {shown}...: give style indices as A-B or A,B,C (e.g. 0-6), at most 1000 characters")
     for part in str(text).split(","):
         part = part.strip()
         if not part:
             continue
         try:
-            if "-" in part:
-                a, b = (int(v) for v in part.split("-", 1))
-                if a > b:
-                    raise ValueError
-                out.update(range(a, b + 1))
-            else:
-                out.add(int(part))
+            a, b = (int(v) for v in part.split("-", 1)) if "-" in part[1:] else (int(part),) * 2
+            if a > b:
+                raise ValueError
         except ValueError:
-            raise InputError(f"layers {text!r}: give style indices as A-B or A,B,C (e.g. 0-6)") from None
-    bad = [v for v in out if not 0 <= v < num_latents]
-    if bad:
-        raise InputError(f"layers {text!r}: this generator has styles 0-{num_latents - 1}, not {bad[0]}")
+            raise InputError(f"layers {shown}: give style indices as A-B or A,B,C (e.g. 0-6)") from None
+        for v in (a, b):            # both ends checked before the range is made (0-10**15 held every integer)
+            if not 0 <= v < num_latents:
+                raise InputError(f"layers {shown}: this generator has styles 0-{num_latents - 1}, not {v}")
+        out.update(range(a, b + 1))
     return sorted(out)
 
 

@@ -120,6 +120,14 @@ def test_latent_file_round_trip_and_hostile_files(gen, tmp_path):
         lt.load_latents(tmp_path / "none.npz")
     with pytest.raises(InputError, match="styles 0-7"):
         lt.parse_layers("0-9", 8)
+    assert lt.parse_layers(" 2 , 4-5,5", 8) == [2, 4, 5] and lt.parse_layers("0-7", 8) == list(range(8))
+    # the ends are checked before a range is made: 0-10**15 held every integer (the explore
+    # server, reachable by one GET, was killed at 24 GB)
+    for text, words in [("0-999999999999999", "not 999999999999999"), ("-1", "not -1"), ("3-2", "A-B or A,B,C"),
+                        ("5" * 5000, "A-B or A,B,C"), ("1," * 1000, "at most 1000 characters")]:
+        with pytest.raises(InputError, match=words) as e:
+            lt.parse_layers(text, 8)
+        assert len(str(e.value)) < 300
 
 
 def test_default_scale_and_target_preparation(gen):
