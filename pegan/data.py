@@ -34,6 +34,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sys
 import time
 from collections import OrderedDict
@@ -266,6 +267,10 @@ class SyntheticImages(ImageFolder):
         self.size, self.skipped = size, []
 
 
+# what tfds's writer puts in a dataset's version folder
+_PREPARED_FILES = ("dataset_info.json", "features.json", f"{_BUILDER_NAME}-*.array_record-*", "*.tfrecord-*")
+
+
 def _earlier_prepare(d: Path) -> bool:
     """An earlier ``pegan prepare`` output that --overwrite may replace: its info file names the
     format, and the folder holds nothing else but the dataset pegan wrote."""
@@ -273,8 +278,19 @@ def _earlier_prepare(d: Path) -> bool:
         info = json.loads((d / INFO_FILE).read_text())
     except (OSError, ValueError, RecursionError):
         return False
-    return (isinstance(info, dict) and info.get("format") == "pegan-prepared-images"
-            and not foreign_entries(d, (INFO_FILE, _BUILDER_NAME)))
+    if not (isinstance(info, dict) and info.get("format") == "pegan-prepared-images"
+            and not foreign_entries(d, (INFO_FILE, _BUILDER_NAME))):
+        return False
+    # the whole tree, not its top level only: <builder>/<version>/ holding tfds's files, no folder
+    builder = d / _BUILDER_NAME
+    if not builder.is_dir() or builder.is_symlink():
+        return not builder.exists()
+    for version in builder.iterdir():
+        if not version.is_dir() or version.is_symlink() or not re.fullmatch(r"\d+\.\d+\.\d+", version.name):
+            return False
+        if any(f.is_dir() or f.is_symlink() or foreign_entries(version, _PREPARED_FILES) for f in version.iterdir()):
+            return False
+    return True
 
 
 def prepare(folder, out_dir, size: int, on_error: str = "raise", encoding: str = "raw",
@@ -293,6 +309,9 @@ def prepare(folder, out_dir, size: int, on_error: str = "raise", encoding: str =
         raise InputError(f"encoding must be 'raw' or 'png', got {encoding!r}")
     size = image_size((size, size), f"--size {size}", MAX_STORED_SIDE, raise_with=None)[0]
     folder, out_dir = Path(folder).resolve(), Path(out_dir).resolve()
+    if folder == out_dir or out_dir in folder.parents:
+        raise InputError(f"the image folder {folder} is inside --out {out_dir}: writing there would replace "
+                         "the images being read; choose an --out outside it")
     files = list_images(folder)
     workers = workers or min(8, os.cpu_count() or 1)
     t0 = time.time()

@@ -314,3 +314,28 @@ def test_cli_prepare_then_train_a_tiny_mspie_writes_samples_at_three_scales(src,
     assert pngs
     grid = np.asarray(Image.open(pngs[-1]))
     assert grid.shape[0] > 32 + 48 + 64                  # three rows: 32, 48 and 64 px
+
+
+def test_overwrite_never_replaces_a_prepared_folder_holding_the_users_files(square, tmp_path):
+    """--overwrite replaced an earlier output whose top level looked like pegan's, deleting the
+    user's folder nested inside it, which was the very folder being read."""
+    import shutil
+
+    out = tmp_path / "P"
+    D.prepare(square, out, 16)
+    assert D._earlier_prepare(out)
+    mine = out / D._BUILDER_NAME / "mine"
+    shutil.copytree(square, mine)
+    with pytest.raises(ValueError, match="is inside --out .*choose an --out outside it"):
+        D.prepare(mine, out, 16, overwrite=True)
+    assert not D._earlier_prepare(out)                       # a folder of the user's in the tree
+    with pytest.raises(FileExistsError, match="not a `pegan prepare` output"):
+        D.prepare(square, out, 16, overwrite=True)
+    assert sorted(p.name for p in mine.iterdir()) == sorted(p.name for p in square.iterdir())
+    shutil.rmtree(mine)
+    version = next((out / D._BUILDER_NAME).iterdir())
+    (version / "notes.txt").write_text("mine")               # a file of the user's beside tfds's
+    assert not D._earlier_prepare(out)
+    (version / "notes.txt").unlink()
+    assert D._earlier_prepare(out)
+    assert D.prepare(square, out, 16, overwrite=True)["num_images"] == 11
