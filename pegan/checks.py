@@ -24,7 +24,7 @@ from typing import Callable, Iterator, Optional, Sequence, Tuple, Union
 from pegan.errors import ExistingPathError, InputError, PeganError, StorageError, brief
 
 __all__ = ["MAX_SIDE", "MAX_STORED_SIDE", "at_least", "batch_size", "image_size", "output_file", "output_dir",
-           "replacing_dir", "foreign_entries", "read_npz", "number_in", "seed", "MAX_SEED", "storage_errno", "storage_errors"]
+           "replacing_dir", "foreign_entries", "read_npz", "writing_file", "number_in", "seed", "MAX_SEED", "storage_errno", "storage_errors"]
 
 MAX_SIDE = 4096           # px: the largest image side `sample` / `evaluate` make unless raised (--max-side)
 MAX_STORED_SIDE = 16384   # px: the largest side `pegan prepare` stores
@@ -162,7 +162,7 @@ def read_npz(path, what: str, limit: int, hint: str = "") -> dict:
                     shape, _, dtype = header(f)
                     if dtype.hasobject:
                         raise InputError(f"{what} {path}: {info.filename[:60]} holds Python objects; "
-                                         "arrays of numbers are read")
+                                         "arrays of numbers or text are read")
                     if int(np.prod(shape, dtype=object)) * dtype.itemsize > info.file_size:
                         raise InputError(f"{what} {path}: the header of {info.filename[:60]} declares "
                                          f"{shape} {dtype}, more than the member holds")
@@ -183,6 +183,7 @@ def output_file(path, what: str, exts: Sequence[str] = (), overwrite: Optional[b
     (``written_by_pegan``: a PNG with pegan's mark, an evaluate report); the command
     line's --overwrite replaces any; None: not asked (files pegan names itself)."""
     p = Path(path)
+    _check_name(p, what)
     if overwrite is False and p.is_file():
         if not written_by_pegan(p):
             raise ExistingPathError(f"{what} {p} exists and is not a file pegan wrote; pass --overwrite to "
@@ -196,18 +197,47 @@ def output_file(path, what: str, exts: Sequence[str] = (), overwrite: Optional[b
     bad = _file_above(p)
     if bad is not None:
         raise ExistingPathError(f"{what} {p}: {bad} is a file, not a folder")
+    _check_writable(p, what)
     return p
 
 
 def output_dir(path, what: str) -> Path:
-    """A folder pegan is about to write into: a folder or missing, with no file above it."""
+    """A folder pegan is about to write into: a folder or missing, with no file above it, in a
+    place the system lets pegan write (``_check_writable``)."""
     p = Path(path)
+    _check_name(p, what)
     if p.exists() and not p.is_dir():
         raise ExistingPathError(f"{what} {p} is a file, not a folder")
     bad = _file_above(p)
     if bad is not None:
         raise ExistingPathError(f"{what} {p}: {bad} is a file, not a folder")
+    _check_writable(p, what)
     return p
+
+
+def _check_name(p: Path, what: str) -> None:
+    """Refuse a path with a name longer than file systems take (255 bytes), before it is used."""
+    for part in p.parts:
+        if len(os.fsencode(part)) > 255:
+            raise StorageError(f"cannot write {what} {str(p)[:80]}...: a name of {len(os.fsencode(part))} bytes, "
+                               "over the 255 a file system takes; choose a shorter name")
+
+
+def _check_writable(p: Path, what: str) -> None:
+    """Refuse, before any work, an output the system will not let pegan write: a folder (the path's nearest existing one: missing folders are
+    made there) where no file can be created: read-only, not permitted, a pseudo file system
+    such as /proc. Probed by creating and removing an empty file; nothing is left."""
+    folder = p.parent if not p.is_dir() else p
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    probe = folder / f".pegan-probe-{secrets.token_hex(4)}"
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as e:
+        raise StorageError(f"cannot write {what} {p}: {folder} does not let pegan create files there "
+                           f"({os.strerror(e.errno) if e.errno else e}); choose another place") from None
+    with contextlib.suppress(OSError):
+        os.unlink(probe)
 
 
 def foreign_entries(path, patterns: Sequence[str]) -> list:
@@ -252,7 +282,29 @@ def replacing_dir(path, what: str, kind: str, owned: Callable[[Path], bool],
 
 # -- failed writes ---------------------------------------------------------------------------
 
-STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM})
+@contextlib.contextmanager
+def writing_file(path, what: Optional[str] = None) -> Iterator[Path]:
+    """Write one output file safely: yields a temporary path beside ``path`` (the same suffix,
+    so writers that go by it pick the same format) that replaces ``path`` only when the block
+    completes; a failed write leaves neither a partial file nor a damaged earlier one.
+    Missing parent folders are created; a failed write is one ``StorageError``
+    (``storage_errors``) naming ``what`` (default: the path)."""
+    p = Path(path)
+    tmp = p.with_name(f".pegan-{secrets.token_hex(4)}{p.suffix}")
+    with storage_errors(what or str(p), f"{p} is unchanged" if p.exists() else "nothing was written"):
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            yield tmp
+            os.replace(tmp, p)
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+# a write that fails for want of space, quota or permission, or for a path the system will not
+# take (a missing or pseudo folder such as /proc, a name too long, a file where a folder is)
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM,
+                            errno.ENOENT, errno.ENAMETOOLONG, errno.ENOTDIR, errno.EISDIR, errno.EEXIST})
 _OS_ERROR_CODE = re.compile(r"os_error_code='?(\d+)")
 
 

@@ -490,9 +490,8 @@ def _save_samples(args, imgs, loaded, what, t0):
     path = save_png(args.out, image_grid(to_uint8(imgs), ncol=args.ncol, pad=args.pad))
     msg = f"wrote {path}"
     if args.npy:
-        with checks.storage_errors(args.npy):
-            os.makedirs(os.path.dirname(os.path.abspath(args.npy)), exist_ok=True)
-            np.save(args.npy, imgs)
+        with checks.writing_file(args.npy) as tmp, open(tmp, "wb") as f:
+            np.save(f, imgs)
         msg += f" and {args.npy} (float32 [N, H, W, 3] RGB in [-1, 1])"
     print(f"{msg}: {len(imgs)} images of {imgs.shape[1]}x{imgs.shape[2]} ({what}) in {time.time() - t0:.1f} s")
     return 0
@@ -798,10 +797,8 @@ def _evaluate(args) -> int:
         else:
             print(f"{name}: precision {r['precision']:.4f}, recall {r['recall']:.4f}; "
                   f"{r['num_fakes']} fakes, {r['num_reals']} reals of {r['real']}")
-    with checks.storage_errors(out):
-        os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-        with open(out, "w") as f:
-            json.dump(report, f, indent=2)
+    with checks.writing_file(out) as tmp:
+        tmp.write_text(json.dumps(report, indent=2))
     print(f"wrote {out} in {report['seconds']:.0f} s")
     return 0
 

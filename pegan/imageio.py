@@ -9,7 +9,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from pegan.checks import PEGAN_MARK, storage_errors, written_by_pegan
+from pegan.checks import PEGAN_MARK, writing_file, written_by_pegan
 from pegan.errors import DataError, MissingFileError, brief
 
 __all__ = ["IMAGE_EXTS", "to_uint8", "image_grid", "save_png", "labelled_row", "stack_rows", "to_rgb",
@@ -84,13 +84,11 @@ def save_png(path, image: np.ndarray) -> str:
 
     path = os.fspath(path)
     arr = image[..., 0] if image.shape[-1] == 1 else image
-    with storage_errors(path):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with writing_file(path) as tmp:          # a failed write keeps an earlier file whole
         if path.lower().endswith(".png"):
-            with open(path, "wb") as f:
-                f.write(png_bytes(image))
+            tmp.write_bytes(png_bytes(image))
         else:
-            Image.fromarray(arr).save(path)
+            Image.fromarray(arr).save(tmp)
     return path
 
 

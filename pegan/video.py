@@ -49,7 +49,7 @@ import numpy as np
 
 from pegan import checks, ops
 from pegan._extras import missing
-from pegan.errors import InputError
+from pegan.errors import InputError, StorageError
 from pegan.imageio import to_uint8
 from pegan.latent import Latents, generator_of, noise_for_scale, renderer, seed_latents, to_w, truncate
 from pegan.loading import singan_noise_shapes, singan_runner, singan_sizes
@@ -120,6 +120,21 @@ def _write_mp4(path: str, frames: Iterator[np.ndarray], fps: float) -> Tuple[int
     return n, size
 
 
+def _check_mp4(tmp: str, frames: int, path: str) -> None:
+    """ffmpeg reports a failed write (a folder it may not write, a full disk) only on its own
+    stderr, and imageio's writer returns as if it had succeeded: read the file back and count
+    its frames. A StorageError when it holds fewer than were written."""
+    import imageio_ffmpeg
+
+    try:
+        got = imageio_ffmpeg.count_frames_and_secs(tmp)[0] if os.path.getsize(tmp) else 0
+    except (OSError, RuntimeError):
+        got = 0
+    if got != frames:
+        raise StorageError(f"cannot write {path}: ffmpeg wrote {got} of its {frames} frames (a full disk, or a "
+                           "folder it may not write: see its message above)")
+
+
 def _write_gif(path: str, frames: Iterator[np.ndarray], fps: float) -> Tuple[int, Tuple[int, int]]:
     from PIL import Image
 
@@ -152,9 +167,10 @@ def write_video(path, frames: Iterable[np.ndarray], fps: float = 24.0, log=print
         note = (f"MP4 needs imageio-ffmpeg (missing: {', '.join(gone)}): wrote {gif} instead of {path}; "
                 "for MP4: pip install 'pegan[video]'")
         path, ext = gif, ".gif"
-    with checks.storage_errors(path):
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        n, size = (_write_mp4 if ext == ".mp4" else _write_gif)(path, frames, float(fps))
+    with checks.writing_file(path) as tmp:      # a failed write leaves no partial file, keeps an earlier one
+        n, size = (_write_mp4 if ext == ".mp4" else _write_gif)(str(tmp), frames, float(fps))
+        if ext == ".mp4":
+            _check_mp4(str(tmp), n, path)
     if note:
         log(note)
     return Written(path, n, tuple(int(v) for v in size))

@@ -330,6 +330,33 @@ def test_hostile_or_wrong_fid_statistics_are_refused_before_any_fake_is_made(ck,
     assert not (tmp_path / "m.json").exists()
 
 
+def test_a_failed_write_keeps_the_earlier_file_whole_and_leaves_nothing(ck, tmp_path, refused, monkeypatch):
+    """Output files are written beside their name and renamed when complete: a write that fails
+    (here the disk fills as the PNG is written) leaves the earlier file as it was (it was left
+    truncated) and no partial file; paths the system refuses (a pseudo folder) are one line."""
+    import errno as errno_mod
+
+    from pegan import imageio as pio
+
+    for flag in ("--out", "--npy"):          # refused before anything is generated (it was after)
+        line = refused("sample", ck, flag, "/proc/pegan_x" + (".png" if flag == "--out" else ".npy"))
+        assert f"cannot write {flag} /proc/pegan_x" in line and "/proc does not let pegan create files" in line
+    assert "over the 255 a file system takes" in refused("sample", ck, "--out", tmp_path / ("a" * 300 + ".png"))
+    assert "/proc does not let pegan create files" in refused("train", EXP_F, "--variant", "tiny", "--data", tmp_path,
+                                                              "--workdir", "/proc/pegan_run")
+    out = tmp_path / "s.png"
+    pio.save_png(out, np.full((4, 4, 3), 7, np.uint8))
+    old = out.read_bytes()
+
+    def full(image):
+        raise OSError(errno_mod.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(pio, "png_bytes", full)
+    with pytest.raises(StorageError, match="No space left on device; .*s.png is unchanged"):
+        pio.save_png(out, np.zeros((4, 4, 3), np.uint8))
+    assert out.read_bytes() == old and [p.name for p in tmp_path.iterdir()] == ["s.png"]
+
+
 # -- part 6: validate before compiling; one line, exit 2 ----------------------------------------
 
 def test_an_existing_file_where_a_folder_is_needed(ck, images, tmp_path, refused):

@@ -289,7 +289,7 @@ def test_latent_upload(served, ckpts, tmp_path, monkeypatch):
     pickled = tmp_path / "p.npz"
     np.savez(pickled, w=np.array([object()], dtype=object))
     for data, name, words in [(b"not a zip", "x.npz", "not a readable .npz"),
-                              (open(pickled, "rb").read(), "p.npz", "not a readable .npz"),
+                              (open(pickled, "rb").read(), "p.npz", "holds Python objects"),
                               (open(two, "rb").read(), "two.npz", "holds 2 latents"),
                               (open(good, "rb").read(), "../../etc.txt", "a latent file is a .npz")]:
         code, body = c.post("/api/latent", data, ckpt=0, name=name)

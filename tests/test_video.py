@@ -2,6 +2,7 @@
 interpolations, scale sweeps and PE-SinGAN walks, MP4 read back, the GIF fallback, and bad
 input as one line with exit status 2. One tiny MS-PIE and one tiny PE-SinGAN serve every test."""
 
+import pathlib
 import sys
 
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 
 import pegan.api as pg
 from pegan import checks, cli, video
-from pegan.errors import ExistingPathError, InputError
+from pegan.errors import ExistingPathError, InputError, StorageError
 from pegan.imageio import to_uint8
 
 CFG_F = "mspie-stylegan2-config-f_c2_8xb3-1100kiters_ffhq-256-512"
@@ -168,6 +169,27 @@ def test_fps_out_of_range_is_refused_before_anything_is_written(tmp_path, fps):
     with pytest.raises(InputError, match="fps must be a finite number >= 0.01 and <= 1000"):
         video.write_video(tmp_path / "v.gif", _moving_frames(2, 8, 8), fps=fps)
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
+def test_an_mp4_ffmpeg_could_not_write_is_an_error_not_a_success(tmp_path):
+    """imageio's writer returned as if it had written when ffmpeg could not (a pseudo folder, a
+    read-only one, a full disk); the file is read back and its frames counted."""
+    pytest.importorskip("imageio_ffmpeg")
+    with pytest.raises(StorageError, match="/proc does not let pegan create files there"):
+        video.write_video("/proc/pegan_test.mp4", _moving_frames(3, 8, 8))     # refused before ffmpeg runs
+    before = video.write_video(tmp_path / "v.mp4", _moving_frames(3, 8, 8)).path
+    cut = tmp_path / "cut.mp4"                  # what a disk that fills leaves: the file cut short
+    cut.write_bytes(pathlib.Path(before).read_bytes()[:300])
+    with pytest.raises(StorageError, match="ffmpeg wrote 0 of its 3 frames"):
+        video._check_mp4(str(cut), 3, "x.mp4")
+    cut.unlink()
+    video._check_mp4(before, 3, "x.mp4")        # a whole file passes
+    old = pathlib.Path(before).read_bytes()
+    with pytest.raises(InputError):                              # a bad frame half way: nothing replaced
+        video.write_video(tmp_path / "v.mp4", iter([_moving_frames(1, 8, 8)[0], np.zeros((4, 4), np.uint8)]),
+                          overwrite=True)
+    assert pathlib.Path(before).read_bytes() == old and sorted(p.name for p in tmp_path.iterdir()) == ["v.mp4"]
 
 
 # -- PE-SinGAN random walk ------------------------------------------------------------------------
