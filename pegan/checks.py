@@ -63,6 +63,18 @@ def number_in(value, what: str, lo: Optional[float] = None, hi: Optional[float] 
     return v
 
 
+MAX_HELD_BYTES = 8 << 30   # float32 pixels one command holds at once (its images, and their noise)
+
+
+def held_images(num: int, h: int, w: int, what: str = "the number of images") -> None:
+    """Refuse ``num`` [h, w, 3] float32 images that would need over ``MAX_HELD_BYTES`` at once."""
+    need = int(num) * int(h) * int(w) * 3 * 4
+    if need > MAX_HELD_BYTES:
+        fit = max(1, MAX_HELD_BYTES // (int(h) * int(w) * 12))
+        raise InputError(f"{what} {num} of {h}x{w} px would hold {need / 2**30:.1f} GiB at once, over the "
+                         f"{MAX_HELD_BYTES >> 30} GiB pegan allows; make at most {fit} per command")
+
+
 MAX_SEED = 2**63 - 1       # seeds are int64 (jax.random.PRNGKey)
 FPS_RANGE = (0.01, 1000.0)   # frames per second of a video pegan writes (a GIF frame lasts at most 655 s)
 

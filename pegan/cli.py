@@ -25,6 +25,10 @@ from pegan._extras import require_for_command
 from pegan.errors import InputError, PeganError, PeganWarning
 
 
+MAX_IMAGES = 4096     # images one `pegan sample` makes (its grid and --npy hold them all)
+MAX_BATCH = 1024      # images per forward pass
+
+
 class UserError(PeganError):
     """A command-line mistake: printed without a traceback, exit status 2."""
 
@@ -45,11 +49,16 @@ class _Parser(argparse.ArgumentParser):
         raise _ArgumentError(self.prog, message)
 
 
-def _count(minimum: int):
-    """An argparse type: a whole number of at least ``minimum`` (``checks.at_least``)."""
+def _count(minimum: int, maximum: Optional[int] = None):
+    """An argparse type: a whole number of at least ``minimum`` (``checks.at_least``) and, where
+    given, at most ``maximum`` (what a command can hold in memory: a bigger number allocated
+    it all at once and ended in an out-of-memory traceback)."""
     def count(text: str) -> int:
         try:
-            return checks.at_least(int(text), minimum, "the value")
+            v = checks.at_least(int(text), minimum, "the value")
+            if maximum is not None and v > maximum:
+                raise InputError(f"the value must be at most {maximum}, got {v}")
+            return v
         except InputError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
         except ValueError:
@@ -864,7 +873,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", help="image size H,W in pixels instead (must map to whole offsets)")
     s.add_argument("--max-side", type=_count(1), default=checks.MAX_SIDE,
                    help=f"refuse images with a side over this many px (default {checks.MAX_SIDE})")
-    s.add_argument("--num", type=_count(1), default=16)
+    s.add_argument("--num", type=_count(1, MAX_IMAGES), default=16)
     s.add_argument("--truncation", type=_number(-2.0, 2.0), default=1.0)
     s.add_argument("--truncation-sweep", help="comma list of truncation values: one row per image, one column "
                    "per value (e.g. 0,0.25,0.5,0.75,1)")
@@ -874,7 +883,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "images (image i from image i)")
     s.add_argument("--mix-layers", help="style indices A-B or A,B,C for --mix-seed (0: the coarsest)")
     s.add_argument("--seed", type=_seed, default=0)
-    s.add_argument("--batch", type=_count(1), default=4, help="images per forward pass")
+    s.add_argument("--batch", type=_count(1, MAX_BATCH), default=4, help="images per forward pass")
     s.add_argument("--which", default="ema", choices=["ema", "orig"], help="EMA or raw generator")
     s.add_argument("--noise", default="random", choices=["random", "const"],
                    help="per-layer noise drawn from the seed, or the stored noise (scale 0 only)")
@@ -906,7 +915,7 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--step", type=int, default=None, help="checkpoint step to read (default: the latest)")
         q.add_argument("--experiment", help="for a .pth: the experiment, if not recognised")
         q.add_argument("--variant", choices=["full", "tiny"], default=None)
-        q.add_argument("--batch", type=_count(1), default=4, help="images per forward pass")
+        q.add_argument("--batch", type=_count(1, MAX_BATCH), default=4, help="images per forward pass")
 
     m = sub.add_parser("mix", help="style-mixing grid at any scale: rows x columns of seeds or projected latents")
     m.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
@@ -926,12 +935,12 @@ def build_parser() -> argparse.ArgumentParser:
     j.add_argument("--outdir", required=True, help="new folder: <outdir>/<target name>/projected_w.npz, "
                    "target.png, projected.png, compare.png")
     j.add_argument("--wplus", action="store_true", help="one style per layer (W+) instead of one w")
-    j.add_argument("--steps", type=_count(1), default=1000, help="optimisation steps (default 1000, NVIDIA's)")
+    j.add_argument("--steps", type=_count(1, 10**6), default=1000, help="optimisation steps (default 1000, NVIDIA's)")
     j.add_argument("--lr", type=float, default=0.1, help="initial learning rate (default 0.1)")
     j.add_argument("--noise-reg", type=float, default=1e5, help="noise regularisation weight (default 1e5)")
     j.add_argument("--pixel-weight", type=float, default=0.0,
                    help="weight of the pixel MSE beside the VGG16 distance (default 0; 1 without VGG16)")
-    j.add_argument("--w-avg-samples", type=_count(1), default=10000, help="z samples for w_avg / w_std")
+    j.add_argument("--w-avg-samples", type=_count(1, 10**5), default=10000, help="z samples for w_avg / w_std")
     j.add_argument("--seed", type=_seed, default=0)
     j.add_argument("--vgg16", help="torchvision vgg16-397923af.pth (or $PEGAN_VGG16_WEIGHTS); without: pixels only")
     j.add_argument("--init", help="start from a projected_w.npz (one latent per target; the schedule restarts)")
@@ -954,7 +963,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--latents", help="keyframe latent files of pegan project, e.g. a.npz,b.npz (every row in order)")
     v.add_argument("--space", choices=["z", "w"], default=None, help="interpolate by slerp in z (seeds only; "
                    "the default for seeds) or by lerp in w (the default for latent files)")
-    v.add_argument("--frames", type=_count(1), default=None, help="frames per keyframe pair (default 48: 2 s at "
+    v.add_argument("--frames", type=_count(1, 10**5), default=None, help="frames per keyframe pair (default 48: 2 s at "
                    "24 fps); SinGAN: frames of the walk (default 100)")
     v.add_argument("--loop", action="store_true", help="run back to the first keyframe (no repeated last frame)")
     v.add_argument("--truncation", type=_number(-2.0, 2.0), default=1.0)
@@ -968,7 +977,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--scale-h", metavar="A:B", help="sweep the height offset from A to B")
     v.add_argument("--scale-w", metavar="C:D", help="sweep the width offset from C to D")
     v.add_argument("--hold", type=_count(1), default=None, help="sweep: repeat each frame K times (default 1)")
-    v.add_argument("--batch", type=_count(1), default=4, help="frames per forward pass (default 4)")
+    v.add_argument("--batch", type=_count(1, MAX_BATCH), default=4, help="frames per forward pass (default 4)")
     v.add_argument("--seed", type=_seed, default=0, help="SinGAN: the walk's seed; latent files at another scale: "
                    "file i's noise comes from seed + i (default 0)")
     v.add_argument("--start-stage", type=_count(0), default=None, help="SinGAN: the first stage whose noise walks; "
@@ -1047,7 +1056,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--real-stats", help="FID statistics of the reals: a pegan .npz or mmgen's inception .pkl")
     e.add_argument("--inception", help="pt_inception-2015-12-05-6726825d.pth (or $PEGAN_INCEPTION_WEIGHTS)")
     e.add_argument("--vgg16", help="torchvision vgg16-397923af.pth (or $PEGAN_VGG16_WEIGHTS)")
-    e.add_argument("--batch", type=_count(1), default=16, help="images per step over all local devices (default 16)")
+    e.add_argument("--batch", type=_count(1, MAX_BATCH), default=16, help="images per step over all local devices (default 16)")
     e.add_argument("--seed", type=_seed, default=0, help="seed of the fakes")
     e.add_argument("--no-quantize", action="store_true", help="feed float fakes (mmgen rounds them to 8 bits)")
     e.add_argument("--pr-real-order", choices=["bgr", "rgb"], default="bgr",

@@ -25,7 +25,7 @@ from pegan.convert.torchpickle import load_pickle, load_pth, state_dict_of
 from pegan.latent import seed_latents
 from pegan.models import singan as sm
 from pegan.models.stylegan2 import (Generator, abstract_variables, build_discriminator,
-                                    build_generator, checked_scale, compute_mean_latent, scale_pair)
+                                    build_generator, checked_scale, compute_mean_latent, image_size, scale_pair)
 
 __all__ = ["Loaded", "load", "with_compute", "announce_compute", "convert", "convert_reference", "convert_singan_reference", "sample", "sample_program",
            "singan_sample", "singan_inputs", "singan_sizes", "singan_noise_shapes", "singan_runner", "resolve_scale", "is_singan_state_dict", "ConversionError",
@@ -446,6 +446,8 @@ def sample(loaded: Loaded, num: int, chosen_scale=0, truncation: float = 1.0, se
     if num < 1 or batch < 1:
         raise InputError("num and batch must be positive")
     scale = resolve_scale(model, chosen_scale, size, max_side)
+    h, w = image_size(model.out_size, scale)
+    checks.held_images(num, h, w, "num")
     z, noises = seed_latents(model, seed, num, scale)      # the seed convention of every latent tool
     if noise == "random":
         pass

@@ -357,6 +357,26 @@ def test_a_failed_write_keeps_the_earlier_file_whole_and_leaves_nothing(ck, tmp_
     assert out.read_bytes() == old and [p.name for p in tmp_path.iterdir()] == ["s.png"]
 
 
+def test_counts_that_cannot_fit_in_memory_are_refused_before_any_work(ck, tmp_path, refused):
+    """Numbers that were allocated all at once and ended in an out-of-memory traceback (or an
+    XLA abort): bounded, one line each."""
+    out, stats = tmp_path / "x.png", tmp_path / "s.npz"
+    assert "--num: the value must be at most 4096" in refused("sample", ck, "--num", 10**9, "--out", out)
+    assert "--batch: the value must be at most 1024" in refused("sample", ck, "--batch", 10**11, "--out", out)
+    assert "needs 4 to 200000 samples" in refused("evaluate", ck, "--metrics", "fid100000000000",
+                                                  "--real-stats", stats)
+    assert "--batch: the value must be at most 1024" in refused("evaluate", ck, "--metrics", "fid8",
+                                                                "--batch", 10**11, "--real-stats", stats)
+    assert "--frames: the value must be at most 100000" in refused("video", ck, "--seeds", "1,2",
+                                                                   "--frames", 10**12, "--out", tmp_path / "v.gif")
+    assert "--w-avg-samples: the value must be at most 100000" in refused(
+        "project", ck, out, "--outdir", tmp_path / "p", "--w-avg-samples", 10**9)
+    # the images a sample holds at once: 4096 of 800x800 px would be 29 GiB
+    line = refused("sample", ck, "--num", 4096, "--chosen-scale", 96, "--out", out)
+    assert "num 4096 of 800x800 px would hold 29.3 GiB at once" in line and "at most 1118 per command" in line
+    assert not out.exists()
+
+
 # -- part 6: validate before compiling; one line, exit 2 ----------------------------------------
 
 def test_an_existing_file_where_a_folder_is_needed(ck, images, tmp_path, refused):

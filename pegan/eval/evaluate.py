@@ -88,6 +88,9 @@ class Protocol:
         }
 
 
+MAX_METRIC_SAMPLES = 200_000     # a metric's images: their features are held in memory (2048 floats each)
+
+
 def parse_metrics(spec) -> List[Tuple[str, str, int]]:
     """'fid50k,pr10k,kid5k' -> [('fid50k', 'fid', 50000), ('pr10k', 'pr', 10000), ('kid5k', 'kid', 5000)]."""
     items = spec.split(",") if isinstance(spec, str) else list(spec)
@@ -98,8 +101,8 @@ def parse_metrics(spec) -> List[Tuple[str, str, int]]:
         if not m:
             raise InputError(f"unknown metric {item!r}: use fid<N>, pr<N> or kid<N>, e.g. fid50k, pr10k, kid50k")
         n = int(m.group(2)) * (1000 if m.group(3) else 1)
-        if n < 4:
-            raise InputError(f"{item}: needs at least 4 samples")
+        if not 4 <= n <= MAX_METRIC_SAMPLES:
+            raise InputError(f"{item}: needs 4 to {MAX_METRIC_SAMPLES} samples (the papers use 50k)")
         out.append((item.lower(), m.group(1), n))
     if not out:
         raise InputError("no metric given")
