@@ -377,6 +377,26 @@ def test_counts_that_cannot_fit_in_memory_are_refused_before_any_work(ck, tmp_pa
     assert not out.exists()
 
 
+@pytest.mark.parametrize("override, words", [
+    ("train.init_from=7", "train.init_from: 7 does not exist"),                 # TypeError before
+    ('eval.scale="x"', "eval.scale takes a whole number"),                       # ValueError
+    ("train={}", "train is a section; set its fields one by one"),              # AttributeError
+    ("generator=null", "generator is a section; set its fields one by one"),
+    ("generator.head_pos_encoding={}", "unknown positional encoding type None; use 'SPE' or 'CSG'"),
+    ("discriminator.pool_size=[0,0]", "discriminator.pool_size must be two whole numbers of at least 1"),
+    ("generator.style_channels=0", "generator.style_channels must be a whole number of at least 1"),  # ZeroDivision
+])
+def test_overrides_that_reached_the_code_unchecked_are_one_line(images, tmp_path, refused, override, words):
+    line = refused("train", EXP_F, "--variant", "tiny", "--data", images, "--steps", 1, "--workdir", tmp_path / "w",
+                   f"--config.{override}")
+    assert words in line, line
+    assert not (tmp_path / "w").exists()
+    cfg = stylegan2_config(CFG_F, "tiny")            # unset fields take their kind, and null again
+    assert apply_overrides(cfg, ["eval.scale=2"]).eval.scale == 2
+    assert apply_overrides(cfg, ["eval.scale=null"]).eval.scale is None
+    assert dict(apply_overrides(cfg, ['generator.head_pos_encoding={"type": "CSG"}']).generator.head_pos_encoding) == {"type": "CSG"}
+
+
 # -- part 6: validate before compiling; one line, exit 2 ----------------------------------------
 
 def test_an_existing_file_where_a_folder_is_needed(ck, images, tmp_path, refused):
@@ -401,7 +421,7 @@ def test_set_checks_each_value_against_the_type_of_its_field(images, tmp_path, r
                        ("train.g_lr=fast", "train.g_lr takes a number"),
                        ("train.g_betas=0.5", "train.g_betas takes a JSON list"),
                        ("scales=[0,2.5]", "scales takes a JSON list whose items are each a whole number"),
-                       ("eval=5", "eval takes a JSON object or null"),
+                       ("eval=5", "eval is a section; set its fields one by one"),
                        ("train.nope=1", "the config has no 'train.nope'"),
                        ("train.batch.x=1", "train.batch is a value, not a section")]:
         assert says in refused(*args, item), item

@@ -177,6 +177,15 @@ def _fit(current, value):
     return value
 
 
+# the kind of value each field that is unset (None) in a base config takes, as a value of that
+# kind for ``_fit`` (null unsets it again); unknown fields' None takes any value, as before
+_UNSET_AS = {"data.path": "", "data.image": "", "eval.inception": "", "eval.real": "", "eval.vgg16": "",
+             "train.init_from": "", "eval.scale": 0, "generator.interp_pad": 0, "train.batch_gpu": 0,
+             "generator.first_stage_in_channels": 0, "generator.channels": [], "discriminator.channels": [],
+             "train.scale_probs": [0.0], "train.batch_per_scale": {}, "generator.head_pos_encoding": {},
+             "generator.positional_encoding": {}}
+
+
 def apply_overrides(cfg, pairs, flag: str = "--config.") -> ml_collections.ConfigDict:
     """Set ``key.path=value`` overrides (``pegan train --config.key.path=value``) on ``cfg``, in
     order; ``flag`` is how error lines name them. The value is
@@ -199,6 +208,15 @@ def apply_overrides(cfg, pairs, flag: str = "--config.") -> ml_collections.Confi
             if i < len(parts) - 1:
                 node = node[p]
         last, current = parts[-1], node[parts[-1]]
+        if isinstance(current, ml_collections.ConfigDict) and key not in _UNSET_AS:   # (an encoding: replaced whole)
+            first = next(iter(current.keys()), "FIELD")
+            raise InputError(f"{flag}{key}: {key} is a section; set its fields one by one, e.g. "
+                             f"{flag}{key}.{first}=...")
+        if key in _UNSET_AS and current is None or key in _UNSET_AS and raw.strip() == "null":
+            if raw.strip() == "null":
+                node[last] = None                  # unset (again)
+                continue
+            current = _UNSET_AS[key]               # an unset field takes the values of its kind
         try:
             value = json.loads(raw)
         except ValueError:
@@ -237,7 +255,7 @@ def check_stored(raw, where: str) -> ml_collections.ConfigDict:
             if key not in node:
                 continue
             value, name = node[key], f"{path}{key}"
-            if isinstance(current, ml_collections.ConfigDict):
+            if isinstance(current, ml_collections.ConfigDict) and key not in _UNSET_AS:   # (an encoding: replaced whole)
                 if not isinstance(value, dict):
                     raise ExperimentError(f"{where}: {name} is a JSON {type(value).__name__}, not a section")
                 walk(value, current, name + ".")

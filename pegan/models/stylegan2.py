@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pegan import checks, encodings, ops
-from pegan.errors import InputError
+from pegan.errors import InputError, brief
 from pegan.nn.layers import EqualConv, EqualDense, StyleConv, ToRGB, random_noise
 from pegan.compute import forms_of, module_dtype, resolve as resolve_compute
 from pegan.models._config import module_kwargs
@@ -356,6 +356,20 @@ def _check_widths(module, size_field: str, section: str):
     """``module`` when its size is a power of two from 8 to 4096 and its channel table has a
     positive width for every resolution from 4 to that size; else an InputError naming the
     config fields (a KeyError deep inside the model's set-up before)."""
+    for field in ("style_channels", "num_mlps"):
+        if hasattr(module, field) and not (isinstance(getattr(module, field), int) and getattr(module, field) >= 1):
+            raise InputError(f"{section}.{field} must be a whole number of at least 1, got {getattr(module, field)!r}")
+    pool = getattr(module, "pool_size", None)
+    if getattr(module, "with_adaptive_pool", False) and not (
+            pool is not None and len(pool) == 2 and all(isinstance(v, int) and v >= 1 for v in pool)):
+        raise InputError(f"{section}.pool_size must be two whole numbers of at least 1, got {pool!r}")
+    if hasattr(module, "head_pos_encoding"):
+        pe = module.head_pos_encoding
+        try:
+            encodings.encoding_from_config(dict(pe) if pe is not None else None)   # (outside the module: unbound)
+        except (ValueError, TypeError, KeyError) as e:
+            raise InputError(f"{section}.head_pos_encoding {dict(module.head_pos_encoding or {})!r:.120}: "
+                             f"{brief(e, 150)}") from None
     size = getattr(module, size_field)
     if not (isinstance(size, int) and 8 <= size <= 4096 and size & (size - 1) == 0):
         raise InputError(f"{section}.{size_field} must be a power of two from 8 to 4096, got {size!r}")

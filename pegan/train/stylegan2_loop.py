@@ -98,6 +98,8 @@ def check_config(cfg, devices: int, statistics: Optional[str] = None) -> None:
     images per device, and the groups are formed within a pass."""
     t = cfg.train
     checks.at_least(t.total_iters, 1, "train.total_iters")
+    if t.get("init_from") is not None and not Path(str(t.init_from)).exists():     # before any model is built
+        finetune.parent_models(t.init_from, cfg)
     if t.keep_checkpoints is not None:       # 0 would keep no step at all: the run lost
         checks.at_least(t.keep_checkpoints, 1, "train.keep_checkpoints (null keeps every step)")
     for name in ("r1_interval", "pl_interval", "pl_batch_shrink", "ada_interval"):
