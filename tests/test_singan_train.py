@@ -217,7 +217,7 @@ def test_sigterm_keeps_the_finished_stages_and_the_same_command_resumes(tmp_path
     from PIL import Image
     Image.fromarray(smooth_image(15, 20)).save(tmp_path / "img.png")     # a 3-stage pyramid
     cmd = [sys.executable, "-m", "pegan.cli", "train", "--experiment", "singan-csg_fish", "--variant", "tiny",
-           "--image", str(tmp_path / "img.png"), "--set", "data.min_size=12", "--max-size", "20", "--iters", "30",
+           "--image", str(tmp_path / "img.png"), "--set", "data.min_size=12", "--max-size", "20", "--iters", "100",
            "--out", str(tmp_path / "run")]
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.time()
