@@ -170,6 +170,9 @@ def test_singan_controls_and_their_commands(served, ckpts, tmp_path):
     (dict(noise="const", sh=1), "only at scale 0,0"),
     (dict(mix_seed=3), "mix seed and a layer range"),
     (dict(mix_seed=3, mix_layers="0-99"), "styles 0-7"),
+    (dict(mix_seed=3, mix_layers="0-99999999999999"), "not 99999999999999"),   # every integer, before: OOM
+    (dict(size="5" * 5000 + ",5"), "size must be H,W in pixels"),               # int()'s digit limit: a 500
+    (dict(seed="7" * 5000), "seed must be a whole number"),
     (dict(latent="deadbeef"), "unknown latent"),
     (dict(ckpt=1, width_factor=0.01), "width_factor"),
     (dict(ckpt=1, recon=1, width_factor=2), "native size only"),
@@ -311,6 +314,56 @@ def test_upload_size_is_bounded(served):
     r = conn.getresponse()
     assert r.status == 413 and "latent file must hold" in json.loads(r.read())["error"]
     conn.close()
+
+
+def test_stalled_and_surplus_connections_do_not_hold_the_server(ckpts, monkeypatch):
+    """2,000 connections sending half a request line held 2,000 threads forever, and stalled
+    uploads held their memory: a connection that stalls is closed after the socket timeout,
+    connections beyond the cap are closed at once, uploads are read two at a time, and the
+    page still answers."""
+    import socket
+
+    import pegan.explore as ex
+
+    monkeypatch.setattr(ex, "MAX_CONNECTIONS", 4)
+    monkeypatch.setattr(ex._Handler, "timeout", 1.0)
+    explorer = Explorer(ckpts[:1], cache=1)
+    server, worker, c = start(explorer)
+    port = server.server_address[1]
+    try:
+        stalled = []
+        for _ in range(4):                               # the cap's worth, each half a request line
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(b"GET /api/in")
+            stalled.append(s)
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", port), timeout=10)
+        extra.sendall(b"GET /api/info HTTP/1.0\r\n\r\n")
+        try:
+            assert extra.recv(100) == b""                # closed at once: over the cap
+        except ConnectionResetError:
+            pass
+        t0 = time.time()
+        for s in stalled:                                # each closed by the timeout
+            assert s.recv(100) == b""
+        assert time.time() - t0 < 8
+        status, _, body = c.get("/api/info")
+        assert status == 200 and json.loads(body)["checkpoints"]
+        uploads = []
+        for _ in range(2):                               # two uploads that declare 1000 bytes and stall
+            s = socket.create_connection(("127.0.0.1", port), timeout=10)
+            s.sendall(b"POST /api/latent?ckpt=0&name=a.npz HTTP/1.1\r\nContent-Length: 1000\r\n\r\nPK")
+            uploads.append(s)
+        time.sleep(0.3)
+        status, body = c.post("/api/latent", b"x" * 10, ckpt=0, name="b.npz")
+        assert status == 503 and "being uploaded" in json.loads(body)["error"]
+        for s in uploads:                                # closed by the timeout: their memory freed
+            assert s.recv(1000) == b""
+        status, body = c.post("/api/latent", b"x" * 10, ckpt=0, name="b.npz")
+        assert status == 400 and "not a readable .npz" in json.loads(body)["error"]      # a slot again
+    finally:
+        stop(server, worker)
+        explorer.close()
 
 
 def test_a_bug_is_a_500_and_the_server_goes_on(served, monkeypatch, capsys):

@@ -25,6 +25,7 @@ asks every request for a token (printed with the address).
 
 from __future__ import annotations
 
+import errno
 import hmac
 import ipaddress
 import json
@@ -33,6 +34,7 @@ import re
 import secrets
 import shlex
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -136,7 +138,7 @@ def _int(q: Dict[str, str], key: str, default: Optional[int], lo: Optional[int] 
     try:
         v = int(text)
     except ValueError:
-        raise InputError(f"{key} must be a whole number, got {text!r}") from None
+        raise InputError(f"{key} must be a whole number, got {text[:40]!r}") from None
     if hi is None and lo is not None and v < lo:
         raise InputError(f"{key} must be at least {lo}, got {v}")
     if (lo is not None and v < lo) or (hi is not None and v > hi):
@@ -151,9 +153,9 @@ def _float(q: Dict[str, str], key: str, default: float, lo: float, hi: float) ->
     try:
         v = float(text)
     except ValueError:
-        raise InputError(f"{key} must be a number, got {text!r}") from None
+        raise InputError(f"{key} must be a number, got {text[:40]!r}") from None
     if not np.isfinite(v) or not lo <= v <= hi:
-        raise InputError(f"{key} must be in [{lo}, {hi}], got {text}")
+        raise InputError(f"{key} must be in [{lo}, {hi}], got {text[:40]}")
     return v
 
 
@@ -250,9 +252,9 @@ class Explorer:
         model = c.get().model
         size = q.get("size", "").strip()
         if size:
-            m = re.fullmatch(r"(\d+)\s*[x,]\s*(\d+)", size)
+            m = re.fullmatch(r"(\d{1,9})\s*[x,]\s*(\d{1,9})", size)     # (5,000 digits: past int()'s limit)
             if not m:
-                raise InputError(f"size must be H,W in pixels, got {size!r}")
+                raise InputError(f"size must be H,W in pixels, got {size[:40]!r}")
             s["scale"] = loading.resolve_scale(model, None, (int(m[1]), int(m[2])), self.max_side)
         else:
             sh, sw = _int(q, "sh", 0), _int(q, "sw", 0)       # resolve_scale says what is allowed
@@ -444,8 +446,42 @@ class Worker(threading.Thread):
 
 # -- HTTP --------------------------------------------------------------------------------------------
 
+MAX_CONNECTIONS = 64             # connections served at once; more are closed at once
+SOCKET_TIMEOUT = 30              # seconds a connection may stall reading or writing
+UPLOADS_AT_ONCE = 2              # latent uploads read at once (each held in memory: MAX_UPLOAD)
+
+
+class _Server(ThreadingHTTPServer):
+    """A ThreadingHTTPServer that serves at most ``MAX_CONNECTIONS`` connections at once (a
+    thread each: 2,000 stalled connections held 2,000 threads), over IPv6 for an IPv6 host."""
+    daemon_threads = True
+
+    def __init__(self, address, handler):
+        if ":" in str(address[0]):
+            self.address_family = socket.AF_INET6
+        self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        super().__init__(address, handler)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)          # too many: refused at once, not queued
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "pegan-explore"
+    timeout = SOCKET_TIMEOUT         # a stalled request line, header or upload ends the connection
     explorer: Explorer
     worker: Worker
     token: Optional[str]
@@ -539,7 +575,15 @@ class _Handler(BaseHTTPRequestHandler):
         if not 0 < n <= MAX_UPLOAD:
             self.close_connection = True
             return self._json(413, {"error": f"a latent file must hold 1..{MAX_UPLOAD} bytes, this one {n}"})
-        data = self.rfile.read(n)
+        if not self.uploading.acquire(blocking=False):
+            self.close_connection = True
+            return self._json(503, {"error": f"{UPLOADS_AT_ONCE} latent files are being uploaded; try again"})
+        try:
+            data = self.rfile.read(n)
+        finally:
+            self.uploading.release()
+        if len(data) < n:
+            return self._json(400, {"error": f"the latent file ended after {len(data)} of its {n} bytes"})
         self._answer(lambda: self._json(200, self.explorer.add_latent(q, data)))
 
 
@@ -550,12 +594,14 @@ def make_server(explorer: Explorer, host: str = "127.0.0.1", port: int = 8000,
     none, the loopback default)."""
     worker = Worker()
     handler = type("Handler", (_Handler,), {"explorer": explorer, "worker": worker, "token": token,
-                                            "quiet": quiet})
+                                            "quiet": quiet, "uploading": threading.BoundedSemaphore(UPLOADS_AT_ONCE)})
     try:
-        server = ThreadingHTTPServer((host, port), handler)
+        server = _Server((host, port), handler)
     except OSError as e:
-        raise InputError(f"cannot listen on {host}:{port} ({e.strerror or e}): choose another --port") from None
-    server.daemon_threads = True
+        if e.errno == errno.EADDRINUSE:
+            raise InputError(f"cannot listen on {host}:{port} ({e.strerror}): choose another --port") from None
+        raise InputError(f"cannot listen on {host}:{port} ({e.strerror or e}): check --host (an address of "
+                         "this machine, e.g. 127.0.0.1)") from None
     worker.start()
     return server, worker
 
