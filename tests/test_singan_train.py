@@ -14,6 +14,7 @@ import pegan.api as pg
 from helpers import close_scaled, nhwc
 from pegan import checkpoint as ckpt
 from pegan.configs import singan_config
+from pegan.errors import InputError
 from pegan.convert import singan as sconv
 from pegan.convert.mmgen import _apply_rules
 from pegan.models import singan as sm
@@ -176,6 +177,20 @@ def test_short_run_checkpoints_each_stage_and_resumes(tmp_path):
     # another run (different image) into the same directory is refused
     with pytest.raises(ckpt.CheckpointError, match="another run"):
         ts.run(cfg, smooth_image(20, 20), tmp_path, iters=1, log=lambda m: None)
+    # ... also an image of the same size (its pyramid alike: it trained the later stages before)
+    with pytest.raises(InputError, match="was trained on another image"):
+        ts.run(cfg, img[::-1].copy(), tmp_path, iters=2, log=lambda m: None)
+    # ... and changed settings, named (a model width gave a flax traceback, a rate went unnoticed)
+    for change, words in [(dict(iters=3), "train.iters_per_scale 2 -> 3"), (dict(seed=7), "train.seed 0 -> 7")]:
+        with pytest.raises(InputError, match=f"other settings \\({words}\\)"):
+            ts.run(cfg, img, tmp_path, **{"iters": 2, **change}, log=lambda m: None)
+    wider = cfg.copy_and_resolve_references()
+    wider.generator.base_channels = 32
+    with pytest.raises(InputError, match="generator.base_channels 16 -> 32"):
+        ts.run(wider, img, tmp_path, iters=2, log=lambda m: None)
+    logs = []
+    ts.run(cfg, img, tmp_path, iters=2, log=logs.append)               # finished: said so
+    assert any("has trained all 3 stages: nothing left to train" in m for m in logs), logs
 
 
 def test_non_finite_loss_stops_the_stage_and_keeps_the_state():

@@ -33,7 +33,7 @@ from pegan.models._config import module_kwargs
 
 __all__ = ["load_experiment", "apply_overrides", "split_variant", "experiment_names", "experiments_dir",
            "stylegan2_config", "singan_config", "recognise_filename", "release_url", "module_kwargs",
-           "scale_for_size", "eval_scale", "ExperimentError", "check_stored", "base"]
+           "scale_for_size", "eval_scale", "ExperimentError", "check_stored", "changed_fields", "changes_line", "base"]
 
 
 class ExperimentError(PeganError, ValueError):
@@ -184,6 +184,33 @@ _UNSET_AS = {"data.path": "", "data.image": "", "eval.inception": "", "eval.real
              "generator.first_stage_in_channels": 0, "generator.channels": [], "discriminator.channels": [],
              "train.scale_probs": [0.0], "train.batch_per_scale": {}, "generator.head_pos_encoding": {},
              "generator.positional_encoding": {}}
+
+
+def changed_fields(held, cfg, may_change=()) -> List[tuple]:
+    """(field, stored, now) of each leaf field whose value differs between the config ``held``
+    (a run's stored one) and ``cfg``, compared as the JSON they are saved as; fields named in
+    ``may_change`` (and the fields under them) and fields one side lacks (an older run) aside."""
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            name = prefix + k
+            if any(name == f or name.startswith(f + ".") for f in may_change):
+                continue
+            if isinstance(v, dict):
+                out.update(flat(v, name + "."))
+            else:
+                out[name] = json.dumps(v, sort_keys=True)
+        return out
+
+    norm = lambda c: json.loads(json.dumps(c.to_dict() if hasattr(c, "to_dict") else dict(c), sort_keys=True))
+    a, b = flat(norm(held)), flat(norm(cfg))
+    return [(k, a[k], b[k]) for k in sorted(set(a) & set(b)) if a[k] != b[k]]
+
+
+def changes_line(changed: List[tuple], most: int = 4) -> str:
+    """'field stored -> now, ...' of ``changed_fields``, the first ``most`` and how many more."""
+    return ", ".join(f"{k} {a[:60]} -> {b[:60]}" for k, a, b in changed[:most]) + \
+        (f" and {len(changed) - most} more" if len(changed) > most else "")
 
 
 def apply_overrides(cfg, pairs, flag: str = "--config.") -> ml_collections.ConfigDict:

@@ -18,6 +18,7 @@ singan) and resumes from the last completed stage.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ import optax
 from pegan.errors import DataError, InputError, NonFiniteError
 from pegan import checkpoint as ckpt
 from pegan import checks, compute, ops
+from pegan.configs import changed_fields, changes_line
 from pegan.models import singan as sm
 
 __all__ = ["pyramid_sizes", "create_real_pyramid", "d_loss", "g_loss", "SinGANTrainer",
@@ -389,6 +391,10 @@ def check_config(cfg) -> None:
         raise InputError(f"noise.amplitude must be 'first_iteration' or 'last_iteration', got {cfg.noise.amplitude!r}")
 
 
+# what a resumed PE-SinGAN run may change: how it computes, and what the run records itself
+SINGAN_RESUME_MAY_CHANGE = ("compute", "compute_resolved", "pyramid", "data.image")
+
+
 def run(cfg, image_uint8: np.ndarray, out_dir, seed: Optional[int] = None, iters: Optional[int] = None,
         progress_factory=None, log: Callable[[str], None] = print, image_name: str = "image",
         step: Optional[int] = None):
@@ -413,15 +419,29 @@ def run(cfg, image_uint8: np.ndarray, out_dir, seed: Optional[int] = None, iters
     key = jax.random.PRNGKey(seed)
     k_init, key = jax.random.split(key)
     trainer = SinGANTrainer(cfg, reals, k_init)
+    pixels = hashlib.sha256(np.ascontiguousarray(image_uint8).tobytes() + str(image_uint8.shape).encode()).hexdigest()
     info = {"family": "singan", "experiment": cfg.name, "variant": cfg.variant, "color_order": "RGB",
-            "source": {"trained_on": image_name, "image_size": list(image_uint8.shape[:2]), "seed": seed}}
+            "source": {"trained_on": image_name, "image_size": list(image_uint8.shape[:2]), "seed": seed,
+                       "image_sha256": pixels}}
     if step is not None or (ckpt.is_checkpoint_dir(out_dir) and ckpt.steps(out_dir)):
         step = ckpt.check_step(out_dir, step)
         old = ckpt.read_config(out_dir)
         if old.name != cfg.name or list(map(tuple, old.get("pyramid", []))) != [tuple(s) for s in trainer.sizes]:
             raise ckpt.CheckpointError(f"{out_dir} holds another run ({old.name}, pyramid {old.get('pyramid')}); "
                                        "use a new directory to train this one")
-        got = ckpt.restore(out_dir, ["generator", "discriminator", "singan"], step)
+        source = ckpt.read_info(out_dir).get("source")
+        held = source.get("image_sha256") if isinstance(source, dict) else None
+        if held is not None and held != pixels:     # (runs before the digest was recorded: not compared)
+            raise InputError(f"{out_dir} was trained on another image ({str(source.get('trained_on'))[:80]}); "
+                             "resume it with that image, or use a new directory for this one")
+        changed = changed_fields(old, cfg, SINGAN_RESUME_MAY_CHANGE)
+        if changed:
+            raise InputError(f"{out_dir} was trained with other settings ({changes_line(changed)}); a resumed run "
+                             "keeps its config (its config.json records it): pass the same values, or use a new "
+                             "directory (only the compute settings may change)")
+        abstract = {"generator": sm.abstract_variables(trainer.G, cfg, trainer.sizes),
+                    "discriminator": sm.abstract_variables(trainer.D, cfg, trainer.sizes)}
+        got = ckpt.restore(out_dir, ["generator", "discriminator", "singan"], step, abstract)
         trainer.state["generator"] = jax.tree.map(jnp.asarray, got["generator"])
         trainer.state["discriminator"] = jax.tree.map(jnp.asarray, got["discriminator"])
         trainer.load_singan_item(got["singan"])
@@ -429,7 +449,10 @@ def run(cfg, image_uint8: np.ndarray, out_dir, seed: Optional[int] = None, iters
         changed = compute.changes_since(old, trainer.compute)
         if changed:
             log(compute.change_note(changed))
-        log(f"resuming {out_dir} at stage {trainer.state['next_stage']} of {stop}")
+        if trainer.state["next_stage"] > stop:
+            log(f"{out_dir} has trained all {stop + 1} stages: nothing left to train")
+        else:
+            log(f"resuming {out_dir} at stage {trainer.state['next_stage']} of stages 0-{stop}")
     cfg.pyramid = [list(s) for s in trainer.sizes]               # records (base.RECORDS)
     cfg.compute_resolved = dict(trainer.compute)
     reports = []

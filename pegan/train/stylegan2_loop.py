@@ -48,7 +48,7 @@ from pegan.data import ImageFolder
 from pegan.imageio import image_grid, labelled_row, save_png, stack_rows, to_uint8
 from pegan import checks
 from pegan import compute
-from pegan.configs import eval_scale
+from pegan.configs import changed_fields, changes_line, eval_scale
 from pegan.models.stylegan2 import build_discriminator, build_generator, checked_scale, compute_mean_latent
 from pegan.train import augment as ada
 from pegan.train import finetune
@@ -182,25 +182,8 @@ RESUME_MAY_CHANGE = ("compute", "compute_resolved", "eval", "data.path", "data.o
 
 def resume_changes(held, cfg) -> List[tuple]:
     """(field, stored, now) of each setting a resumed run would change against the config
-    stored with the run (``RESUME_MAY_CHANGE`` aside), compared as the JSON they are saved as."""
-    import json
-
-    def flat(d, prefix=""):
-        out = {}
-        for k, v in d.items():
-            name = prefix + k
-            if any(name == f or name.startswith(f + ".") for f in RESUME_MAY_CHANGE):
-                continue
-            if isinstance(v, dict):
-                out.update(flat(v, name + "."))
-            else:
-                out[name] = json.dumps(v, sort_keys=True)
-        return out
-
-    norm = lambda c: json.loads(json.dumps(c.to_dict() if hasattr(c, "to_dict") else dict(c), sort_keys=True))
-    a, b = flat(norm(held)), flat(norm(cfg))
-    return [(k, a.get(k, "(unset)"), b.get(k, "(unset)")) for k in sorted(set(a) | set(b))
-            if k in a and k in b and a[k] != b[k]]      # a field the older run lacks: not compared
+    stored with the run (``RESUME_MAY_CHANGE`` aside; ``configs.changed_fields``)."""
+    return changed_fields(held, cfg, RESUME_MAY_CHANGE)
 
 
 def _due(step: int, every) -> bool:
@@ -267,9 +250,7 @@ class Trainer:
         if resume:
             changed = resume_changes(held, cfg)
             if changed:
-                shown = ", ".join(f"{k} {a} -> {b}" for k, a, b in changed[:4]) + \
-                    (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
-                raise InputError(f"{self.workdir} was trained with other settings ({shown}); a resumed run keeps "
+                raise InputError(f"{self.workdir} was trained with other settings ({changes_line(changed)}); a resumed run keeps "
                                  "its config (its config.json records it): pass the same values, or use a new "
                                  "--workdir (only the run length, intervals, logging, evaluation, data path and "
                                  "compute may change)")
