@@ -399,6 +399,17 @@ def test_overrides_that_reached_the_code_unchecked_are_one_line(images, tmp_path
 
 # -- part 6: validate before compiling; one line, exit 2 ----------------------------------------
 
+def test_a_workdir_inside_the_image_folder_is_refused(images, tmp_path, refused):
+    """Its sample grids were read as training images when the run resumed, without a word."""
+    import shutil
+
+    data = tmp_path / "imgs"
+    shutil.copytree(images, data)
+    line = refused("train", EXP_F, "--variant", "tiny", "--data", data, "--steps", 1, "--workdir", data / "run")
+    assert "is inside the data" in line and "choose a workdir outside it" in line
+    assert not (data / "run").exists()
+
+
 def test_an_existing_file_where_a_folder_is_needed(ck, images, tmp_path, refused):
     afile = tmp_path / "somefile"
     afile.write_text("x")

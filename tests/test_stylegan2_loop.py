@@ -180,3 +180,26 @@ def test_sigterm_saves_and_exits_cleanly(folder, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert f"resumed {tmp_path / 'w'} at step {saved[0]}" in r.stdout + r.stderr
     assert ckpt.steps(tmp_path / "w")[-1] == saved[0] + 1
+
+
+def test_a_non_finite_loss_stops_the_run_naming_what_is_kept(folder, tmp_path, monkeypatch):
+    """A NaN loss stops the run before anything is saved after it, naming the checkpoint kept,
+    or saying that there is none yet (it named 'the last checkpoint' of a run that had none)."""
+    from pegan.errors import NonFiniteError
+
+    cfg = stylegan2_config(NAME, "tiny")
+    data = ImageFolder(folder, 32)
+    real = Trainer._fetch
+
+    def poisoned(self, window):       # the losses of every step from 2 on come back NaN
+        window = [(s, sc, b, ({**m, "d_loss": m["d_loss"] * np.nan} if s >= 2 else m)) for s, sc, b, m in window]
+        return real(self, window)
+
+    fresh = Trainer(cfg, data, tmp_path / "none", log=lambda m: None)        # (nothing compiled)
+    with pytest.raises(NonFiniteError, match="non-finite loss at step 0 .*no checkpoint was saved yet"):
+        fresh._fetch([(0, 0, 4, {"d_loss": np.float32(np.nan), "g_loss": np.float32(0.0)})])
+    monkeypatch.setattr(Trainer, "_fetch", poisoned)
+    t = Trainer(cfg, data, tmp_path / "w", log=lambda m: None)
+    with pytest.raises(NonFiniteError, match=r"non-finite loss at step 2 .*the last checkpoint \(step 2\)"):
+        t.run(4, checkpoint_every=2, sample_every=0)
+    assert ckpt.steps(tmp_path / "w") == [2]        # the NaN step's state never saved

@@ -98,6 +98,7 @@ def check_config(cfg, devices: int, statistics: Optional[str] = None) -> None:
     images per device, and the groups are formed within a pass."""
     t = cfg.train
     checks.at_least(t.total_iters, 1, "train.total_iters")
+    checks.number_in(cfg.generator.lr_mlp, "generator.lr_mlp", 0, lo_open=True)   # (NaN gave a NaN loss)
     if t.get("init_from") is not None and not Path(str(t.init_from)).exists():     # before any model is built
         finetune.parent_models(t.init_from, cfg)
     if t.keep_checkpoints is not None:       # 0 would keep no step at all: the run lost
@@ -238,6 +239,11 @@ class Trainer:
         self.seed = int(cfg.train.seed)
         self.mesh = mesh if mesh is not None else sharded.make_mesh()
         check_config(cfg, self.mesh.devices.size, statistics)
+        source = cfg.data.get("path")
+        if source and (self.workdir.resolve() == Path(source).resolve()
+                       or Path(source).resolve() in self.workdir.resolve().parents):
+            raise InputError(f"the workdir {self.workdir} is inside the data {source}: its sample grids would be "
+                             "read as training images when the run resumes; choose a workdir outside it")
         ckpt.check_run_dir(self.workdir, "workdir")
         resume = ckpt.is_checkpoint_dir(self.workdir) and bool(ckpt.steps(self.workdir))
         held = ckpt.read_config(self.workdir) if resume else cfg
@@ -398,8 +404,10 @@ class Trainer:
         for (step, scale, batch, _), m in zip(window, host):
             row = {k: float(np.mean(v)) for k, v in m.items()}
             if not np.isfinite(row["d_loss"]) or not np.isfinite(row["g_loss"]):
-                raise NonFiniteError(f"non-finite loss at step {step} (D {row['d_loss']}, G {row['g_loss']}); "
-                                     f"the last checkpoint in {self.workdir} is kept")
+                last = ckpt.steps(self.workdir) if ckpt.is_checkpoint_dir(self.workdir) else []
+                kept = (f"the last checkpoint (step {last[-1]}) in {self.workdir} is kept" if last else
+                        "no checkpoint was saved yet: lower the learning rates or check the data and config")
+                raise NonFiniteError(f"non-finite loss at step {step} (D {row['d_loss']}, G {row['g_loss']}); {kept}")
             row.update(step=step, scale=scale, batch=batch)
             rows.append(row)
         return rows
