@@ -526,6 +526,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(409, {"superseded": True})
         except PeganError as e:
             self._json(400, {"error": str(e)})
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):   # the page went away (or stalled)
+            self.close_connection = True
         except Exception as e:      # a bug: the page says so, the traceback goes to the log
             traceback.print_exc(file=sys.stderr)
             self._json(500, {"error": f"internal error ({type(e).__name__}); see the server's log"})
