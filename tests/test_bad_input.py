@@ -410,7 +410,7 @@ def test_a_workdir_inside_the_image_folder_is_refused(images, tmp_path, refused)
     assert not (data / "run").exists()
 
 
-def test_an_existing_file_where_a_folder_is_needed(ck, images, tmp_path, refused):
+def test_an_existing_file_where_a_folder_is_needed(ck, images, tmp_path, refused, fixtures):
     afile = tmp_path / "somefile"
     afile.write_text("x")
     assert "somefile is a file, not a folder" in refused("sample", ck, "--out", afile / "x.png")
@@ -420,6 +420,8 @@ def test_an_existing_file_where_a_folder_is_needed(ck, images, tmp_path, refused
     assert "is a file, not a folder" in refused("evaluate", ck, "--metrics", "fid10", "--real-stats",
                                                 tmp_path / "s.npz", "--out", afile / "m.json")
     assert "is a file, not a folder" in refused("prepare", images, "--out", afile / "ds")
+    assert "--cache-dir" in refused("evaluate", ck, "--metrics", "fid4", "--real", images, "--cache-dir", afile,
+                                    "--inception", fixtures / "fid_inception_random_compact.pth", "--out", tmp_path / "m.json")
     assert afile.read_text() == "x"
 
 

@@ -264,7 +264,8 @@ class Evaluator:
         if self.real is None and (real_stats is None or any(k == "pr" for _, k, _ in self.metrics)):
             raise InputError("precision/recall needs real images (--real DATASET); FID needs real images "
                              "or a statistics file (--real-stats FILE)")
-        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        # checked now (a file there raised FileExistsError once the real features were computed)
+        self.cache_dir = checks.output_dir(Path(cache_dir) if cache_dir else default_cache_dir(), "--cache-dir")
         self.weight_ids = weight_ids or {}
         self.devices = jax.local_devices()
         self.mesh = Mesh(np.asarray(self.devices), ("data",))
