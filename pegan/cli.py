@@ -642,13 +642,41 @@ def _train_singan(args, cfg, workdir, resolved) -> int:
 
     from pegan import checkpoint as ckpt
 
-    def stop(signum, frame):           # SIGTERM (a scheduler's stop) as Ctrl-C: the saved stages kept
-        raise KeyboardInterrupt
+    # SIGTERM (a scheduler's stop) and Ctrl-C stop the run at the next iteration: raised from the
+    # signal handler, the KeyboardInterrupt could land inside a checkpoint's save, where the
+    # storage library took it and the run went on. A second signal stops it at once.
+    requested = []
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    def stop(signum, frame):
+        if requested:
+            raise KeyboardInterrupt
+        requested.append(signum)
+
+    def checked():
+        if requested:
+            raise KeyboardInterrupt
+
+    class Stoppable:                   # a stage's progress bar that checks for a stop at each iteration
+        def __init__(self, bar):
+            self.bar = bar
+
+        def update(self, n=1):
+            checked()
+            self.bar.update(n)
+
+        def close(self):
+            self.bar.close()
+
+    make_bar = _progress_factory(cfg.name)
+
+    def bars(stage, size, total):
+        checked()                      # between stages: before the next one compiles
+        return Stoppable(make_bar(stage, size, total))
+
+    previous = signal.signal(signal.SIGTERM, stop), signal.signal(signal.SIGINT, stop)
     try:
-        ts.run(cfg, image, workdir, progress_factory=_progress_factory(cfg.name),
-               image_name=os.path.basename(cfg.data.image), step=args.step)
+        ts.run(cfg, image, workdir, progress_factory=bars, image_name=os.path.basename(cfg.data.image),
+               step=args.step)
     except KeyboardInterrupt:
         done = ckpt.latest_step(workdir) if ckpt.is_checkpoint_dir(workdir) else None
         kept = (f"stages 0-{done - 1} are saved (step {done}); the same command resumes at stage {done}"
@@ -656,7 +684,8 @@ def _train_singan(args, cfg, workdir, resolved) -> int:
         print(f"pegan train: stopped before the stage in progress finished; {kept}", file=sys.stderr)
         return 130
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGTERM, previous[0])
+        signal.signal(signal.SIGINT, previous[1])
     print(f"trained {cfg.name} into {workdir} in {time.time() - t0:.0f} s; sample with "
           f"`pegan sample {workdir} --num 8 --width-factor 2`")
     return 0
