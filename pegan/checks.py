@@ -24,7 +24,7 @@ from typing import Callable, Iterator, Optional, Sequence, Tuple, Union
 from pegan.errors import ExistingPathError, InputError, PeganError, StorageError, brief
 
 __all__ = ["MAX_SIDE", "MAX_STORED_SIDE", "at_least", "batch_size", "image_size", "output_file", "output_dir",
-           "replacing_dir", "foreign_entries", "read_npz", "writing_file", "number_in", "seed", "MAX_SEED", "storage_errno", "storage_errors"]
+           "replacing_dir", "within", "foreign_entries", "read_npz", "writing_file", "number_in", "seed", "MAX_SEED", "storage_errno", "storage_errors"]
 
 MAX_SIDE = 4096           # px: the largest image side `sample` / `evaluate` make unless raised (--max-side)
 MAX_STORED_SIDE = 16384   # px: the largest side `pegan prepare` stores
@@ -236,9 +236,10 @@ def _check_name(p: Path, what: str) -> None:
 
 
 def _check_writable(p: Path, what: str) -> None:
-    """Refuse, before any work, an output the system will not let pegan write: a folder (the path's nearest existing one: missing folders are
-    made there) where no file can be created: read-only, not permitted, a pseudo file system
-    such as /proc. Probed by creating and removing an empty file; nothing is left."""
+    """Refuse, before any work, an output the system will not let pegan write: a folder (the
+    path's nearest existing one: missing folders are made there) where no file can be created:
+    read-only, not permitted, a pseudo file system such as /proc. Probed by creating and
+    removing an empty file; nothing is left."""
     folder = p.parent if not p.is_dir() else p
     while not folder.exists() and folder != folder.parent:
         folder = folder.parent
@@ -250,6 +251,13 @@ def _check_writable(p: Path, what: str) -> None:
                            f"({os.strerror(e.errno) if e.errno else e}); choose another place") from None
     with contextlib.suppress(OSError):
         os.unlink(probe)
+
+
+def within(path, folder) -> bool:
+    """Whether ``path`` is ``folder`` or lies inside it (both resolved): an output there would
+    replace or join what is read from ``folder``."""
+    p, f = Path(path).resolve(), Path(folder).resolve()
+    return p == f or f in p.parents
 
 
 def foreign_entries(path, patterns: Sequence[str]) -> list:

@@ -17,7 +17,7 @@ import os
 import sys
 import time
 import warnings
-from typing import List, Optional
+from typing import Any, Callable, List, Optional
 
 
 from pegan import checks
@@ -49,53 +49,40 @@ class _Parser(argparse.ArgumentParser):
         raise _ArgumentError(self.prog, message)
 
 
+def _argtype(parse: Callable[[str], Any], check: Callable[[Any], Any], expected: str):
+    """An argparse type: ``check(parse(text))``, its ``InputError`` (or ``parse``'s ValueError:
+    'expected {expected}') as argparse's one-line error."""
+    def typed(text: str):
+        try:
+            return check(parse(text))
+        except InputError as e:                  # (a ValueError: first)
+            raise argparse.ArgumentTypeError(str(e)) from None
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+    return typed
+
+
 def _count(minimum: int, maximum: Optional[int] = None):
     """An argparse type: a whole number of at least ``minimum`` (``checks.at_least``) and, where
     given, at most ``maximum`` (what a command can hold in memory: a bigger number allocated
     it all at once and ended in an out-of-memory traceback)."""
-    def count(text: str) -> int:
-        try:
-            v = checks.at_least(int(text), minimum, "the value")
-            if maximum is not None and v > maximum:
-                raise InputError(f"the value must be at most {maximum}, got {v}")
-            return v
-        except InputError as e:
-            raise argparse.ArgumentTypeError(str(e)) from None
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    return count
+    def check(v: int) -> int:
+        v = checks.at_least(v, minimum, "the value")
+        if maximum is not None and v > maximum:
+            raise InputError(f"the value must be at most {maximum}, got {v}")
+        return v
+    return _argtype(int, check, "a whole number")
 
 
 def _number(lo: float, hi: float):
     """An argparse type: a finite number in [lo, hi] (``checks.number_in``)."""
-    def number(text: str) -> float:
-        try:
-            return checks.number_in(float(text), "the value", lo, hi)
-        except InputError as e:                  # (a ValueError: first)
-            raise argparse.ArgumentTypeError(str(e)) from None
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    return number
+    return _argtype(float, lambda v: checks.number_in(v, "the value", lo, hi), "a number")
 
 
-def _positive(text: str) -> float:
-    """An argparse type: a finite number > 0."""
-    try:
-        return checks.number_in(float(text), "the value", 0, lo_open=True)
-    except InputError as e:                      # (a ValueError: first)
-        raise argparse.ArgumentTypeError(str(e)) from None
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-
-
-def _seed(text: str) -> int:
-    """An argparse type: a seed, a whole number in [0, 2**63 - 1]."""
-    try:
-        return checks.seed(int(text), "the seed")
-    except InputError as e:                      # (a ValueError: first)
-        raise argparse.ArgumentTypeError(str(e)) from None
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+# an argparse type: a finite number > 0
+_positive = _argtype(float, lambda v: checks.number_in(v, "the value", 0, lo_open=True), "a number")
+# an argparse type: a seed, a whole number in [0, 2**63 - 1]
+_seed = _argtype(int, lambda v: checks.seed(v, "the seed"), "a whole number")
 
 
 def _demo(args) -> int:

@@ -46,7 +46,7 @@ import jax
 import numpy as np
 
 from pegan._extras import require
-from pegan.checks import MAX_STORED_SIDE, foreign_entries, image_size, replacing_dir
+from pegan.checks import MAX_STORED_SIDE, foreign_entries, image_size, replacing_dir, within
 from pegan.errors import DataError, InputError, MissingFileError, brief
 from pegan.imageio import IMAGE_EXTS, check_image_size, to_rgb
 
@@ -309,7 +309,7 @@ def prepare(folder, out_dir, size: int, on_error: str = "raise", encoding: str =
         raise InputError(f"encoding must be 'raw' or 'png', got {encoding!r}")
     size = image_size((size, size), f"--size {size}", MAX_STORED_SIDE, raise_with=None)[0]
     folder, out_dir = Path(folder).resolve(), Path(out_dir).resolve()
-    if folder == out_dir or out_dir in folder.parents:
+    if within(folder, out_dir):
         raise InputError(f"the image folder {folder} is inside --out {out_dir}: writing there would replace "
                          "the images being read; choose an --out outside it")
     files = list_images(folder)

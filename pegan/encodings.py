@@ -32,6 +32,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from pegan.errors import InputError, brief
+
 __all__ = [
     "spe_frequencies",
     "spe_embed",
@@ -42,6 +44,7 @@ __all__ = [
     "CSG2d",
     "ReferenceSPE",
     "encoding_from_config",
+    "checked_encoding",
     "encoding_channels",
 ]
 
@@ -258,6 +261,15 @@ def encoding_from_config(cfg) -> Optional[nn.Module]:
             raise ValueError(f"CSG takes no options, got {sorted(cfg)}")
         return CSG2d()
     raise ValueError(f"unknown positional encoding type {kind!r}; use 'SPE' or 'CSG'")
+
+
+def checked_encoding(cfg, what: str) -> Optional[nn.Module]:
+    """``encoding_from_config(cfg)``, a config it refuses being an ``InputError`` naming the
+    config field ``what`` (for model builders: a ValueError from inside a module's set-up before)."""
+    try:
+        return encoding_from_config(dict(cfg) if cfg is not None else None)
+    except (ValueError, TypeError, KeyError) as e:
+        raise InputError(f"{what} {dict(cfg or {})!r:.120}: {brief(e, 150)}") from None
 
 
 def encoding_channels(cfg) -> int:

@@ -62,8 +62,6 @@ def stack_rows(rows: Sequence[np.ndarray], fill: int = 255) -> np.ndarray:
     return np.concatenate(out, axis=0)
 
 
-
-
 def png_bytes(image: np.ndarray) -> bytes:
     """An [H, W, 3] (or [H, W, 1]) uint8 image as the PNG bytes pegan writes (with its mark)."""
     import io
@@ -83,12 +81,11 @@ def save_png(path, image: np.ndarray) -> str:
     from PIL import Image
 
     path = os.fspath(path)
-    arr = image[..., 0] if image.shape[-1] == 1 else image
     with writing_file(path) as tmp:          # a failed write keeps an earlier file whole
         if path.lower().endswith(".png"):
             tmp.write_bytes(png_bytes(image))
         else:
-            Image.fromarray(arr).save(tmp)
+            Image.fromarray(image[..., 0] if image.shape[-1] == 1 else image).save(tmp)
     return path
 
 

@@ -239,11 +239,12 @@ def apply_overrides(cfg, pairs, flag: str = "--config.") -> ml_collections.Confi
             first = next(iter(current.keys()), "FIELD")
             raise InputError(f"{flag}{key}: {key} is a section; set its fields one by one, e.g. "
                              f"{flag}{key}.{first}=...")
-        if key in _UNSET_AS and current is None or key in _UNSET_AS and raw.strip() == "null":
+        if key in _UNSET_AS:
             if raw.strip() == "null":
                 node[last] = None                  # unset (again)
                 continue
-            current = _UNSET_AS[key]               # an unset field takes the values of its kind
+            if current is None:
+                current = _UNSET_AS[key]           # an unset field takes the values of its kind
         try:
             value = json.loads(raw)
         except ValueError:

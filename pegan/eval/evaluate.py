@@ -177,10 +177,8 @@ class RealImages:
 
 def save_real_stats(path, mu, sigma, num: int, meta: dict) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, mu=mu, sigma=sigma, num=np.asarray(num), meta=np.asarray(json.dumps(meta)))
-    os.replace(tmp, path)
+    with checks.writing_file(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, mu=mu, sigma=sigma, num=np.asarray(num), meta=np.asarray(json.dumps(meta)))
     return path
 
 
@@ -404,10 +402,8 @@ class Evaluator:
         fn = self._feature_fn((net,), order == "bgr")
         feats = self._run_batches(num, self._read_range, fn, self._netvars((net,)))[net]
         if jax.process_index() == 0:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(path.name + ".tmp.npy")
-            np.save(tmp, feats)
-            os.replace(tmp, path)
+            with checks.writing_file(path) as tmp, open(tmp, "wb") as f:
+                np.save(f, feats)
             self.log(f"real {net} features of {num} images in {time.time() - t0:.0f} s, cached at {path}")
         return feats
 

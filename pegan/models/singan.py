@@ -258,11 +258,7 @@ def _check_padding(g) -> None:
 def build_generator(cfg, forms: Optional[Forms] = None) -> SinGANGenerator:
     """``forms``: the ops' forms (default: ``cfg.compute`` resolved for this backend)."""
     _check_padding(cfg.generator)
-    pe = cfg.generator.get("positional_encoding")
-    try:
-        encodings.encoding_from_config(dict(pe) if pe is not None else None)
-    except (ValueError, TypeError, KeyError) as e:
-        raise InputError(f"generator.positional_encoding {dict(pe or {})!r:.120}: {str(e)[:150]}") from None
+    encodings.checked_encoding(cfg.generator.get("positional_encoding"), "generator.positional_encoding")
     return SinGANGenerator(**module_kwargs(cfg.generator), forms=forms or forms_for(cfg))
 
 

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from pegan import checks, encodings, ops
-from pegan.errors import InputError, brief
+from pegan.errors import InputError
 from pegan.nn.layers import EqualConv, EqualDense, StyleConv, ToRGB, random_noise
 from pegan.compute import forms_of, module_dtype, resolve as resolve_compute
 from pegan.models._config import module_kwargs
@@ -352,10 +352,11 @@ def _compute_kwargs(cfg, forms: Optional[Forms]) -> dict:
     return {"forms": forms or forms_of(res), "dtype": module_dtype(res)}
 
 
-def _check_widths(module, size_field: str, section: str):
-    """``module`` when its size is a power of two from 8 to 4096 and its channel table has a
-    positive width for every resolution from 4 to that size; else an InputError naming the
-    config fields (a KeyError deep inside the model's set-up before)."""
+def _check_buildable(module, size_field: str, section: str):
+    """``module`` when its config fields can build it: widths and depths of at least 1, a
+    positive pool, a known encoding, a size that is a power of two from 8 to 4096 and a channel
+    table with a positive width for every resolution from 4 to that size; else an InputError
+    naming the fields (a KeyError, ZeroDivisionError or ValueError deep inside the set-up before)."""
     for field in ("style_channels", "num_mlps"):
         if hasattr(module, field) and not (isinstance(getattr(module, field), int) and getattr(module, field) >= 1):
             raise InputError(f"{section}.{field} must be a whole number of at least 1, got {getattr(module, field)!r}")
@@ -363,13 +364,8 @@ def _check_widths(module, size_field: str, section: str):
     if getattr(module, "with_adaptive_pool", False) and not (
             pool is not None and len(pool) == 2 and all(isinstance(v, int) and v >= 1 for v in pool)):
         raise InputError(f"{section}.pool_size must be two whole numbers of at least 1, got {pool!r}")
-    if hasattr(module, "head_pos_encoding"):
-        pe = module.head_pos_encoding
-        try:
-            encodings.encoding_from_config(dict(pe) if pe is not None else None)   # (outside the module: unbound)
-        except (ValueError, TypeError, KeyError) as e:
-            raise InputError(f"{section}.head_pos_encoding {dict(module.head_pos_encoding or {})!r:.120}: "
-                             f"{brief(e, 150)}") from None
+    if hasattr(module, "head_pos_encoding"):     # (built outside the module: it is unbound here)
+        encodings.checked_encoding(module.head_pos_encoding, f"{section}.head_pos_encoding")
     size = getattr(module, size_field)
     if not (isinstance(size, int) and 8 <= size <= 4096 and size & (size - 1) == 0):
         raise InputError(f"{section}.{size_field} must be a power of two from 8 to 4096, got {size!r}")
@@ -392,13 +388,13 @@ def build_generator(cfg, forms: Optional[Forms] = None, **overrides) -> Generato
     """Generator of an experiment config (``cfg.generator`` or the whole config). ``forms`` and
     the compute dtype default to ``cfg.compute`` resolved for this backend; ``overrides`` win."""
     g = cfg.generator if hasattr(cfg, "generator") else cfg
-    return _check_widths(Generator(**{**module_kwargs(g), **_compute_kwargs(cfg, forms), **overrides}),
+    return _check_buildable(Generator(**{**module_kwargs(g), **_compute_kwargs(cfg, forms), **overrides}),
                          "out_size", "generator")
 
 
 def build_discriminator(cfg, forms: Optional[Forms] = None, **overrides) -> Discriminator:
     d = cfg.discriminator if hasattr(cfg, "discriminator") else cfg
-    return _check_widths(Discriminator(**{**module_kwargs(d), **_compute_kwargs(cfg, forms), **overrides}),
+    return _check_buildable(Discriminator(**{**module_kwargs(d), **_compute_kwargs(cfg, forms), **overrides}),
                          "in_size", "discriminator")
 
 

@@ -240,8 +240,7 @@ class Trainer:
         self.mesh = mesh if mesh is not None else sharded.make_mesh()
         check_config(cfg, self.mesh.devices.size, statistics)
         source = cfg.data.get("path")
-        if source and (self.workdir.resolve() == Path(source).resolve()
-                       or Path(source).resolve() in self.workdir.resolve().parents):
+        if source and checks.within(self.workdir, source):
             raise InputError(f"the workdir {self.workdir} is inside the data {source}: its sample grids would be "
                              "read as training images when the run resumes; choose a workdir outside it")
         ckpt.check_run_dir(self.workdir, "workdir")
